@@ -1,0 +1,1 @@
+"""PAM Explorer: pruning-aware merging of single-task networks, made explorable."""

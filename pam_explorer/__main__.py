@@ -1,0 +1,72 @@
+"""Command line: ``python -m pam_explorer {train,regroup,bench,...}``.
+
+Machine-readable outputs (``--json``) follow the contract in DESIGN.md; progress goes to stderr
+so stdout stays parseable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pam_explorer import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pam_explorer", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one single-task network per task of a preset")
+    t.add_argument("--preset", default="digits-2task")
+    t.add_argument("--arch", default="lenet5")
+    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-train", type=int, default=8000)
+    t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset>)")
+    t.add_argument("--device", default="auto")
+
+    r = sub.add_parser("regroup", help="regroup neurons at alpha (trajectories cached)")
+    r.add_argument("--preset", default="digits-2task")
+    r.add_argument("--alpha", type=float, default=None, help="bits; default: the preset's")
+    r.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
+    r.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
+    _mi_args(r)
+    r.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    g = bsub.add_parser("greedy", help="time one greedy MI trajectory vs the from-scratch approach")
+    g.add_argument("--neurons", type=int, default=1024)
+    g.add_argument("--samples", type=int, default=128)
+    g.add_argument("--labels", type=int, default=5)
+    g.add_argument("--naive-neurons", type=int, default=None)
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--json", action="store_true")
+    return p
+
+
+def _mi_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=int, default=256, help="N pictures for the MI estimate")
+    p.add_argument("--sigma2", type=float, default=0.1)
+    p.add_argument("--pooling", choices=["max", "mean"], default="max")
+    p.add_argument("--label-mode", choices=["sum", "joint"], default="sum")
+    p.add_argument("--bound", choices=["kl", "bd"], default="kl")
+    p.add_argument("--no-cache", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": commands.cmd_train, "regroup": commands.cmd_regroup,
+               "bench": commands.cmd_bench}[args.command]
+    try:
+        result = handler(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

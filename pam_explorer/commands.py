@@ -1,0 +1,80 @@
+"""Implementations of the CLI sub-commands (argument parsing lives in ``__main__``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pam_explorer.config import DataConfig, MIConfig, RegroupConfig, TrainConfig
+
+
+def _err(msg: str, end: str = "\n") -> None:
+    print(msg, file=sys.stderr, end=end, flush=True)
+
+
+def subset_name(subset: tuple[str, ...]) -> str:
+    """Task subsets are named by joining task names with '+' in the preset's task order."""
+    return "+".join(subset)
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from pam_explorer.data import get_preset
+    from pam_explorer.training_run import train_preset
+
+    preset = get_preset(args.preset)
+    out = Path(args.out) if args.out else None
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device)
+    data = DataConfig(n_train=args.n_train, seed=args.seed)
+
+    def progress(task: str, row: dict) -> None:
+        _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  val acc {row['val_accuracy']:.2f}%")
+
+    summary = train_preset(preset, args.arch, cfg, data, out, progress)
+    for task, row in summary["tasks"].items():
+        print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
+              f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
+    return summary
+
+
+def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
+    overrides = []
+    for item in args.override:
+        layer, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--override expects LAYER=ALPHA, got {item!r}")
+        overrides.append((layer, float(value)))
+    alpha = default_alpha if args.alpha is None else args.alpha
+    return RegroupConfig(alpha=alpha, overrides=tuple(overrides), algorithm=args.algorithm)
+
+
+def mi_config(args: argparse.Namespace) -> MIConfig:
+    return MIConfig(n_samples=args.samples, sigma2=args.sigma2, pooling=args.pooling,
+                    label_mode=args.label_mode, bound=args.bound)
+
+
+def cmd_regroup(args: argparse.Namespace) -> dict:
+    from pam_explorer.explore import Explorer
+
+    def progress(layer: str, step: int, total: int) -> None:
+        _err(f"\r  trajectories {layer}: {step}/{total}   ", end="" if step < total else "\n")
+
+    explorer = Explorer.open(args.preset, mi_config(args), use_cache=not args.no_cache,
+                             progress=progress)
+    cfg = regroup_config(args, explorer.preset.default_alpha)
+    report = explorer.regroup_report(cfg)
+    if not args.json:
+        for row in report["layers"]:
+            groups = ", ".join(f"{k}: {v}" for k, v in row["groups"].items())
+            print(f"{row['name']:>8}  width {row['width']:>4}  shared {row['sharing_ratio']:.2%}  ({groups})")
+    return report
+
+
+def cmd_bench(args: argparse.Namespace) -> dict:
+    from pam_explorer.bench import bench_greedy
+
+    result = bench_greedy(neurons=args.neurons, samples=args.samples, labels=args.labels,
+                          device=args.device, naive_neurons=args.naive_neurons)
+    if not args.json:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    return result

@@ -1,0 +1,38 @@
+"""Default pre-trained single-task networks committed under ``assets/<preset>/``.
+
+Layout: ``assets/<preset>/<task>.safetensors`` + ``<task>.json`` (architecture, preset, seed,
+accuracy). They are reproduced by ``python -m pam_explorer train --preset <preset> --save``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pam_explorer.zoo import load_checkpoint
+from pam_explorer.zoo.chain import ChainNet
+from pam_explorer.zoo.checkpoint import read_meta
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def asset_dir(preset: str, root: Path | None = None) -> Path:
+    return (root or ASSETS) / preset
+
+
+def has_pretrained(preset: str, tasks: tuple[str, ...], root: Path | None = None) -> bool:
+    d = asset_dir(preset, root)
+    return all((d / f"{t}.safetensors").is_file() for t in tasks)
+
+
+def load_pretrained(preset: str, tasks: tuple[str, ...], root: Path | None = None) -> list[ChainNet]:
+    """The committed networks of ``preset``, one per task, in task order (eval mode)."""
+    d = asset_dir(preset, root)
+    missing = [t for t in tasks if not (d / f"{t}.safetensors").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"no pre-trained networks for preset {preset!r} (missing {missing} in {d}); "
+            f"create them with: python -m pam_explorer train --preset {preset} --save")
+    return [load_checkpoint(d / f"{t}.safetensors").eval() for t in tasks]
+
+
+def pretrained_meta(preset: str, task: str, root: Path | None = None) -> dict:
+    return read_meta(asset_dir(preset, root) / f"{task}.safetensors")

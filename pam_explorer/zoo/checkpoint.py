@@ -1,0 +1,87 @@
+"""Safe checkpoints: safetensors weights + a JSON sidecar describing how to rebuild the net.
+
+Loading never unpickles anything. A checkpoint that does not fit the architecture raises
+:class:`CheckpointMismatch` naming the first mismatched tensor.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pam_explorer.zoo.registry import build_model
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint's tensors do not fit the architecture."""
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``path`` (.safetensors) and ``path`` with suffix .json (architecture + ``meta``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    info = {
+        "arch": getattr(model, "arch", None),
+        "num_outputs": getattr(model, "num_outputs", None),
+        "in_channels": getattr(model, "in_channels", None),
+        "image_size": getattr(model, "image_size", None),
+        "hparams": getattr(model, "hparams", {}),
+        **(meta or {}),
+    }
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    return path
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else gets a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointMismatch(
+            f"{path.name} is not a safetensors checkpoint ({exc}); save weights with "
+            "safetensors.torch.save_file(model.state_dict(), path)") from exc
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
+    """Copy ``state`` into ``model`` after checking every tensor name and shape."""
+    expected = model.state_dict()
+    arch = getattr(model, "arch", type(model).__name__)
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointMismatch(f"{source} lacks tensor {key!r} of shape {tuple(tensor.shape)} "
+                                     f"required by {arch}")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointMismatch(
+                f"tensor {key!r} has shape {tuple(state[key].shape)} in the {source} but "
+                f"{arch} expects {tuple(tensor.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointMismatch(f"{source} has tensor(s) {extra[:5]} that {arch} does not have")
+    model.load_state_dict(state)
+    return model
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Load ``path`` into ``model`` or, if None, into a network rebuilt from the JSON sidecar."""
+    path = Path(path)
+    state = read_state(path)
+    if model is None:
+        info = json.loads(path.with_suffix(".json").read_text())
+        model = build_model(info["arch"], info["num_outputs"], info["in_channels"],
+                            info["image_size"], **info.get("hparams", {}))
+    return load_state_into(model, state, source=path.name)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of a checkpoint."""
+    return json.loads(Path(path).with_suffix(".json").read_text())
