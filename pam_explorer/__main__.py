@@ -33,6 +33,33 @@ def build_parser() -> argparse.ArgumentParser:
     _mi_args(r)
     r.add_argument("--json", action="store_true")
 
+    m = sub.add_parser("merge", help="merge the preset's networks at alpha (+ finetune) -> DIR")
+    m.add_argument("--preset", default="digits-2task")
+    m.add_argument("--alpha", type=float, default=None)
+    m.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
+    m.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
+    m.add_argument("--finetune-epochs", type=int, default=0)
+    m.add_argument("--device", default="auto")
+    m.add_argument("--out", required=True)
+    _mi_args(m)
+    m.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("experiment", help="B1 vs B2 vs PAM under one pruning method -> DIR/report.json")
+    e.add_argument("--preset", default="digits-2task")
+    e.add_argument("--prune", default="taylor")
+    e.add_argument("--alpha", type=float, default=None)
+    e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
+    e.add_argument("--finetune-epochs", type=int, default=3)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
+    e.add_argument("--out", required=True)
+    e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="export the merged model of a run directory to one file")
+    x.add_argument("--run", required=True, help="a run directory (experiment or merge --out)")
+    x.add_argument("--out", required=True, help="the .zip file to write")
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
     g = bsub.add_parser("greedy", help="time one greedy MI trajectory vs the from-scratch approach")
@@ -41,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", type=int, default=5)
     g.add_argument("--naive-neurons", type=int, default=None)
     g.add_argument("--device", default="cpu")
+    g.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's)")
     g.add_argument("--json", action="store_true")
     return p
 
@@ -57,7 +85,8 @@ def _mi_args(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": commands.cmd_train, "regroup": commands.cmd_regroup,
-               "bench": commands.cmd_bench}[args.command]
+               "merge": commands.cmd_merge, "experiment": commands.cmd_experiment,
+               "export": commands.cmd_export, "bench": commands.cmd_bench}[args.command]
     try:
         result = handler(args)
     except (ValueError, FileNotFoundError) as exc:

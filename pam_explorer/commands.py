@@ -56,7 +56,9 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
     from pam_explorer.explore import Explorer
 
     def progress(layer: str, step: int, total: int) -> None:
-        _err(f"\r  trajectories {layer}: {step}/{total}   ", end="" if step < total else "\n")
+        # a line per 25 % keeps logs short when stderr is not a terminal
+        if step == total or step % max(1, total // 4) == 0:
+            _err(f"  trajectories {layer}: {step}/{total}")
 
     explorer = Explorer.open(args.preset, mi_config(args), use_cache=not args.no_cache,
                              progress=progress)
@@ -69,11 +71,56 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
     return report
 
 
+def cmd_merge(args: argparse.Namespace) -> dict:
+    from pam_explorer.merge_run import merge_preset
+
+    def progress(msg: str) -> None:
+        _err(f"  {msg}")
+
+    from pam_explorer.data import get_preset
+    cfg = regroup_config(args, get_preset(args.preset).default_alpha)
+    summary = merge_preset(args.preset, cfg, mi_config(args), args.finetune_epochs, args.device,
+                           Path(args.out), progress)
+    if not args.json:
+        print(f"merged model -> {summary['model']}")
+        for s, f in summary["flops"].items():
+            print(f"  FLOPs {s:>6}: {f:,}")
+        print(f"  accuracy (test, %): {summary['accuracy']}")
+    return summary
+
+
+def cmd_experiment(args: argparse.Namespace) -> dict:
+    from pam_explorer.experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(preset=args.preset, prune=args.prune, alpha=args.alpha,
+                           schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
+                           finetune_epochs=args.finetune_epochs, quick=args.quick, seed=args.seed,
+                           device=args.device)
+    report = run_experiment(cfg, Path(args.out), progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
+    if not args.json:
+        print((Path(args.out) / "table.md").read_text())
+    return report
+
+
+def cmd_export(args: argparse.Namespace) -> dict:
+    from pam_explorer import export
+
+    src = Path(args.run) / "model.zip"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} not found: --run must be a finished experiment or merge directory")
+    net = export.load(src)  # validates the file and rebuilds the model before writing anything
+    manifest = export.read_manifest(src)
+    extra = {k: v for k, v in manifest.items() if k not in export.manifest_of(net)}
+    path = export.save(net, Path(args.out), extra)
+    print(f"exported {src} -> {path} ({path.stat().st_size:,} bytes)")
+    return {"out": str(path)}
+
+
 def cmd_bench(args: argparse.Namespace) -> dict:
     from pam_explorer.bench import bench_greedy
 
     result = bench_greedy(neurons=args.neurons, samples=args.samples, labels=args.labels,
-                          device=args.device, naive_neurons=args.naive_neurons)
+                          device=args.device, naive_neurons=args.naive_neurons, threads=args.threads)
     if not args.json:
         for k, v in result.items():
             print(f"{k}: {v}")

@@ -1,0 +1,43 @@
+"""The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from pam_explorer import export
+from pam_explorer.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
+from pam_explorer.cost import subset_costs
+from pam_explorer.data import load_preset_data
+from pam_explorer.explore import Explorer
+from pam_explorer.finetune import evaluate, finetune
+from pam_explorer.merge import merge_networks
+from pam_explorer.prune import TaskData
+
+
+def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
+                 out: Path, progress: Callable[[str], None] | None = None) -> dict:
+    """Writes DIR/model.zip and DIR/merge.json {groups, flops, accuracy, ...}; returns the JSON."""
+    say = progress or (lambda _m: None)
+    explorer = Explorer.open(preset, mi)
+    groups = explorer.groups(cfg)
+    net = merge_networks(explorer.nets, explorer.tasks, groups)
+    data = TaskData.from_splits(load_preset_data(explorer.preset, DataConfig()), explorer.preset)
+    before = evaluate(net, *data.test)
+    history = []
+    if finetune_epochs > 0:
+        say(f"finetuning {finetune_epochs} epoch(s)")
+        res = finetune(net, data.train, data.val, FinetuneConfig(epochs=finetune_epochs, device=device),
+                       progress=lambda row: say(f"epoch {row['epoch']}: val {row['val_accuracy']}"))
+        history = res.history
+    net = net.cpu().eval()
+    summary = {"preset": preset, "alpha": cfg.alpha, "overrides": dict(cfg.overrides),
+               "algorithm": cfg.algorithm,
+               "groups": {l: {"+".join(k): len(v) for k, v in g.groups.items()} for l, g in groups.items()},
+               "flops": {s: c["flops"] for s, c in subset_costs(net).items()},
+               "accuracy_before_finetune": before, "accuracy": evaluate(net, *data.test),
+               "history": history}
+    out.mkdir(parents=True, exist_ok=True)
+    summary["model"] = str(export.save(net, out / "model.zip", {k: v for k, v in summary.items() if k != "history"}))
+    (out / "merge.json").write_text(json.dumps(summary, indent=2))
+    return summary
