@@ -1,0 +1,400 @@
+"""Baseline B2: Multi-Task Zipping (He, Zhou, Thiele, NeurIPS 2018), written from the paper's idea.
+
+Two single-task chain networks are zipped layer by layer, bottom up, into one fully shared trunk
+with one head per task. For layer l (the layers below already zipped):
+
+1. Input Hessians H_t = E[x x^T] of the layer's input (conv: over batch, output positions and
+   kernel positions of the im2col columns, one C_in x C_in matrix shared by every kernel
+   position; fc after conv: the flattened C*H*W features), plus a ridge eps * mean(diag(H)) * I
+   so the inverses exist (dead ReLU inputs and zero padding make H singular; eps is relative, so
+   it does not depend on the activation scale; default 1e-3).
+2. H^ = (H_A^-1 + H_B^-1)^-1, computed as H_A (H_A + H_B)^-1 H_B (one solve, no explicit
+   inverse). The cost of zipping neuron i of A with neuron j of B is
+   dE = 1/2 (w_A,i - w_B,j)^T H^ (w_A,i - w_B,j), summed over kernel positions for a conv.
+   It is the minimum over w of 1/2 (w - w_A)^T H_A (w - w_A) + 1/2 (w - w_B)^T H_B (w - w_B),
+   attained at the merged weight (H_A + H_B)^-1 (H_A w_A + H_B w_B) (per kernel position).
+3. Pairs are taken greedily, cheapest first among still unpaired neurons, until every neuron of the
+   narrower network is paired; the wider network's extra neurons join the shared layer unpaired.
+   Biases of a pair are averaged (the Hessian models the weights only; the bias is a weight on
+   a constant input whose second moment both tasks share, so its merge is the plain mean).
+   Per-neuron ops of a pair (BatchNorm affine parameters and running statistics) are averaged
+   too: exact when the two neurons agree, and a cheap start that the retraining then corrects.
+4. The next layer (or the heads) of each task has its input columns re-indexed to the zipped
+   order (a conv channel feeding an fc layer is H*W consecutive features); a short joint
+   retraining (``retrain_batches`` minibatches, task-averaged gradients on shared weights) follows.
+
+The partially zipped network is a :class:`MergedNet`: layers <= l hold only the "A+B" group,
+layers > l the exclusive groups "A" and "B" with their original weights, so "A" at layer l + 1
+reads the shared trunk (connectivity tau2 ⊆ tau1) and finetune's loss machinery applies as is.
+
+Hessian source (``MTZConfig.hessian``). "zipped" (default, the paper's Algorithm: the Hessians of
+the current, partially zipped networks): the layer-l input of each task is the shared trunk's
+output, i.e. the input the zipped layer will actually see. All tasks here see the same pictures,
+so H_A == H_B: H^ = H / 2, the merged weight is the mean, and the pair cost is still
+Hessian-weighted. "original": each original network's own layer-l input, with its columns placed
+at the merged positions of its neurons (columns of the other net's extra neurons get only the
+ridge); this keeps H_A != H_B but measures inputs that the zipped layer no longer receives.
+
+Only K = 2 tasks are supported (ValueError otherwise): zipping a third network into a trunk would
+need a Hessian of a merged pair, which the paper does not define.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pam_explorer.cost import LayerGeometry, NetGeometry
+from pam_explorer.device import resolve_device
+from pam_explorer.finetune import evaluate, grad_scales, joint_loss, scale_gradients
+from pam_explorer.merge import chain_geometry, exclusive_grouping, merge_networks
+from pam_explorer.merged_net import MergedNet, check_tasks, make_core, make_group
+from pam_explorer.zoo.chain import ChainNet
+
+Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
+Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
+Progress = Callable[[dict], None]
+HESSIAN_SOURCES = ("zipped", "original")
+
+
+@dataclass(frozen=True)
+class MTZConfig:
+    """n_samples: training pictures for the input Hessians; eps: ridge relative to mean(diag H);
+    retrain_batches: joint minibatches after each zipped layer (0 = none); batch_size, lr (Adam),
+    seed: of that retraining; hessian: "zipped" | "original" (module docstring)."""
+
+    n_samples: int = 512
+    eps: float = 1e-3
+    retrain_batches: int = 200
+    batch_size: int = 128
+    lr: float = 2e-3
+    hessian: str = "zipped"
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"MTZConfig.{name}: {msg}, got {getattr(self, name)!r}")
+
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("n_samples", "batch_size"):
+            if not is_int(getattr(self, name)) or getattr(self, name) <= 0:
+                fail(name, "must be a positive integer")
+        if not is_int(self.retrain_batches) or self.retrain_batches < 0:
+            fail("retrain_batches", "must be an integer >= 0")
+        for name in ("eps", "lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+                fail(name, "must be a finite number > 0")
+        if self.hessian not in HESSIAN_SOURCES:
+            fail("hessian", f"must be one of {list(HESSIAN_SOURCES)}")
+        if not is_int(self.seed):
+            fail("seed", "must be an integer")
+        if not isinstance(self.device, str) or not self.device:
+            fail("device", "must be a device name such as 'auto', 'cpu' or 'cuda'")
+
+
+@dataclass
+class MTZResult:
+    """net: the zipped MergedNet (every layer only "A+B"); log: per layer {"layer", "width",
+    "pairs" [(i_A, j_B)], "mean_cost", "retrain_loss", "val_accuracy" {task: %}}."""
+
+    net: MergedNet
+    log: list[dict] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- MTZ math
+def conv_moment(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int] = (1, 1),
+                padding: Sequence[int] = (0, 0),
+                dilation: Sequence[int] = (1, 1)) -> tuple[torch.Tensor, int]:
+    """x (N, C, H, W) -> (sum over im2col columns and kernel positions of v v^T (C, C), count)."""
+    n, c = x.shape[:2]
+    cols = F.unfold(x, tuple(kernel), dilation=tuple(dilation), padding=tuple(padding), stride=tuple(stride))
+    cols = cols.view(n, c, -1).transpose(0, 1).reshape(c, -1)  # (C, N * K * L), channel-major rows
+    return cols @ cols.T, cols.shape[1]
+
+
+def conv_hessian(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int] = (1, 1),
+                 padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1)) -> torch.Tensor:
+    """E[v v^T] (C, C) over every (sample, output position, kernel position) input vector v."""
+    total, count = conv_moment(x, kernel, stride, padding, dilation)
+    return total / count
+
+
+def ridge(h: torch.Tensor, eps: float) -> torch.Tensor:
+    """h + eps * mean(diag h) * I (eps * I for an all-zero h): invertible, scale-free."""
+    scale = float(h.diagonal().mean())
+    return h + eps * (scale if scale > 0 else 1.0) * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+
+
+def hessian_hat(h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
+    """(H_A^-1 + H_B^-1)^-1 = H_A (H_A + H_B)^-1 H_B, symmetrised against rounding; (C, C)."""
+    out = h_a @ torch.linalg.solve(h_a + h_b, h_b)
+    return (out + out.T) / 2
+
+
+def pair_costs(w_a: torch.Tensor, w_b: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
+    """dE[i, j] = 1/2 sum_k (a_ik - b_jk)^T H^ (a_ik - b_jk); w_a (n_A, K, C), w_b (n_B, K, C)
+    per-neuron weights by kernel position -> (n_A, n_B), clamped at 0 against rounding."""
+    qa = torch.einsum("ikc,cd,ikd->i", w_a, h_hat, w_a)
+    qb = torch.einsum("jkc,cd,jkd->j", w_b, h_hat, w_b)
+    cross = torch.einsum("ikc,cd,jkd->ij", w_a, h_hat, w_b)
+    return (0.5 * (qa[:, None] + qb[None, :] - 2 * cross)).clamp_min(0)
+
+
+def merge_weights(w_a: torch.Tensor, w_b: torch.Tensor, h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
+    """(H_A + H_B)^-1 (H_A a_k + H_B b_k) for each pair and kernel position: (n, K, C) x2 -> (n, K, C)."""
+    rhs = (w_a @ h_a + w_b @ h_b).transpose(-1, -2)  # H symmetric: (H a)^T = a^T H; (n, C, K)
+    return torch.linalg.solve(h_a + h_b, rhs).transpose(-1, -2)
+
+
+def greedy_pairs(costs: torch.Tensor) -> list[tuple[int, int]]:
+    """Cheapest pair of still unpaired neurons first, until min(n_A, n_B) pairs; sorted by i."""
+    n_a, n_b = costs.shape
+    used_a, used_b, pairs = set(), set(), []
+    for flat in torch.argsort(costs.flatten(), stable=True).tolist():  # ties: lowest index first
+        i, j = divmod(flat, n_b)
+        if i in used_a or j in used_b:
+            continue
+        used_a.add(i), used_b.add(j), pairs.append((i, j))
+        if len(pairs) == min(n_a, n_b):
+            break
+    return sorted(pairs)
+
+
+def neuron_weights(weight: torch.Tensor) -> torch.Tensor:
+    """Core weight (n, C) or (n, C, kh, kw) -> (n, K, C): each kernel position a C-vector."""
+    if weight.dim() == 2:
+        return weight[:, None, :]
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, weight.shape[1])
+
+
+def _core_weight(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`neuron_weights` for a core shaped like ``like`` (out rows may differ)."""
+    if like.dim() == 2:
+        return w[:, 0, :]
+    kh, kw = like.shape[2:]
+    return w.reshape(w.shape[0], kh, kw, like.shape[1]).permute(0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------- Hessians
+def _padding(lg: LayerGeometry) -> tuple[int, int]:
+    if lg.padding == "valid":
+        return (0, 0)
+    if lg.padding == "same":  # stride 1 only, as torch requires; odd kernels pad symmetrically
+        return tuple(d * (k - 1) // 2 for d, k in zip(lg.dilation, lg.kernel))
+    return tuple(lg.padding)
+
+
+@torch.no_grad()
+def _input_hessian(model: nn.Module, run: Callable[[torch.Tensor], object], core: nn.Module,
+                   lg: LayerGeometry, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """E[x x^T] (float64) of ``core``'s input while ``run`` is applied to ``images`` in batches,
+    with ``model`` in eval mode (no BatchNorm statistic changes; its mode is restored after)."""
+    acc: dict[str, object] = {"sum": 0.0, "count": 0}
+
+    def hook(_module: nn.Module, args: tuple) -> None:
+        x = args[0].detach().double()
+        if lg.kind == "conv":
+            total, count = conv_moment(x, lg.kernel, lg.stride, _padding(lg), lg.dilation)
+        else:
+            total, count = x.T @ x, x.shape[0]
+        acc["sum"], acc["count"] = acc["sum"] + total, acc["count"] + count
+
+    handle, was_training = core.register_forward_pre_hook(hook), model.training
+    model.eval()
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            run(images[start:start + batch_size])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return acc["sum"] / acc["count"]
+
+
+def _scatter(h: torch.Tensor, merged_pos: torch.Tensor | None, width: int, factor: int) -> torch.Tensor:
+    """An original net's input Hessian placed at the merged columns of its input neurons."""
+    if merged_pos is None:  # the image: same columns in every network
+        return h
+    cols = (merged_pos[:, None] * factor + torch.arange(factor, device=h.device)).flatten()
+    out = h.new_zeros(width * factor, width * factor)
+    out[cols[:, None], cols[None, :]] = h
+    return out
+
+
+def _hessians(cur: MergedNet, nets: Sequence[ChainNet], lg: LayerGeometry, images: torch.Tensor,
+              prev_maps: Sequence[torch.Tensor] | None, prev_width: int,
+              config: MTZConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridged input Hessians (H_A, H_B) of layer ``lg`` in the merged input column order."""
+    device = next(cur.parameters()).device
+    if config.hessian == "zipped":  # "A" and "B" read the same trunk (or image): one Hessian
+        task = cur.tasks[0]
+        h = _input_hessian(cur, lambda x: cur(x.to(device), [task]), cur.groups[lg.name][task][0], lg, images)
+        return ridge(h, config.eps), ridge(h, config.eps)
+    out = []
+    for t, net in enumerate(nets):
+        on = next(net.parameters()).device
+        h = _input_hessian(net, lambda x: net(x.to(on)), net.blocks[lg.name][0], lg, images)  # noqa: B023
+        h = _scatter(h.to(device), None if prev_maps is None else prev_maps[t].to(device), prev_width,
+                     1 if lg.kind == "conv" else lg.in_factor)
+        out.append(ridge(h, config.eps))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- surgery
+def _pair_or_own(ta: torch.Tensor, tb: torch.Tensor, ia: torch.Tensor, jb: torch.Tensor,
+                 extra: torch.Tensor, wide: int, paired: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows of the zipped layer: the pairs' merged rows (``paired``, default the mean of
+    ta[ia] and tb[jb]), then the wider net's (index ``wide``) unpaired rows ``extra``."""
+    if ta.dim() == 0:  # a scalar buffer (BatchNorm's batch counter): the larger one
+        return torch.maximum(ta, tb)
+    paired = ((ta[ia].double() + tb[jb].double()) / 2).to(ta.dtype) if paired is None else paired
+    return torch.cat([paired.to(ta.dtype), (ta, tb)[wide][extra]])
+
+
+def _zip_group(lg: LayerGeometry, ga: nn.Sequential, gb: nn.Sequential, h_a: torch.Tensor,
+               h_b: torch.Tensor) -> tuple[nn.Sequential, dict]:
+    """Zip groups "A" and "B" (reading the same inputs) of one layer into one group.
+
+    Returns the group and {"pairs", "mean_cost", "maps": (A's (n_A,), B's (n_B,) zipped
+    positions), "prov"}; the zipped order is the pairs by A's index, then the extras."""
+    wa, wb = (neuron_weights(g[0].weight.detach().double()) for g in (ga, gb))
+    n_a, n_b = wa.shape[0], wb.shape[0]
+    costs = pair_costs(wa, wb, hessian_hat(h_a, h_b))
+    pairs = greedy_pairs(costs)
+    ia, jb = (torch.tensor([p[k] for p in pairs], dtype=torch.long, device=wa.device) for k in (0, 1))
+    wide = 0 if n_a >= n_b else 1
+    taken = (ia, jb)[wide]
+    extra = torch.tensor([i for i in range(max(n_a, n_b)) if i not in set(taken.tolist())],
+                         dtype=torch.long, device=wa.device)
+    merged = merge_weights(wa[ia], wb[jb], h_a, h_b)
+    weight = _core_weight(_pair_or_own(wa, wb, ia, jb, extra, wide, merged), ga[0].weight)
+    group = make_group(lg, ga[0].weight.shape[1], int(weight.shape[0])).to(ga[0].weight.device)
+    with torch.no_grad():
+        group[0].weight.copy_(weight)
+        if group[0].bias is not None:
+            group[0].bias.copy_(_pair_or_own(ga[0].bias, gb[0].bias, ia, jb, extra, wide))
+        for k in range(1, len(group)):  # BatchNorm: averaged parameters and running statistics
+            sa, sb = ga[k].state_dict(), gb[k].state_dict()
+            group[k].load_state_dict({n: _pair_or_own(v, sb[n], ia, jb, extra, wide) for n, v in sa.items()})
+    maps = [torch.empty(n, dtype=torch.long) for n in (n_a, n_b)]
+    for t, idx in enumerate((ia, jb)):
+        maps[t][idx.cpu()] = torch.arange(len(pairs))
+    maps[wide][extra.cpu()] = torch.arange(len(pairs), len(pairs) + extra.numel())
+    prov = [(0, i) for i in ia.tolist()] + [(wide, e) for e in extra.tolist()]
+    mean_cost = float(costs[ia, jb].mean()) if pairs else 0.0
+    return group.train(ga.training), {"pairs": pairs, "mean_cost": mean_cost, "maps": maps, "prov": prov}
+
+
+def _reindex(module: nn.Module, pos: torch.Tensor, width: int, factor: int,
+             lg: LayerGeometry | None, head_bias: bool = True) -> nn.Module:
+    """A group (Sequential) or head (Linear) whose input neuron i moves to column ``pos[i]`` of
+    ``width`` input neurons (``factor`` consecutive features each); new columns are zero."""
+    core = module[0] if isinstance(module, nn.Sequential) else module
+    w = core.weight
+    if lg is None:  # a head
+        new = make_core("fc", width * factor, w.shape[0], bias=head_bias, device=w.device, dtype=w.dtype)
+    else:
+        new = make_core(lg.kind, width * factor, w.shape[0], lg.kernel, lg.stride, lg.padding,
+                        lg.dilation, lg.bias, w.device, w.dtype)
+    cols = (pos.to(w.device)[:, None] * factor + torch.arange(factor, device=w.device)).flatten()
+    with torch.no_grad():
+        new.weight[:, cols] = w
+        if core.bias is not None:
+            new.bias.copy_(core.bias)
+    if isinstance(module, nn.Sequential):
+        return nn.Sequential(new, *list(module)[1:]).train(module.training)
+    return new.train(module.training)
+
+
+def _rebuild(cur: MergedNet, geo: NetGeometry, index: int, group: nn.Sequential, info: dict) -> MergedNet:
+    """``cur`` with layer ``index`` replaced by the zipped group and its readers re-indexed."""
+    names, tasks = geo.layer_names, geo.tasks
+    groups = {n: dict(cur.groups[n].items()) for n in names}
+    prov = cur.provenance_map()
+    groups[names[index]], prov[names[index]] = {"+".join(tasks): group}, {"+".join(tasks): info["prov"]}
+    width = len(info["prov"])
+    heads = dict(cur.heads.items())
+    if index + 1 < len(names):
+        nxt = geo.layers[index + 1]
+        for t, task in enumerate(tasks):
+            groups[nxt.name][task] = _reindex(groups[nxt.name][task], info["maps"][t], width,
+                                              nxt.in_factor, nxt)
+    else:
+        for t, task in enumerate(tasks):
+            heads[task] = _reindex(heads[task], info["maps"][t], width, geo.head_in_factor, None,
+                                   geo.head_bias)
+    return MergedNet(geo, groups, heads, prov).train(cur.training)
+
+
+# --------------------------------------------------------------------------- retraining
+def _retrain(net: MergedNet, train: Split, config: MTZConfig, seed: int) -> float:
+    """``config.retrain_batches`` joint Adam steps (shared grads task-averaged); mean loss."""
+    if config.retrain_batches == 0:
+        return float("nan")
+    images, targets = train
+    device = next(net.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    scales = grad_scales(net)
+    optim = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
+    bs = min(config.batch_size, images.shape[0])
+    order, total, was_training = torch.empty(0, dtype=torch.long), 0.0, net.training
+    net.train()
+    try:
+        for _ in range(config.retrain_batches):
+            if order.numel() < bs:  # a fresh shuffle when the current one runs out
+                order = torch.cat([order, torch.randperm(images.shape[0], generator=gen)])
+            idx, order = order[:bs], order[bs:]
+            optim.zero_grad(set_to_none=True)
+            loss = joint_loss(net, images[idx].to(device), {t: targets[t][idx].to(device) for t in net.tasks})
+            loss.backward()
+            scale_gradients(net, scales)
+            optim.step()
+            total += float(loss.detach())
+    finally:
+        net.train(was_training)
+    return total / config.retrain_batches
+
+
+# --------------------------------------------------------------------------- driver
+def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, val: Split,
+                 config: MTZConfig = MTZConfig(), progress: Progress | None = None) -> MTZResult:
+    """Zip two single-task networks (one per task, in task order) into one shared trunk.
+
+    train/val: (images (N, C, H, W), {task: (N, L_t) float {0, 1}}). The input networks are not
+    modified. The result is on ``config.device``, in eval mode; ``progress`` gets each layer's
+    log record (without the pairs) after its retraining. ValueError unless exactly 2 tasks.
+    """
+    tasks = check_tasks(tasks)
+    if len(tasks) != 2 or len(nets) != 2:
+        raise ValueError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
+                         f"tasks {list(tasks)} (more tasks are not supported)")
+    geo = chain_geometry(nets, tasks)
+    device = resolve_device(config.device)
+    cur = merge_networks(nets, tasks, exclusive_grouping(nets, tasks)).to(device).eval()
+    images = train[0][:config.n_samples]
+    log: list[dict] = []
+    maps, width = None, geo.in_channels
+    for index, lg in enumerate(geo.layers):
+        h_a, h_b = _hessians(cur, nets, lg, images, maps, width, config)
+        ga, gb = (cur.groups[lg.name][t] for t in tasks)
+        group, info = _zip_group(lg, ga, gb, h_a, h_b)
+        cur = _rebuild(cur, geo, index, group, info)
+        loss = _retrain(cur, train, config, config.seed + index)
+        maps, width = info["maps"], len(info["prov"])
+        record = {"layer": lg.name, "width": width, "pairs": info["pairs"], "mean_cost": info["mean_cost"],
+                  "retrain_loss": loss, "val_accuracy": evaluate(cur, val[0], val[1])}
+        log.append(record)
+        if progress is not None:
+            progress({k: v for k, v in record.items() if k != "pairs"})
+    return MTZResult(cur.eval(), log)
+
+
+__all__ = ["MTZConfig", "MTZResult", "zip_networks", "conv_hessian", "conv_moment", "ridge",
+           "hessian_hat", "pair_costs", "merge_weights", "greedy_pairs", "neuron_weights"]

@@ -1,0 +1,24 @@
+"""Baseline B1: no merging. Each task keeps its own single-task network, as a K = 1 MergedNet
+(every neuron in the group of its one task), so pruning and cost share MergedNet's code path."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from pam_explorer.merged_net import MergedNet, check_tasks
+
+
+def separate_nets(nets: Sequence[nn.Module], tasks: Sequence[str]) -> dict[str, MergedNet]:
+    """{task: MergedNet.from_single(net, task)}, one per network in task order.
+
+    Each result reproduces its network exactly: net(x) == result(x)[task] for x (N, C, H, W).
+    ValueError unless there is exactly one network per (distinct, valid) task name.
+    """
+    tasks = check_tasks(tasks)
+    if len(nets) != len(tasks):
+        raise ValueError(f"need one network per task; got {len(nets)} networks for tasks {list(tasks)}")
+    return {task: MergedNet.from_single(net, task) for net, task in zip(nets, tasks)}
+
+
+__all__ = ["separate_nets"]
