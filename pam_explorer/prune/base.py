@@ -1,0 +1,370 @@
+"""Pruning contract, registry, and the alternating accuracy-constrained driver shared by P1 and P2.
+
+Every scheme is a :class:`~pam_explorer.merged_net.MergedNet` (B1: one per task, B2: fully shared,
+PAM: merged), so one code path prunes all of them with the same fair rule (DESIGN, "Pruning, fair
+comparison"; PAM paper Sec. 5.1 and 6.1):
+
+* step k prunes for the next not-yet-frozen task t in round-robin order (A -> B -> A ...), scoring
+  only the neurons of t's subgraph (groups whose key contains t) against t's loss;
+* the lowest-importance neurons are removed physically (never one whose removal would leave a
+  task or a group without a path to the input), then the net is jointly finetuned for
+  ``finetune_batches`` minibatches and every task's validation accuracy is measured;
+* if some task lost more than ``delta`` points against its unpruned reference, the step is
+  reverted; a rejected step larger than ``min_step`` halves task t's step cap (used at t's next
+  turn, so turns stay strictly alternating), a rejected ``min_step`` step freezes t;
+* stop when every task is frozen (or cannot lose another neuron) or after ``max_steps`` turns,
+  then finetune ``final_finetune_epochs`` epochs and report validation and test accuracy.
+
+The input network is never modified: pruning runs on a deep copy. Progress goes to an optional
+``progress(dict)`` callback; an exception raised by it cancels the run.
+"""
+from __future__ import annotations
+
+import abc
+import copy
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+
+from pam_explorer.config import FinetuneConfig
+from pam_explorer.cost import check_structure, subset_costs
+from pam_explorer.device import resolve_device
+from pam_explorer.finetune import evaluate, finetune, grad_scales, joint_loss, scale_gradients
+from pam_explorer.merged_net import MergedNet
+
+Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
+Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
+Progress = Callable[[dict], None]
+GroupId = tuple[str, str]  # (layer, key)
+SCORE_SCOPES = ("task", "sharing")
+Scores = dict[GroupId, torch.Tensor]  # (layer, key) -> (width,) importance, higher = keep
+
+
+# --------------------------------------------------------------------------- configuration
+def _fail(name: str, msg: str) -> None:
+    raise ValueError(f"PruneConfig.{name}: {msg}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Settings of every pruning method (P1/P2 and later ones share the driver fields).
+
+    delta: accuracy points a task may lose on validation vs its unpruned reference.
+    step_fraction: fraction of the task subgraph's current neurons removed per step (>= min_step).
+    finetune_batches: joint-finetuning minibatches after each step; score_batches: minibatches
+    for importance estimation (P2). max_steps counts accepted and rejected steps.
+    score_scope: "task" scores task t's subgraph against t's loss only (the paper's alternating
+    rule); "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
+    (P2; P1's gates are always trained on every sharing task's loss).
+    P1 (VIB): vib_epochs of gate + weight training with loss + kl_weight * KL, gates learnt at
+    vib_lr; neurons with log(sigma^2 / mu^2) > log_alpha_threshold are removed first.
+    """
+
+    delta: float = 0.5
+    step_fraction: float = 0.1
+    min_step: int = 1
+    finetune_batches: int = 40
+    final_finetune_epochs: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int = 200
+    score_batches: int = 10
+    vib_epochs: int = 3
+    kl_weight: float = 1e-3
+    vib_lr: float = 2e-2
+    log_alpha_threshold: float = 3.0
+    score_scope: str = "task"
+
+    def __post_init__(self) -> None:
+        if not _is_num(self.delta) or self.delta < 0:
+            _fail("delta", f"must be a finite number >= 0, got {self.delta!r}")
+        if not _is_num(self.step_fraction) or not 0 < self.step_fraction <= 1:
+            _fail("step_fraction", f"must be in (0, 1], got {self.step_fraction!r}")
+        for name in ("min_step", "batch_size", "score_batches"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                _fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("finetune_batches", "final_finetune_epochs", "max_steps", "vib_epochs"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                _fail(name, f"must be an integer >= 0, got {getattr(self, name)!r}")
+        for name in ("lr", "vib_lr"):
+            if not _is_num(getattr(self, name)) or getattr(self, name) <= 0:
+                _fail(name, f"must be a finite number > 0, got {getattr(self, name)!r}")
+        if not _is_num(self.kl_weight) or self.kl_weight < 0:
+            _fail("kl_weight", f"must be a finite number >= 0, got {self.kl_weight!r}")
+        if not _is_num(self.log_alpha_threshold):
+            _fail("log_alpha_threshold", f"must be a finite number, got {self.log_alpha_threshold!r}")
+        if self.score_scope not in SCORE_SCOPES:
+            _fail("score_scope", f"must be one of {list(SCORE_SCOPES)}, got {self.score_scope!r}")
+        if not _is_int(self.seed):
+            _fail("seed", f"must be an integer, got {self.seed!r}")
+        if not isinstance(self.device, str) or not self.device:
+            _fail("device", f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
+
+
+@dataclass
+class TaskData:
+    """train / val / test splits: (images (N, C, H, W), {task: (N, L_t) float {0, 1}})."""
+
+    train: Split
+    val: Split
+    test: Split
+
+    @classmethod
+    def from_splits(cls, splits: Mapping[str, Any], preset: Any) -> "TaskData":
+        """From ``load_preset_data`` splits (MultiLabelSplit per name) and a Preset (or its name)."""
+        from pam_explorer.data.presets import get_preset, task_targets
+        preset = get_preset(preset) if isinstance(preset, str) else preset
+
+        def split(name: str) -> Split:
+            s = splits[name]
+            return s.images, {t: task_targets(s.labels, preset, t) for t in preset.task_names}
+        return cls(split("train"), split("val"), split("test"))
+
+    def to(self, device: torch.device) -> "TaskData":
+        """A copy with every tensor on ``device`` (a no-op copy when already there)."""
+        def move(s: Split) -> Split:
+            return s[0].to(device), {t: y.to(device) for t, y in s[1].items()}
+        return TaskData(move(self.train), move(self.val), move(self.test))
+
+
+@dataclass
+class PruneResult:
+    """The pruned net and its history. Log rows: {"step", "task", "accepted", "removed",
+    "widths", "flops", "val_accuracy", "seconds"}; accuracies in percent."""
+
+    net: MergedNet
+    log: list[dict] = field(default_factory=list)
+    reference_accuracy: dict[str, float] = field(default_factory=dict)
+    val_accuracy: dict[str, float] = field(default_factory=dict)
+    test_accuracy: dict[str, float] = field(default_factory=dict)
+    method: str = ""
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- contract + registry
+class Pruner(abc.ABC):
+    """A pruning method. ``structured``: removes whole neurons (True) or single weights (False)."""
+
+    name: ClassVar[str] = ""
+    structured: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def prune(self, net: MergedNet, data: TaskData, config: PruneConfig,
+              progress: Progress | None = None) -> PruneResult:
+        """Prune a copy of ``net``; the input is left unchanged."""
+
+
+_REGISTRY: dict[str, type[Pruner]] = {}
+
+
+def register_pruner(name: str, cls: type[Pruner], overwrite: bool = False) -> type[Pruner]:
+    """Make ``cls`` available as ``get_pruner(name)``; ValueError on a duplicate name."""
+    if not isinstance(cls, type) or not issubclass(cls, Pruner):
+        raise ValueError(f"pruner {name!r} must be a Pruner subclass, got {cls!r}")
+    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not cls:
+        raise ValueError(f"pruner {name!r} is already registered ({_REGISTRY[name].__name__})")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def get_pruner(name: str) -> Pruner:
+    """A fresh instance of the pruner registered as ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown pruning method {name!r}; known: {list_pruners()}")
+    return _REGISTRY[name]()
+
+
+def list_pruners() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# --------------------------------------------------------------------------- helpers
+class BatchStream:
+    """Endless shuffled minibatch indices over n samples: a fresh permutation per pass; a
+    trailing batch of one sample is skipped (BatchNorm needs two)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self._queue: list[torch.Tensor] = []
+
+    def next(self) -> torch.Tensor:
+        while not self._queue:
+            chunks = list(torch.randperm(self.n, generator=self.gen).split(self.batch_size))
+            self._queue = [c for c in chunks if c.numel() > 1 or self.n == 1]
+        return self._queue.pop(0)
+
+
+def subgraph_groups(net: MergedNet, task: str) -> list[GroupId]:
+    """Non-empty (layer, key) groups whose key contains ``task``, in forward order."""
+    return [(layer, key) for layer in net.layer_names for key in net.groups[layer]
+            if task in key.split("+") and net.width(layer, key) > 0]
+
+
+def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size: int
+                 ) -> dict[GroupId, list[int]]:
+    """Positions to remove per group: the first ``size`` of ``ranked`` (ascending importance
+    (score, layer, key, position)) whose removal keeps every task and group connected."""
+    widths = net.group_widths()
+    plan: dict[GroupId, list[int]] = defaultdict(list)
+    taken = 0
+    for _, layer, key, pos in ranked:
+        if taken == size:
+            break
+        widths[layer][key] -= 1
+        if widths[layer][key] == 0:  # only emptying a group can cut a path
+            try:
+                check_structure(net.tasks, net.layer_names, widths)
+            except ValueError:
+                widths[layer][key] += 1
+                continue
+        plan[(layer, key)].append(pos)
+        taken += 1
+    return dict(plan)
+
+
+def apply_removal(net: MergedNet, plan: Mapping[GroupId, list[int]], scores: Scores | None) -> None:
+    """Remove the planned neurons (deepest layer first, so every intermediate net is connected:
+    see the module tests) and slice per-neuron ``scores`` alike, in place."""
+    order = {name: i for i, name in enumerate(net.layer_names)}
+    for layer, key in sorted(plan, key=lambda g: -order[g[0]]):
+        keep = torch.ones(net.width(layer, key), dtype=torch.bool)
+        keep[plan[(layer, key)]] = False
+        net.remove_neurons(layer, key, keep)
+        if scores is not None and (layer, key) in scores:
+            scores[(layer, key)] = scores[(layer, key)][keep.to(scores[(layer, key)].device)]
+
+
+def train_batches(net: MergedNet, train: Split, n_batches: int, stream: BatchStream, lr: float) -> None:
+    """Jointly train ``n_batches`` minibatches with a fresh Adam (modules were replaced by the
+    surgery); shared groups get the task-averaged gradient (finetune.scale_gradients)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    if n_batches == 0 or not params:
+        return
+    images, targets = train
+    scales = grad_scales(net)
+    optim = torch.optim.Adam(params, lr=lr)
+    net.train()
+    for _ in range(n_batches):
+        idx = stream.next().to(images.device)
+        optim.zero_grad(set_to_none=True)
+        joint_loss(net, images[idx], {t: targets[t][idx] for t in net.tasks}).backward()
+        scale_gradients(net, scales)
+        optim.step()
+
+
+# --------------------------------------------------------------------------- the driver
+@dataclass
+class _RunState:
+    net: MergedNet
+    scores: Scores | None  # static per-neuron scores (P1), sliced with every removal
+    reference: dict[str, float]
+    stream: BatchStream
+    caps: dict[str, float]
+    frozen: set[str] = field(default_factory=set)
+    log: list[dict] = field(default_factory=list)
+    turn: int = 0
+
+
+class AlternatingPruner(Pruner):
+    """Structured pruning by the alternating accuracy-constrained driver. Subclasses give
+    :meth:`importance` (recomputed every step) or a static order from :meth:`prepare`."""
+
+    structured: ClassVar[bool] = True
+
+    def prepare(self, net: MergedNet, data: TaskData, config: PruneConfig, stream: BatchStream,
+                progress: Progress | None) -> Scores | None:
+        """Before the first step (after the reference accuracy); static scores or None."""
+        return None
+
+    def importance(self, net: MergedNet, task: str, data: TaskData, config: PruneConfig,
+                   stream: BatchStream) -> Scores:
+        """{(layer, key): (width,) importance} for the groups of ``task``'s subgraph."""
+        raise NotImplementedError(f"{type(self).__name__} gives no per-step importance")
+
+    def forced_count(self, net: MergedNet, task: str, scores: Scores, config: PruneConfig) -> int:
+        """Neurons of ``task``'s subgraph the method wants gone at once (P1: above threshold)."""
+        return 0
+
+    def prune(self, net: MergedNet, data: TaskData, config: PruneConfig,
+              progress: Progress | None = None) -> PruneResult:
+        start = time.perf_counter()
+        emit = progress or (lambda _: None)
+        device = resolve_device(config.device)
+        work = copy.deepcopy(net).to(device)
+        data = data.to(device)
+        reference = evaluate(work, *data.val)
+        emit({"phase": "reference", "val_accuracy": dict(reference)})
+        stream = BatchStream(data.train[0].shape[0], config.batch_size, config.seed)
+        torch.manual_seed(config.seed)  # gate noise (P1), dropout
+        scores = self.prepare(work, data, config, stream, progress)
+        state = _RunState(work, scores, reference, stream, {t: math.inf for t in work.tasks})
+        while len(state.log) < config.max_steps and len(state.frozen) < len(work.tasks):
+            task = work.tasks[state.turn % len(work.tasks)]
+            state.turn += 1
+            if task not in state.frozen:
+                self._step(state, task, data, config, emit)
+        ft = finetune(state.net, data.train, data.val, FinetuneConfig(
+            epochs=config.final_finetune_epochs, batch_size=config.batch_size, lr=config.lr,
+            seed=config.seed, device=config.device),
+            lambda rec: emit({"phase": "final_finetune", **rec}))
+        test = evaluate(state.net, *data.test)
+        result = PruneResult(state.net.eval(), state.log, reference, dict(ft.val_accuracy), test,
+                             self.name, time.perf_counter() - start)
+        emit({"phase": "done", "val_accuracy": result.val_accuracy, "test_accuracy": test,
+              "flops": {k: v["flops"] for k, v in subset_costs(state.net).items()}})
+        return result
+
+    def _step(self, state: _RunState, task: str, data: TaskData, config: PruneConfig,
+              emit: Progress) -> None:
+        """One turn for ``task``: remove, finetune, evaluate, accept or revert (and log it)."""
+        t0 = time.perf_counter()
+        net = state.net
+        scores = state.scores if state.scores is not None else self.importance(
+            net, task, data, config, state.stream)
+        ranked = sorted((float(s), layer, key, pos) for layer, key in subgraph_groups(net, task)
+                        for pos, s in enumerate(scores[(layer, key)].tolist()))
+        size = max(config.min_step, int(config.step_fraction * len(ranked)),
+                   self.forced_count(net, task, scores, config))
+        plan = plan_removal(net, ranked, int(min(size, state.caps[task])))
+        if not plan:  # every remaining neuron of the subgraph carries a path
+            state.frozen.add(task)
+            emit({"phase": "frozen", "task": task, "reason": "no removable neuron"})
+            return
+        backup = copy.deepcopy((net, state.scores))
+        apply_removal(net, plan, state.scores)
+        train_batches(net, data.train, config.finetune_batches, state.stream, config.lr)
+        acc = evaluate(net, *data.val)
+        accepted = all(acc[t] >= state.reference[t] - config.delta - 1e-9 for t in net.tasks)
+        removed = sum(len(v) for v in plan.values())
+        row = {"step": len(state.log), "task": task, "accepted": accepted, "removed": removed,
+               "widths": net.group_widths(),
+               "flops": {k: v["flops"] for k, v in subset_costs(net).items()},
+               "val_accuracy": acc, "seconds": time.perf_counter() - t0}
+        if not accepted:  # the row keeps what was tried; the net goes back
+            state.net, state.scores = backup
+            if removed > config.min_step:
+                state.caps[task] = max(config.min_step, removed // 2)
+            else:
+                state.frozen.add(task)
+        state.log.append(row)
+        emit({"phase": "prune", **row, "frozen": sorted(state.frozen)})
+
+
+__all__ = ["PruneConfig", "TaskData", "PruneResult", "Pruner", "AlternatingPruner", "register_pruner",
+           "get_pruner", "list_pruners", "BatchStream", "subgraph_groups", "plan_removal",
+           "apply_removal", "train_batches", "Scores", "Progress", "Split"]

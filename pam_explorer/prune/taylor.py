@@ -1,0 +1,89 @@
+"""P2: first-order Taylor importance of per-neuron gates (Molchanov et al., CVPR 2019).
+
+Think of a gate g = 1 multiplying every output channel of every group (after its per-neuron ops:
+what the readers consume). Its gradient is dL/dg = sum over spatial positions of a * dL/da, with
+a the group output, so no gate parameters are needed: forward hooks keep the group outputs and
+one autograd call gives dL/da. Importance of neuron c = (g * dL/dg)^2 per sample, averaged over
+the samples of ``score_batches`` minibatches.
+
+Choices: the loss is task t's per-sample BCE (mean over its labels), summed over the batch, so
+the per-sample gradient is that sample's own loss gradient (independent of the batch size).
+Scoring runs in eval mode (BatchNorm running statistics, no dropout), so it changes nothing in
+the net. With ``score_scope="sharing"`` a neuron shared by tasks tau scores the sum of its
+importances for every task in tau (else task t's only, as the paper's alternating rule: on a
+fully shared net the other tasks' neurons then score exactly 0 for t). Importances are ranked globally over the layers of t's subgraph, unnormalised, as in the
+gate formulation of the paper.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch.nn import functional as F
+
+from pam_explorer.merged_net import MergedNet
+from pam_explorer.prune.base import (AlternatingPruner, BatchStream, PruneConfig, Scores, TaskData,
+                                     register_pruner, subgraph_groups)
+
+
+def per_sample_task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """logits, targets (N, L_t) -> scalar: sum over samples of the mean-over-labels BCE."""
+    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype),
+                                              reduction="none").mean(1).sum()
+
+
+def taylor_importance(net: MergedNet, task: str,
+                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Scores:
+    """{(layer, key): (width,) mean over samples of (sum_positions a * dL_t/da)^2} for the
+    non-empty groups of ``task``'s subgraph. batches: (images (N, C, H, W), targets (N, L_t))."""
+    groups = subgraph_groups(net, task)
+    total = {g: torch.zeros(net.width(*g), device=next(net.parameters()).device) for g in groups}
+    outputs: dict[tuple[str, str], torch.Tensor] = {}
+    hooks = [net.groups[layer][key].register_forward_hook(
+        lambda _m, _i, out, g=(layer, key): outputs.__setitem__(g, out)) for layer, key in groups]
+    was_training = net.training
+    net.eval()
+    count = 0
+    try:
+        for images, targets in batches:
+            outputs.clear()
+            loss = per_sample_task_loss(net(images, [task])[task], targets)
+            keys = [g for g in groups if outputs[g].requires_grad]
+            # a group whose readers are all empty does not reach the loss: its gradient is zero
+            grads = torch.autograd.grad(loss, [outputs[g] for g in keys], allow_unused=True)
+            for g, grad in zip(keys, grads):
+                if grad is not None:
+                    a = outputs[g].detach()
+                    contrib = (a * grad).flatten(2).sum(2) if a.dim() > 2 else a * grad  # (N, C)
+                    total[g] += contrib.pow(2).sum(0)
+            count += images.shape[0]
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train(was_training)
+    return {g: v / max(1, count) for g, v in total.items()}
+
+
+class TaylorPruner(AlternatingPruner):
+    """P2: Taylor importance recomputed for the pruned task before every step."""
+
+    name = "taylor"
+
+    def importance(self, net: MergedNet, task: str, data: TaskData, config: PruneConfig,
+                   stream: BatchStream) -> Scores:
+        images, targets = data.train
+        idx = [stream.next().to(images.device) for _ in range(config.score_batches)]
+        scores = taylor_importance(net, task, ((images[i], targets[task][i]) for i in idx))
+        if config.score_scope == "sharing":  # same minibatches, each other task's own loss
+            for other in net.tasks:
+                if other != task and any(other in key.split("+") for _, key in scores):
+                    extra = taylor_importance(net, other, ((images[i], targets[other][i]) for i in idx))
+                    for g in scores:
+                        if g in extra:
+                            scores[g] = scores[g] + extra[g]
+        return scores
+
+
+register_pruner("taylor", TaylorPruner)
+
+__all__ = ["TaylorPruner", "taylor_importance", "per_sample_task_loss"]

@@ -1,0 +1,188 @@
+"""P1: variational information bottleneck gates (Dai et al., ICML 2018).
+
+Every group's output channel c is multiplied by a Gaussian gate z_c = mu_c + eps * sigma_c
+(eps ~ N(0, 1), one draw per sample and channel, shared over spatial positions), with learnt
+mu (init 1) and log sigma^2 (init ``INIT_LOGVAR``). For ``vib_epochs`` the gates and the weights
+are trained on  sum_t [ L_t + kl_weight * KL_t ],  KL_t = sum over the gated neurons of task t's
+subgraph of 1/2 log(1 + mu^2 / sigma^2); as in joint finetuning, a parameter shared by |tau|
+tasks (its group's gates included) gets the task-averaged gradient. Gates use their own Adam rate
+``vib_lr`` because a few epochs at the weights' rate would barely move log sigma^2.
+
+Choices:
+* at evaluation a gate is its mean mu, which is then *folded* into the net: the group output
+  (after its per-neuron ops) feeds its readers linearly, so scaling the readers' input columns
+  (next-layer groups, or the heads) by mu is exact for any per-neuron op (ReLU, pooling, BN);
+* importance of a neuron = -log alpha = -log(sigma^2 / mu^2), fixed after the gate training and
+  carried through every removal; the alternating driver removes by that order, and at task t's
+  first turns its step is at least the number of t's neurons with log alpha above
+  ``log_alpha_threshold`` (Dai et al.'s pruning rule, here still subject to the accuracy check).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pam_explorer.finetune import grad_scales, joint_loss, scale_gradients
+from pam_explorer.merged_net import MergedNet
+from pam_explorer.prune.base import (AlternatingPruner, BatchStream, GroupId, Progress, PruneConfig,
+                                     Scores, TaskData, register_pruner, subgraph_groups)
+
+INIT_LOGVAR = -6.0
+_EPS = 1e-12  # keeps log(mu^2) finite where a gate's mean reached exactly zero
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-neuron KL term 1/2 log(1 + mu^2 / sigma^2); mu, logvar (C,) -> (C,)."""
+    return 0.5 * torch.log1p(mu.pow(2) * torch.exp(-logvar))
+
+
+def log_alpha(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log(sigma^2 / mu^2) per neuron, (C,) -> (C,); large = noisy = unimportant."""
+    return logvar - torch.log(mu.pow(2) + _EPS)
+
+
+def _name(group: GroupId) -> str:
+    return f"{group[0]}:{group[1]}"  # ParameterDict names may not contain "."
+
+
+class VIBGates(nn.Module):
+    """mu, logvar (width,) per non-empty group of ``net``; :meth:`attach` hooks them onto the
+    group outputs (N, C[, H, W]). Training mode samples z, eval mode uses z = mu."""
+
+    def __init__(self, net: MergedNet, init_logvar: float = INIT_LOGVAR) -> None:
+        super().__init__()
+        device = next(net.parameters()).device
+        self.groups: list[GroupId] = [(layer, key) for layer in net.layer_names
+                                      for key in net.groups[layer] if net.width(layer, key) > 0]
+        self.mu = nn.ParameterDict({_name(g): nn.Parameter(torch.ones(net.width(*g), device=device))
+                                    for g in self.groups})
+        self.logvar = nn.ParameterDict({_name(g): nn.Parameter(
+            torch.full((net.width(*g),), float(init_logvar), device=device)) for g in self.groups})
+        self._handles: list = []
+
+    def params(self, group: GroupId) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu[_name(group)], self.logvar[_name(group)]
+
+    def attach(self, net: MergedNet) -> None:
+        self.detach()
+        for g in self.groups:
+            self._handles.append(net.groups[g[0]][g[1]].register_forward_hook(self._hook(g)))
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _hook(self, group: GroupId):
+        def hook(_module: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
+            mu, logvar = self.params(group)
+            z = mu.expand(out.shape[0], -1)
+            if self.training:
+                z = z + torch.randn_like(z) * torch.exp(0.5 * logvar)
+            return out * z.reshape(*z.shape, *[1] * (out.dim() - 2))  # (N, C) -> broadcast on H, W
+        return hook
+
+    def kl(self, task: str) -> torch.Tensor:
+        """Sum of the KL terms over the gated neurons of ``task``'s subgraph (a scalar)."""
+        terms = [kl_divergence(*self.params(g)).sum() for g in self.groups if task in g[1].split("+")]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
+
+    def scale_grads(self) -> None:
+        """Divide each gate's gradient by its group's task count (task-averaged, as weights)."""
+        for g in self.groups:
+            for p in self.params(g):
+                if p.grad is not None:
+                    p.grad.div_(len(g[1].split("+")))
+
+    def scores(self) -> Scores:
+        """{group: (width,) -log alpha}, detached."""
+        return {g: -log_alpha(*self.params(g)).detach() for g in self.groups}
+
+
+def reader_columns(net: MergedNet, layer: str, key: str) -> list[tuple[nn.Module, int, int]]:
+    """(core Conv2d/Linear, first input column, columns per neuron) of every module reading
+    group (layer, key): the next layer's groups, or the heads for the last layer."""
+    names = net.layer_names
+    i = names.index(layer)
+    if i + 1 < len(names):
+        nxt, factor = names[i + 1], net.geometry.layers[i + 1].in_factor
+        readers = [(net.groups[nxt][k][0], net.reads(nxt, k)) for k in net.groups[nxt]]
+    else:
+        factor = net.geometry.head_in_factor
+        readers = [(net.heads[t], net.head_reads(t)) for t in net.tasks]
+    return [(core, factor * sum(net.width(layer, k) for k in reads[:reads.index(key)]), factor)
+            for core, reads in readers if key in reads]
+
+
+@torch.no_grad()
+def fold_gates(net: MergedNet, gates: VIBGates) -> None:
+    """Fold the eval-mode gates (z = mu) into the readers' input columns, in place; the
+    gates are detached. Outputs of the net in eval mode are unchanged."""
+    gates.detach()
+    for layer, key in gates.groups:
+        mu = gates.params((layer, key))[0].detach()
+        for core, start, factor in reader_columns(net, layer, key):
+            scale = mu.to(core.weight.dtype).repeat_interleave(factor)  # channel-major features
+            w = core.weight
+            w[:, start:start + scale.numel()] *= scale.reshape(1, -1, *[1] * (w.dim() - 2))
+
+
+def train_gates(net: MergedNet, gates: VIBGates, data: TaskData, config: PruneConfig,
+                stream: BatchStream, progress: Progress | None = None) -> None:
+    """``vib_epochs`` epochs of weights (lr) + gates (vib_lr) on sum_t L_t + kl_weight * KL_t."""
+    images, targets = data.train
+    n_batches = math.ceil(images.shape[0] / config.batch_size)
+    optim = torch.optim.Adam([
+        {"params": [p for p in net.parameters() if p.requires_grad], "lr": config.lr},
+        {"params": list(gates.parameters()), "lr": config.vib_lr}])
+    scales = grad_scales(net)
+    gates.attach(net)
+    net.train(), gates.train()
+    try:
+        for epoch in range(1, config.vib_epochs + 1):
+            total, total_kl = 0.0, 0.0
+            for _ in range(n_batches):
+                idx = stream.next().to(images.device)
+                kl = sum(gates.kl(t) for t in net.tasks)
+                loss = joint_loss(net, images[idx], {t: targets[t][idx] for t in net.tasks})
+                optim.zero_grad(set_to_none=True)
+                (loss + config.kl_weight * kl).backward()
+                scale_gradients(net, scales)
+                gates.scale_grads()
+                optim.step()
+                total, total_kl = total + float(loss.detach()), total_kl + float(kl.detach())
+            if progress is not None:
+                progress({"phase": "vib", "epoch": epoch, "loss": total / n_batches,
+                          "kl": total_kl / n_batches})
+    finally:
+        gates.detach()
+        gates.eval()
+
+
+class VIBPruner(AlternatingPruner):
+    """P1: train VIB gates once, fold their means, then remove neurons by log alpha."""
+
+    name = "vib"
+
+    def prepare(self, net: MergedNet, data: TaskData, config: PruneConfig, stream: BatchStream,
+                progress: Progress | None) -> Scores:
+        gates = VIBGates(net)
+        if config.vib_epochs > 0:
+            train_gates(net, gates, data, config, stream, progress)
+        fold_gates(net, gates)
+        scores = gates.scores()
+        # empty groups have no gates; give them (empty) scores so every group is covered
+        return {(layer, key): scores.get((layer, key), torch.zeros(0)) for layer in net.layer_names
+                for key in net.groups[layer]}
+
+    def forced_count(self, net: MergedNet, task: str, scores: Scores, config: PruneConfig) -> int:
+        return int(sum(int((scores[g] < -config.log_alpha_threshold).sum())
+                       for g in subgraph_groups(net, task)))
+
+
+register_pruner("vib", VIBPruner)
+
+__all__ = ["VIBPruner", "VIBGates", "kl_divergence", "log_alpha", "fold_gates", "train_gates",
+           "reader_columns", "INIT_LOGVAR"]

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from pam_explorer.__main__ import main
+
+
+def test_regroup_json_contract(capsys):
+    assert main(["regroup", "--preset", "digits-2task", "--alpha", "0.05", "--samples", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["alpha"] == 0.05
+    assert [l["name"] for l in out["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
+    for layer in out["layers"]:
+        assert set(layer["groups"]) == {"A", "B", "A+B"}
+        assert sum(layer["groups"].values()) == layer["width"]
+        assert 0.0 <= layer["sharing_ratio"] <= 1.0
+    assert out["layers"][0]["width"] == 12 and out["layers"][2]["width"] == 240
+
+
+def test_bad_alpha_is_a_clear_error(capsys):
+    assert main(["regroup", "--alpha", "-1", "--samples", "64"]) == 2
+    assert "alpha" in capsys.readouterr().err
+
+
+def test_quick_experiment_report_schema_resume_and_export(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["experiment", "--preset", "digits-2task", "--prune", "taylor", "--quick", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    for scheme in ("B1", "B2", "PAM"):
+        s = report["schemes"][scheme]
+        assert set(s["flops"]) == {"A", "B", "A+B"} and set(s["accuracy"]) == {"A", "B"}
+        assert all(v > 0 for v in s["flops"].values())
+    b1 = report["schemes"]["B1"]["flops"]
+    assert b1["A+B"] == b1["A"] + b1["B"]
+    for key in ("vs_B1", "vs_B2"):
+        g = report["gains"][key]
+        ratios = [report["schemes"][key[3:]]["flops"][s] / report["schemes"]["PAM"]["flops"][s]
+                  for s in ("A", "B", "A+B")]
+        assert g["average"] == pytest.approx(sum(ratios) / 3) and g["peak"] == pytest.approx(max(ratios))
+    assert "| PAM |" in (out / "table.md").read_text()
+    # resume: every stage is read back, nothing recomputed, same report
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    assert main(args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == mtimes
+    assert json.loads((out / "report.json").read_text())["schemes"] == report["schemes"]
+    # a different config in the same directory is refused, nothing is lost
+    assert main(args[:-3] + ["--prune", "vib", "--quick", "--out", str(out)]) == 2
+    assert (out / "report.json").is_file()
+    # export reloads and runs
+    assert main(["export", "--run", str(out), "--out", str(tmp_path / "m.zip")]) == 0
+    from pam_explorer import export
+    import torch
+    net = export.load(tmp_path / "m.zip")
+    assert net(torch.rand(2, 1, 32, 32), tasks=["A"])["A"].shape == (2, 5)
+    assert export.read_manifest(tmp_path / "m.zip")["flops"] == report["schemes"]["PAM"]["flops"]
