@@ -6,7 +6,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-import pam_explorer.finetune as ft
+import importlib
+
+# the package re-exports the function finetune(), which shadows the submodule as an attribute
+ft = importlib.import_module("pam_explorer.finetune")
 from pam_explorer.config import FinetuneConfig
 from pam_explorer.cost import all_subsets
 from pam_explorer.finetune import evaluate, finetune, joint_loss, scale_gradients

@@ -65,8 +65,10 @@ class PruneConfig:
     step_fraction: fraction of the task subgraph's current neurons removed per step (>= min_step).
     finetune_batches: joint-finetuning minibatches after each step; score_batches: minibatches
     for importance estimation (P2). max_steps counts accepted and rejected steps.
-    score_scope: "task" scores task t's subgraph against t's loss only (the paper's alternating
-    rule); "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
+    score_scope: "sharing" (default) scores task t's subgraph, and a neuron shared by tasks tau
+    gets the sum of its importances for every task in tau; "task" scores against t's loss only
+    (the literal alternating rule; it leaves shared neurons that serve the other task through
+    zero-initialised connections at importance 0, so a fully shared B2 cannot be pruned). "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
     (P2; P1's gates are always trained on every sharing task's loss).
     P1 (VIB): vib_epochs of gate + weight training with loss + kl_weight * KL, gates learnt at
     vib_lr; neurons with log(sigma^2 / mu^2) > log_alpha_threshold are removed first.
@@ -87,7 +89,7 @@ class PruneConfig:
     kl_weight: float = 1e-3
     vib_lr: float = 2e-2
     log_alpha_threshold: float = 3.0
-    score_scope: str = "task"
+    score_scope: str = "sharing"
 
     def __post_init__(self) -> None:
         if not _is_num(self.delta) or self.delta < 0:
@@ -238,8 +240,9 @@ def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size
 
 
 def apply_removal(net: MergedNet, plan: Mapping[GroupId, list[int]], scores: Scores | None) -> None:
-    """Remove the planned neurons (deepest layer first, so every intermediate net is connected:
-    see the module tests) and slice per-neuron ``scores`` alike, in place."""
+    """Remove the planned neurons and slice per-neuron ``scores`` alike, in place. Deepest layer
+    first: a group emptied at layer i may feed a group of layer i+1 that the plan also empties,
+    and remove_neurons refuses any intermediate net with a group cut off from the input."""
     order = {name: i for i, name in enumerate(net.layer_names)}
     for layer, key in sorted(plan, key=lambda g: -order[g[0]]):
         keep = torch.ones(net.width(layer, key), dtype=torch.bool)

@@ -102,7 +102,7 @@ def test_registry_lists_methods_and_rejects_unknown():
     ("min_step", 0), ("finetune_batches", -1), ("final_finetune_epochs", 1.5), ("batch_size", 0),
     ("lr", 0.0), ("seed", "x"), ("device", ""), ("max_steps", -1), ("score_batches", 0),
     ("vib_epochs", -1), ("kl_weight", -1.0), ("vib_lr", float("inf")),
-    ("log_alpha_threshold", float("nan")), ("min_step", True)])
+    ("log_alpha_threshold", float("nan")), ("min_step", True), ("score_scope", "all")])
 def test_config_validation_names_field(field, value):
     with pytest.raises(ValueError, match=f"PruneConfig.{field}"):
         PruneConfig(**{field: value})

@@ -13,7 +13,7 @@ from pam_explorer.merge import layer_widths, merge_networks
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.pretrained import has_pretrained, load_pretrained
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, taylor_importance
-from pam_explorer.prune.base import subgraph_groups
+from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.taylor import per_sample_task_loss
 from pam_explorer.zoo import build_model
 
@@ -102,6 +102,27 @@ def test_dead_neuron_scores_zero():
     imp = taylor_importance(net, "A", [(x, y) for x, y in batches(1, 8, seed=2)])
     assert imp[("fc1", "A+B")][0] == 0
     assert imp[("fc1", "A+B")][1:].sum() > 0
+
+
+def test_sharing_scope_scores_other_tasks_neurons_of_a_shared_net():
+    nets = []
+    for t, n_out in enumerate((2, 1)):
+        torch.manual_seed(t)
+        nets.append(build_model("lenet5", n_out, 1, 32, width=0.5))
+    net = MergedNet.fully_shared(nets, TASKS)
+    x, y = batches(1, 16, seed=4)[0]
+    data = TaskData((x, {"A": y, "B": y[:, :1]}), (x, {"A": y, "B": y[:, :1]}), (x, {"A": y, "B": y[:, :1]}))
+    pruner = get_pruner("taylor")
+    own = pruner.importance(net, "A", data, PruneConfig(score_batches=1, batch_size=16, score_scope="task"),
+                            BatchStream(16, 16, 0))
+    both = pruner.importance(net, "A", data, PruneConfig(score_batches=1, batch_size=16, score_scope="sharing"),
+                             BatchStream(16, 16, 0))
+    for layer in net.layer_names:
+        origin_b = torch.tensor([o == 1 for o, _ in net.provenance(layer, "A+B")])
+        # B's neurons reach A's head only through zero-initialised connections: 0 for A alone
+        assert torch.all(own[(layer, "A+B")][origin_b] == 0)
+        assert both[(layer, "A+B")][origin_b].sum() > 0  # (a few are dead ReLUs: 0 for both)
+        assert_close(both[(layer, "A+B")][~origin_b], own[(layer, "A+B")][~origin_b])
 
 
 @pytest.mark.skipif(not has_pretrained("digits-2task", TASKS), reason="no pre-trained digits nets")
