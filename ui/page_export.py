@@ -1,0 +1,91 @@
+"""Export: the merged model at the explorer's current alpha, or the model of a finished run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pam_explorer import export, jobs
+from pam_explorer.merge import merge_networks
+from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_root
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _export_bytes(key: tuple, cfg, _exp) -> bytes:
+    """Merged net at cfg -> export zip bytes (cached per setup + regroup config)."""
+    groups = _exp.groups(cfg)
+    net = merge_networks(_exp.nets, _exp.tasks, groups)
+    extra = {"alpha": cfg.alpha, "preset": _exp.preset.name, "algorithm": cfg.algorithm,
+             "alpha_overrides": dict(cfg.overrides), "mi": {"n_samples": _exp.mi.n_samples,
+                                                            "sigma2": _exp.mi.sigma2}}
+    return export.to_bytes(net, extra)
+
+
+def manifest_summary(manifest: dict) -> None:
+    """Tasks, alpha, group widths per layer and FLOPs/params per task subset of a manifest."""
+    info = {k: manifest[k] for k in ("preset", "alpha", "algorithm", "format") if k in manifest}
+    st.markdown(f"**Tasks**: {', '.join(manifest.get('tasks', []))}  \n"
+                + "  \n".join(f"**{k}**: {v}" for k, v in info.items()))
+    c1, c2 = st.columns(2)
+    gw = manifest.get("group_widths")
+    if gw:
+        c1.caption("Neurons per group")
+        c1.dataframe(pd.DataFrame.from_dict(gw, orient="index").fillna(0).astype(int))
+    if manifest.get("flops"):
+        df = pd.DataFrame({"FLOPs": manifest["flops"], "params": manifest.get("params", {})})
+        df.index.name = "subset"
+        c2.caption("Cost per task subset")
+        c2.dataframe(df)
+
+
+def from_explorer() -> None:
+    setup = current_setup()
+    exp = explorer_or_stop()
+    cfg = effective_config(setup, regroup_config())
+    st.subheader("Merged model at the explorer's alpha (before finetuning and pruning)")
+    st.write(f"Preset `{setup.preset}`, alpha = {cfg.alpha:g} bits"
+             + (f", overrides {dict(cfg.overrides)}" if cfg.overrides else "")
+             + f", algorithm {cfg.algorithm}. Change alpha on the Merge explorer page.")
+    try:
+        with st.spinner("Merging the networks ..."):
+            data = _export_bytes(setup.key, cfg, exp)
+    except ValueError as exc:
+        st.warning(f"This grouping cannot be built as a network: {exc}")
+        return
+    st.session_state["export_bytes"] = data  # what the download button serves (tests read it)
+    st.download_button("Download merged model (.zip)", data=data, mime="application/zip",
+                       file_name=f"pam-{setup.preset}-alpha{cfg.alpha:g}.zip", type="primary",
+                       key="dl_explorer")
+    st.caption(f"{len(data):,} bytes: manifest.json + weights.safetensors; reload with "
+               "`pam_explorer.export.load(path)`.")
+    manifest_summary(export.read_manifest(data))
+
+
+def from_run() -> None:
+    st.subheader("Model of a finished run")
+    runs = [r for r in jobs.list_runs(runs_root()) if (Path(r["dir"]) / "model.zip").is_file()]
+    if not runs:
+        st.info("No run directory holds a model.zip yet (launch one on the Runs page).")
+        return
+    labels = {r["run_id"]: f"{r['run_id']} ({r['state']})" for r in runs}
+    rid = st.selectbox("Run", list(labels)[::-1], format_func=labels.get, key="export_run")
+    path = Path(jobs.run_dir(rid, runs_root())) / "model.zip"
+    try:
+        manifest = export.read_manifest(path)
+    except (ValueError, KeyError, OSError) as exc:
+        st.error(f"{path} is not a readable export: {exc}")
+        return
+    st.download_button("Download the run's model (.zip)", data=path.read_bytes(),
+                       file_name=f"pam-{rid}.zip", mime="application/zip", key="dl_run")
+    manifest_summary(manifest)
+
+
+def main() -> None:
+    st.header("Export")
+    from_explorer()
+    st.divider()
+    from_run()
+
+
+main()

@@ -1,0 +1,111 @@
+"""Runs: launch experiments as background processes (pam_explorer.jobs), watch, cancel.
+
+Every run is a separate process with its state on disk under cache/runs/<run_id>/, so runs
+survive an app restart. One runs at a time; up to two more wait in a FIFO queue. The queue
+advances when a run's wrapper ends (it calls ``python -m pam_explorer.jobs start-next``) and
+whenever this page polls (every 2 s).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import pandas as pd
+import streamlit as st
+
+from pam_explorer import jobs
+from pam_explorer.data import list_presets
+from ui.state import current_setup, regroup_config, runs_root
+
+PRUNE_METHODS = ("taylor", "vib", "adapmtl")
+MODES = ("Full experiment (B1, B2, PAM)", "Single PAM finetune + prune at alpha")
+
+
+def experiment_argv(preset: str, prune: str, mode: str, alpha: float | None, quick: bool,
+                    device: str = "auto") -> list[str]:
+    """The CLI command of a run; ``{run_dir}`` is filled in by jobs.submit."""
+    argv = [sys.executable, "-m", "pam_explorer", "experiment", "--preset", preset, "--prune", prune,
+            "--out", "{run_dir}", "--device", device]
+    if mode == MODES[1]:
+        argv += ["--schemes", "PAM", "--alpha", f"{alpha:g}"]
+    if quick:
+        argv.append("--quick")
+    return argv
+
+
+def launch_form() -> None:
+    setup = current_setup()
+    presets = list_presets()
+    with st.form("launch"):
+        c = st.columns([2, 1, 2, 1, 1])
+        preset = c[0].selectbox("Preset", presets, index=presets.index(setup.preset))
+        prune = c[1].selectbox("Pruning method", PRUNE_METHODS)
+        mode = c[2].radio("Run", MODES)
+        alpha = c[3].number_input("alpha (single run)", min_value=0.0, value=float(regroup_config().alpha),
+                                  format="%.4g")
+        quick = c[4].checkbox("quick", value=False, help="tiny data, few steps: a smoke test")
+        device = c[4].selectbox("Device", ("auto", "cpu", "cuda"))
+        if st.form_submit_button("Launch", type="primary"):
+            argv = experiment_argv(preset, prune, mode, alpha, quick, device)
+            name = f"{preset}-{prune}" + ("-PAM" if mode == MODES[1] else "") + ("-quick" if quick else "")
+            try:
+                rid = jobs.submit(argv, runs_root(), name=name)
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                started = jobs.start_next(runs_root())
+                st.success(f"Run {rid} " + ("started." if started == rid else "queued."))
+
+
+def _duration(r: dict) -> str:
+    start = r.get("started")
+    if not start:
+        return ""
+    return f"{(r.get('ended') or time.time()) - start:.0f} s"
+
+
+def run_panel(r: dict) -> None:
+    rid, state = r["run_id"], r["state"]
+    with st.container(border=True):
+        c1, c2 = st.columns([5, 1])
+        c1.markdown(f"**{rid}** · `{state}` · {_duration(r)}  \n`{' '.join(r.get('argv', [])[1:])}`")
+        if state in jobs.ACTIVE and c2.button("Cancel", key=f"cancel_{rid}"):
+            jobs.cancel(rid, runs_root())
+            st.rerun(scope="fragment")
+        if state == "running":
+            p = jobs.progress(rid, runs_root()) or {}
+            frac = p.get("fraction")
+            if isinstance(frac, (int, float)):
+                st.progress(min(max(float(frac), 0.0), 1.0),
+                            text=f"{p.get('stage', '')}: {p.get('message', '')}")
+        if state in ("running", "failed"):
+            if state == "failed":
+                st.error(f"Run failed (exit code {r.get('exit_code')}). {r.get('message', '')}")
+            st.code(jobs.log_tail(rid, 15, runs_root()) or "(no output yet)", language=None)
+
+
+@st.fragment(run_every=2)
+def runs_view() -> None:
+    runs = jobs.poll(runs_root())
+    if not runs:
+        st.info("No runs yet.")
+        return
+    df = pd.DataFrame([{"run": r["run_id"], "state": r["state"], "duration": _duration(r),
+                        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("created", 0)))}
+                       for r in runs[::-1]])
+    st.dataframe(df, hide_index=True)
+    active = [r for r in runs if r["state"] in jobs.ACTIVE]
+    recent_failed = [r for r in runs[::-1] if r["state"] == "failed"][:2]
+    for r in active + recent_failed:
+        run_panel(r)
+
+
+def main() -> None:
+    st.header("Runs")
+    st.caption(f"Run directories: `{runs_root()}`. One run at a time, at most "
+               f"{jobs.MAX_QUEUED} queued; runs keep going if the app stops.")
+    launch_form()
+    runs_view()
+
+
+main()

@@ -1,0 +1,176 @@
+"""Pure builders of the Results page (no streamlit): Table 1, gains, widths, pruning log, sparsity.
+
+They read report.json as written by ``python -m pam_explorer experiment`` and return None for a
+part the report does not have (optional parts are simply not shown).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from ui.figures import PALETTE, SCHEME_COLORS, _fig
+
+SCHEME_ORDER = ("B1", "B2", "PAM")
+
+
+def _schemes(report: Mapping) -> dict:
+    s = report.get("schemes")
+    if not isinstance(s, Mapping):
+        return {}
+    return {k: s[k] for k in [*SCHEME_ORDER, *[k for k in s if k not in SCHEME_ORDER]] if k in s}
+
+
+def table1(report: Mapping) -> pd.DataFrame | None:
+    """Rows: schemes (B1, B2, PAM); columns: accuracy per task (%) and FLOPs per task subset."""
+    schemes = _schemes(report)
+    if not schemes:
+        return None
+    tasks = list(report.get("tasks") or next(iter(schemes.values())).get("accuracy", {}))
+    rows = {}
+    ref = report.get("reference_accuracy")
+    for name, s in schemes.items():
+        row: dict[str, Any] = {f"acc {t} (%)": (s.get("accuracy") or {}).get(t) for t in tasks}
+        row.update({f"FLOPs {k}": v for k, v in (s.get("flops") or {}).items()})
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    if isinstance(ref, Mapping):
+        df.loc["original"] = {f"acc {t} (%)": ref.get(t) for t in tasks}
+        df = df.loc[["original", *schemes]]
+    df.index.name = "scheme"
+    return df.apply(pd.to_numeric, errors="coerce")
+
+
+def gains_table(report: Mapping) -> pd.DataFrame | None:
+    g = report.get("gains")
+    if not isinstance(g, Mapping) or not g:
+        return None
+    return pd.DataFrame({k.replace("_", " "): {"average": v.get("average"), "peak": v.get("peak")}
+                         for k, v in g.items() if isinstance(v, Mapping)}).T
+
+
+def fig_gains(report: Mapping) -> go.Figure | None:
+    """Average and peak FLOPs gain of PAM vs B1 and vs B2 (paper Fig. 5 style)."""
+    df = gains_table(report)
+    if df is None:
+        return None
+    fig = _fig("PAM's FLOPs gain", barmode="group", yaxis=dict(title="c_baseline / c_PAM"))
+    for i, col in enumerate(("average", "peak")):
+        fig.add_bar(x=list(df.index), y=list(df[col]), name=col, marker_color=PALETTE[i],
+                    text=[f"{v:.2f}x" for v in df[col]], textposition="outside")
+    fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"))
+    return fig
+
+
+def fig_flops_bars(report: Mapping) -> go.Figure | None:
+    schemes = _schemes(report)
+    if not schemes:
+        return None
+    fig = _fig("FLOPs per task subset after pruning", barmode="group", yaxis=dict(title="FLOPs"))
+    for name, s in schemes.items():
+        fl = s.get("flops") or {}
+        fig.add_bar(x=list(fl), y=list(fl.values()), name=name, marker_color=SCHEME_COLORS.get(name))
+    return fig
+
+
+def _shared_key(keys: Sequence[str]) -> str:
+    return max(keys, key=lambda k: len(k.split("+")))
+
+
+def sharing_after(widths: Mapping) -> pd.DataFrame | None:
+    """Per layer: neurons per group and sharing ratio of a {layer: {key: n}} widths map."""
+    if not isinstance(widths, Mapping) or not widths or \
+            not all(isinstance(v, Mapping) and all(isinstance(n, (int, float)) for n in v.values())
+                    for v in widths.values()):
+        return None
+    rows = []
+    for layer, groups in widths.items():
+        total = sum(groups.values())
+        shared = groups.get(_shared_key(list(groups)), 0) if groups else 0
+        rows.append({"layer": layer, **groups, "width": total,
+                     "sharing ratio": round(shared / total, 4) if total else 0.0})
+    return pd.DataFrame(rows).set_index("layer").fillna(0)
+
+
+def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figure | None:
+    pam = _schemes(report).get("PAM") or {}
+    df = sharing_after(pam.get("widths"))
+    if df is None:
+        return None
+    fig = _fig("PAM sharing ratio per layer", yaxis=dict(range=[0, 1.05], tickformat=".0%"), barmode="group")
+    b = sharing_after(pam.get("groups_before_pruning") or {})
+    if b is not None:
+        fig.add_bar(x=list(b.index), y=list(b["sharing ratio"]), name="before pruning", marker_color="#BAB0AC")
+    fig.add_bar(x=list(df.index), y=list(df["sharing ratio"]), name="after pruning", marker_color="#4C78A8")
+    return fig
+
+
+def log_frame(log: Any) -> pd.DataFrame | None:
+    """Pruning log -> long frame (step, task, accepted, layer, group, neurons, flops, val acc).
+
+    ``log`` is a list of rows, or {task: rows} (B1 prunes each task's net on its own)."""
+    if isinstance(log, Mapping):
+        parts = [log_frame(rows) for rows in log.values()]
+        parts = [p.assign(net=t) for t, p in zip(log, parts) if p is not None]
+        return pd.concat(parts, ignore_index=True) if parts else None
+    if not isinstance(log, list) or not log:
+        return None
+    recs = []
+    for i, row in enumerate(log):
+        if not isinstance(row, Mapping):
+            continue
+        widths = row.get("widths")
+        base = {"step": row.get("step", i), "task": row.get("task"), "accepted": row.get("accepted"),
+                "val_accuracy": row.get("val_accuracy")}
+        fl = row.get("flops")
+        if isinstance(fl, Mapping) and fl:  # cost of running every task (the largest subset)
+            base["flops"] = fl[_shared_key(list(fl))]
+        elif isinstance(fl, (int, float)):
+            base["flops"] = fl
+        if isinstance(widths, Mapping):
+            for layer, groups in widths.items():
+                if isinstance(groups, Mapping):
+                    for key, n in groups.items():
+                        recs.append({**base, "layer": layer, "group": key, "neurons": n})
+    return pd.DataFrame(recs) if recs else None
+
+
+def fig_prune_log(frame: pd.DataFrame, layer: str | None = None, accepted_only: bool = True) -> go.Figure:
+    """Neurons left per group (summed over layers, or of one layer) after every step
+    (accepted steps only by default: a rejected step's widths were tried, then rolled back)."""
+    df = frame if layer is None else frame[frame["layer"] == layer]
+    if accepted_only and "accepted" in df.columns and df["accepted"].any():
+        df = df[df["accepted"].fillna(True).astype(bool)]
+    fig = _fig(f"Neurons left per group ({layer or 'all layers'})", xaxis=dict(title="prune step"),
+               yaxis=dict(title="neurons"))
+    by = ["net", "group"] if "net" in df.columns else ["group"]
+    for i, (key, part) in enumerate(df.groupby(by, sort=False)):
+        s = part.groupby("step", sort=True)["neurons"].sum()
+        name = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        fig.add_scatter(x=list(s.index), y=list(s.values), mode="lines+markers", name=name,
+                        line=dict(color=PALETTE[i % len(PALETTE)]), marker=dict(size=4))
+    return fig
+
+
+def sparsity_frame(series: Any) -> pd.DataFrame | None:
+    """AdapMTL per-component sparsity: list of {"step", component: fraction} -> frame."""
+    if not isinstance(series, list) or not series or not all(isinstance(r, Mapping) for r in series):
+        return None
+    df = pd.DataFrame(series)
+    if "step" not in df.columns or len(df.columns) < 2:
+        return None
+    return df.set_index("step")
+
+
+def fig_sparsity(frame: pd.DataFrame, scheme: str) -> go.Figure:
+    fig = _fig(f"AdapMTL sparsity per component ({scheme})", xaxis=dict(title="step"),
+               yaxis=dict(title="sparsity", tickformat=".0%", range=[0, 1.02]))
+    for i, col in enumerate(frame.columns):
+        fig.add_scatter(x=list(frame.index), y=list(frame[col]), mode="lines", name=str(col),
+                        line=dict(color=PALETTE[i % len(PALETTE)]))
+    return fig
+
+
+__all__ = ["table1", "gains_table", "fig_gains", "fig_flops_bars", "sharing_after", "fig_sharing_after",
+           "log_frame", "fig_prune_log", "sparsity_frame", "fig_sparsity"]

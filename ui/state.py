@@ -1,0 +1,193 @@
+"""Session state shared by the pages: the applied setup, the cached Explorer, the regroup config.
+
+The Explorer (networks + MI trajectories) is cached process-wide in ``st.cache_resource``, keyed
+by (preset, MI settings, checkpoint hash); a slider move only cuts trajectories.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import streamlit as st
+
+from pam_explorer import jobs
+from pam_explorer.config import MIConfig, RegroupConfig
+from pam_explorer.data import get_preset
+from pam_explorer.explore import Explorer
+from pam_explorer.pretrained import has_pretrained, pretrained_meta
+from pam_explorer.zoo import build_model
+from pam_explorer.zoo.checkpoint import load_state_into, read_state
+
+DEFAULT_PRESET = "digits-2task"
+IN_CHANNELS = {"digits": 1, "fashion": 1, "celeba": 3}
+MAX_EXPLORERS = 4
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the Setup page applied. ``checkpoints`` is "pretrained" or the hash of uploads."""
+
+    preset: str = DEFAULT_PRESET
+    mi: MIConfig = MIConfig()
+    checkpoints: str = "pretrained"
+    arch: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (self.preset, self.mi, self.checkpoints)
+
+
+def current_setup() -> Setup:
+    if "setup" not in st.session_state:
+        st.session_state["setup"] = Setup()
+    return st.session_state["setup"]
+
+
+def preset_arch(preset: str) -> str | None:
+    """Architecture of the committed networks of ``preset`` (None if there are none)."""
+    p = get_preset(preset)
+    if not has_pretrained(p.name, p.task_names):
+        return None
+    return pretrained_meta(p.name, p.task_names[0]).get("arch")
+
+
+# --------------------------------------------------------------------------- checkpoints
+def nets_from_uploads(preset: str, arch: str, files: Mapping[str, bytes], image_size: int = 32) -> list:
+    """One network per task of ``preset`` from uploaded safetensors bytes (task -> bytes).
+
+    Safe: read_state (safetensors, no pickle) + load_state_into (name/shape checks) into
+    build_model(arch, L_t, C, size). Raises ValueError (CheckpointMismatch) with a clear message.
+    """
+    p = get_preset(preset)
+    missing = [t for t in p.task_names if not files.get(t)]
+    if missing:
+        raise ValueError(f"upload one .safetensors checkpoint per task; missing: {missing}")
+    channels = IN_CHANNELS.get(p.dataset, 1)
+    nets = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for t, labels in zip(p.task_names, p.task_labels):
+            path = Path(tmp) / f"{t}.safetensors"
+            path.write_bytes(files[t])
+            state = read_state(path)
+            model = build_model(arch, len(labels), channels, image_size)
+            try:
+                nets.append(load_state_into(model, state, source=f"checkpoint of task {t}").eval())
+            except ValueError as exc:
+                raise ValueError(f"task {t}: {exc}") from exc
+    return nets
+
+
+def uploads_hash(arch: str, files: Mapping[str, bytes]) -> str:
+    h = hashlib.sha256(arch.encode())
+    for t in sorted(files):
+        h.update(t.encode())
+        h.update(hashlib.sha256(files[t]).digest())
+    return "upload-" + h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- explorer cache
+@st.cache_resource(show_spinner=False)
+def _registry() -> dict:
+    return {"lock": threading.Lock(), "explorers": OrderedDict()}
+
+
+def cached_explorer(setup: Setup) -> Explorer | None:
+    reg = _registry()
+    with reg["lock"]:
+        exp = reg["explorers"].get(setup.key)
+        if exp is not None:
+            reg["explorers"].move_to_end(setup.key)
+        return exp
+
+
+def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
+    """The cached Explorer of ``setup``; the first call computes (or loads) the trajectories
+    with a progress bar. Raises what Explorer.open raises."""
+    exp = cached_explorer(setup)
+    if exp is not None:
+        return exp
+    if setup.checkpoints != "pretrained":
+        nets = nets if nets is not None else st.session_state.get("uploaded_nets", {}).get(setup.checkpoints)
+        if nets is None:
+            raise ValueError("the uploaded checkpoints of this setup are no longer in this session; "
+                             "upload them again on the Setup page")
+    reg = _registry()
+    bar = st.progress(0.0, text="Loading networks and MI trajectories ...")
+
+    def progress(layer: str, step: int, total: int) -> None:
+        if total and (step == total or step % max(1, total // 20) == 0):
+            bar.progress(min(step / total, 1.0), text=f"MI trajectories of {layer}: step {step}/{total}")
+
+    try:
+        with reg["lock"], st.spinner("Computing MI trajectories (once per setup) ..."):
+            exp = reg["explorers"].get(setup.key)
+            if exp is None:
+                exp = Explorer.open(setup.preset, setup.mi, nets=nets, progress=progress)
+                reg["explorers"][setup.key] = exp
+                while len(reg["explorers"]) > MAX_EXPLORERS:
+                    reg["explorers"].popitem(last=False)
+    finally:
+        bar.empty()
+    return exp
+
+
+def explorer_or_stop() -> Explorer:
+    """The current setup's Explorer; on failure an st.error and st.stop()."""
+    setup = current_setup()
+    try:
+        return open_explorer(setup)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        st.error(f"Cannot open the explorer for preset {setup.preset!r}: {exc}")
+        st.stop()
+        raise  # unreachable; st.stop raises
+
+
+# --------------------------------------------------------------------------- regroup state
+def regroup_config() -> RegroupConfig:
+    """Alpha, per-layer overrides and algorithm chosen on the explorer page (survive page changes)."""
+    setup = current_setup()
+    alpha = st.session_state.get("alpha")
+    if alpha is None:
+        alpha = get_preset(setup.preset).default_alpha
+    overrides = tuple(sorted((k, float(v)) for k, v in st.session_state.get("overrides", {}).items()
+                             if v is not None))
+    return RegroupConfig(alpha=float(alpha), overrides=overrides,
+                         algorithm=st.session_state.get("algorithm", "simplified"))
+
+
+@st.cache_resource(show_spinner=False)
+def full_done() -> set:
+    """(setup key, RegroupConfig) pairs whose full-Algorithm-3 groups the cached Explorer holds."""
+    return set()
+
+
+def effective_config(setup: Setup, cfg: RegroupConfig) -> RegroupConfig:
+    """cfg, or its simplified twin while the full algorithm was not computed for it."""
+    if cfg.algorithm == "full" and (setup.key, cfg) not in full_done():
+        return RegroupConfig(cfg.alpha, cfg.overrides, "simplified")
+    return cfg
+
+
+def apply_setup(new: Setup) -> None:
+    """Make ``new`` current; alpha/overrides reset when the preset changes."""
+    old = current_setup()
+    st.session_state["setup"] = new
+    if new.preset != old.preset:
+        for k in ("alpha", "overrides", "alpha_w"):
+            st.session_state.pop(k, None)
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("PAM_RUNS_ROOT") or jobs.DEFAULT_ROOT)
+
+
+__all__ = ["Setup", "current_setup", "preset_arch", "nets_from_uploads", "uploads_hash",
+           "cached_explorer", "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
+           "full_done", "effective_config",
+           "runs_root", "replace", "DEFAULT_PRESET"]
