@@ -5,16 +5,19 @@ A run is a directory ``<root>/<run_id>/`` holding
 * ``status.json``  {"state": queued|running|done|failed|cancelled, "argv", "name", "created",
   "pid", "started", "ended", "exit_code", "message"}  (written atomically);
 * ``log.txt``      stdout + stderr of the command;
-* ``exit_code``    written by a tiny ``sh`` wrapper when the command ends, so the outcome
-  survives a restart of the app (the process is in its own session and outlives the app);
+* ``exit_code``    written by a small wrapper (this file run as a script, ``python -I jobs.py
+  _run DIR ROOT``) when the command ends, so the outcome survives a restart of the app (the
+  wrapper is in its own session and outlives the app). The wrapper's command line does not
+  contain the command's, so a ``pkill -f <command>`` elsewhere kills only the command and the run
+  is still recorded as failed with the signal's exit code (128 + signal);
 * ``progress.json`` optional {"stage", "fraction", "message"} written by the command itself.
 
 ``argv`` is any command; the token ``{run_dir}`` inside it is replaced by the run directory (so
 ``--out {run_dir}`` puts the command's outputs next to its log). At most one run is running at a
 time; further runs wait in a FIFO queue (``MAX_QUEUED`` of them). The queue advances in two ways:
-the wrapper calls ``python -m pam_explorer.jobs start-next <root>`` when its command ends (so it
-advances with no app open), and every :func:`poll` (the dashboard calls it every 2 s) does
-:func:`refresh` + :func:`start_next`. A lock file serialises concurrent pollers.
+the wrapper calls :func:`start_next` when its command ends (so it advances with no app open), and
+every :func:`poll` (the dashboard calls it every 2 s) does :func:`refresh` + :func:`start_next`.
+A lock file serialises concurrent pollers.
 """
 from __future__ import annotations
 
@@ -39,9 +42,6 @@ FINAL = ("done", "failed", "cancelled")
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaps children of this process (no zombies)
 
-_WRAPPER = ('"$@"; code=$?; echo $code > "$PAM_RUN_DIR/exit_code.tmp" && '
-            'mv "$PAM_RUN_DIR/exit_code.tmp" "$PAM_RUN_DIR/exit_code"; '
-            'exec "$PAM_PYTHON" -m pam_explorer.jobs start-next "$PAM_RUN_ROOT" >/dev/null 2>&1')
 
 
 class QueueFull(ValueError):
@@ -209,12 +209,12 @@ def start_next(root: str | Path | None = None) -> str | None:
             return None
         r = queued[0]
         d = Path(r["dir"])
-        env = {**os.environ, "PAM_RUN_DIR": str(d), "PAM_RUN_ROOT": str(root),
-               "PAM_PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PAM_RUN_DIR": str(d), "PYTHONUNBUFFERED": "1"}
+        # -I: the wrapper imports nothing from the repository (nor the package's __init__)
+        wrapper = [sys.executable, "-I", str(Path(__file__).resolve()), "_run", str(d), str(root)]
         with open(d / "log.txt", "ab") as log:
             try:
-                proc = subprocess.Popen(["sh", "-c", _WRAPPER, "pam-run", *r["argv"]], cwd=REPO,
-                                        stdout=log, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(wrapper, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
             except OSError as exc:
                 _update(r["run_id"], root, state="failed", message=f"could not start: {exc}",
@@ -285,8 +285,27 @@ def report(run_id: str, root: str | Path | None = None) -> dict | None:
     return _read_json(run_dir(run_id, root) / "report.json")
 
 
+def _run_wrapped(d: Path, root: Path) -> int:
+    """The wrapper: run the run's argv (output -> inherited log), record its exit code, advance."""
+    st = _read_json(d / "status.json") or {}
+    argv = st.get("argv") or []
+    try:
+        code = subprocess.call(argv, cwd=REPO, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        print(f"could not start {argv[:1]}: {exc}", flush=True)
+        code = 127
+    code = 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as a shell reports
+    tmp = d / "exit_code.tmp"
+    tmp.write_text(f"{code}\n")
+    tmp.replace(d / "exit_code")
+    start_next(root)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "_run":
+        return _run_wrapped(Path(args[1]), Path(args[2]))
     if len(args) == 2 and args[0] == "start-next":
         start_next(args[1])
         return 0

@@ -106,3 +106,21 @@ def test_bad_run_id_and_empty_argv(tmp_path):
         jobs.submit([], tmp_path)
     assert jobs.list_runs(tmp_path / "none") == []
     assert jobs.log_tail("nope", 5, tmp_path) == "" and jobs.progress("nope", tmp_path) is None
+
+
+def test_command_killed_outside_is_failed_with_signal_code(tmp_path):
+    """A `pkill -f <command>` elsewhere hits only the command: the wrapper records 128 + signal."""
+    import os
+    import signal
+    rid = jobs.submit([PY, "-c", "import time; time.sleep(60)"], tmp_path)
+    jobs.start_next(tmp_path)
+    wrapper = jobs.read_status(rid, tmp_path)["pid"]
+    children = Path(f"/proc/{wrapper}/task/{wrapper}/children")
+    if not children.exists():
+        pytest.skip("needs /proc/<pid>/task/<pid>/children")
+    deadline = time.time() + 10
+    while not children.read_text().split() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(int(children.read_text().split()[0]), signal.SIGTERM)
+    st = wait_for(tmp_path, rid)
+    assert st["state"] == "failed" and st["exit_code"] == 128 + signal.SIGTERM

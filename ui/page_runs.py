@@ -69,9 +69,8 @@ def run_panel(r: dict) -> None:
     with st.container(border=True):
         c1, c2 = st.columns([5, 1])
         c1.markdown(f"**{rid}** · `{state}` · {_duration(r)}  \n`{' '.join(r.get('argv', [])[1:])}`")
-        if state in jobs.ACTIVE and c2.button("Cancel", key=f"cancel_{rid}"):
-            jobs.cancel(rid, runs_root())
-            st.rerun(scope="fragment")
+        if state in jobs.ACTIVE:  # the callback runs before the (fragment) rerun shows the new state
+            c2.button("Cancel", key=f"cancel_{rid}", on_click=jobs.cancel, args=(rid, runs_root()))
         if state == "running":
             p = jobs.progress(rid, runs_root()) or {}
             frac = p.get("fraction")

@@ -252,3 +252,52 @@ def test_layer_override_and_range_notice(explorer, runs_root):
         assert shown.loc[layer, "alpha"] == pytest.approx(cfg.alpha_for(layer))
     at.number_input(key="ovr_conv1").set_value(None).run()
     assert at.dataframe[0].value.loc["conv1", "alpha"] == pytest.approx(DEFAULT_ALPHA)
+
+
+def test_valid_upload_and_mi_settings_apply(runs_root):
+    assets = Path(__file__).resolve().parents[2] / "assets" / "digits-2task"
+    at = fresh()
+    at.switch_page("ui/page_setup.py").run()
+    at.radio[0].set_value("Upload .safetensors per task").run()
+    for i, t in enumerate("AB"):
+        at.file_uploader[i].upload(f"{t}.safetensors", (assets / f"{t}.safetensors").read_bytes())
+    at.number_input[0].set_value(24).run()  # N samples: small, so the trajectories are quick
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    setup = at.session_state["setup"]
+    assert setup.checkpoints.startswith("upload-") and setup.arch == "lenet5" and setup.mi.n_samples == 24
+    assert any("applied" in s.value for s in at.success)
+    at.switch_page("ui/page_explorer.py").run()
+    assert not at.exception
+    exp = Explorer.open("digits-2task", MIConfig(n_samples=24))
+    alpha = at.select_slider[0].value
+    shown = at.dataframe[0].value
+    for layer, g in exp.groups(RegroupConfig(alpha=alpha)).items():
+        assert shown.loc[layer, "A+B"] == len(g.groups[("A", "B")])
+
+
+def test_cancel_from_runs_page(runs_root):
+    rid = jobs.submit([sys.executable, "-c", "import time; time.sleep(60)"], runs_root, name="sleeper")
+    jobs.start_next(runs_root)
+    at = fresh()
+    at.switch_page("ui/page_runs.py").run()
+    assert jobs.read_status(rid, runs_root)["state"] == "running"
+    at.button(key=f"cancel_{rid}").click().run()
+    assert not at.exception
+    assert jobs.read_status(rid, runs_root)["state"] == "cancelled"
+
+
+def test_preset_without_networks_keeps_setup(runs_root):
+    from pam_explorer.data import list_presets
+    from pam_explorer.pretrained import has_pretrained
+    missing = [p for p in list_presets() if not has_pretrained(p, get_preset(p).task_names)]
+    if not missing:
+        pytest.skip("every preset has committed networks")
+    at = fresh()
+    at.switch_page("ui/page_setup.py").run()
+    at.selectbox[0].set_value(missing[0]).run()
+    assert "none committed" in " ".join(m.value for m in at.markdown)
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("not applied" in e.value and "pre-trained" in e.value for e in at.error)
+    assert at.session_state["setup"].preset == "digits-2task"
