@@ -15,9 +15,9 @@ import streamlit as st
 
 from pam_explorer import jobs
 from pam_explorer.data import list_presets
+from pam_explorer.prune import list_pruners
 from ui.state import current_setup, regroup_config, runs_root
 
-PRUNE_METHODS = ("taylor", "vib", "adapmtl")
 MODES = ("Full experiment (B1, B2, PAM)", "Single PAM finetune + prune at alpha")
 
 
