@@ -39,7 +39,7 @@ def launch_form() -> None:
     with st.form("launch"):
         c = st.columns([2, 1, 2, 1, 1])
         preset = c[0].selectbox("Preset", presets, index=presets.index(setup.preset))
-        prune = c[1].selectbox("Pruning method", PRUNE_METHODS)
+        prune = c[1].selectbox("Pruning method", list_pruners())
         mode = c[2].radio("Run", MODES)
         alpha = c[3].number_input("alpha (single run)", min_value=0.0, value=float(regroup_config().alpha),
                                   format="%.4g")
