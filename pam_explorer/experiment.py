@@ -115,9 +115,13 @@ def _prune(cfg: ExperimentConfig, net: MergedNet, data: TaskData, stages: "_Stag
     return get_pruner(cfg.prune).prune(net, data, cfg.prune_config(), progress=cb)
 
 
+def _costs(costs: dict) -> dict:
+    return {"flops": {s: c["flops"] for s, c in costs.items()},
+            "params": {s: c["params"] for s, c in costs.items()}}
+
+
 def _scheme_record(result, flops_costs: dict, seconds: float) -> dict:
-    return {"flops": {s: c["flops"] for s, c in flops_costs.items()},
-            "params": {s: c["params"] for s, c in flops_costs.items()},
+    return {**_costs(flops_costs),
             "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
             "reference_val_accuracy": dict(result.reference_accuracy),
             "log": [_slim(r) for r in result.log], "seconds": round(seconds, 1)}
@@ -135,9 +139,7 @@ def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
         export.save(res.net, stages.dir / f"B1_{task}.zip", {"scheme": "B1", "task": task})
         pruned[task], acc[task], val[task] = res.net, res.test_accuracy[task], res.val_accuracy[task]
         ref[task], logs[task] = res.reference_accuracy[task], [_slim(r) for r in res.log]
-    costs = separate_costs(pruned)
-    return {"flops": {s: c["flops"] for s, c in costs.items()}, "params": {s: c["params"] for s, c in costs.items()},
-            "accuracy": acc, "val_accuracy": val, "reference_val_accuracy": ref,
+    return {**_costs(separate_costs(pruned)), "accuracy": acc, "val_accuracy": val, "reference_val_accuracy": ref,
             "widths": {t: n.group_widths() for t, n in pruned.items()}, "log": logs,
             "seconds": round(time.perf_counter() - t0, 1)}
 
