@@ -84,7 +84,7 @@ def cmd_merge(args: argparse.Namespace) -> dict:
     if not args.json:
         print(f"merged model -> {summary['model']}")
         for s, f in summary["flops"].items():
-            print(f"  FLOPs {s:>6}: {f:,}")
+            print(f"  {s:>6}: {f:>12,} FLOPs  {summary['latency_ms'][s]:8.3f} ms (CPU, batch 1)")
         print(f"  accuracy (test, %): {summary['accuracy']}")
     return summary
 

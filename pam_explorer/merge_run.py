@@ -7,7 +7,7 @@ from typing import Callable
 
 from pam_explorer import export
 from pam_explorer.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
-from pam_explorer.cost import subset_costs
+from pam_explorer.cost import measure_latency, subset_costs
 from pam_explorer.data import load_preset_data
 from pam_explorer.explore import Explorer
 from pam_explorer.finetune import evaluate, finetune
@@ -35,6 +35,8 @@ def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs:
                "algorithm": cfg.algorithm,
                "groups": {l: {"+".join(k): len(v) for k, v in g.groups.items()} for l, g in groups.items()},
                "flops": {s: c["flops"] for s, c in subset_costs(net).items()},
+               # one image per call, CPU: what an edge device running one request would see
+               "latency_ms": {s: round(1e3 * v, 4) for s, v in measure_latency(net).items()},
                "accuracy_before_finetune": before, "accuracy": evaluate(net, *data.test),
                "history": history}
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,10 @@ comparison"; PAM paper Sec. 5.1 and 6.1):
   ``finetune_batches`` minibatches and every task's validation accuracy is measured;
 * if some task lost more than ``delta`` points against its unpruned reference, the step is
   reverted; a rejected step larger than ``min_step`` halves task t's step cap (used at t's next
-  turn, so turns stay strictly alternating), a rejected ``min_step`` step freezes t;
+  turn, so turns stay strictly alternating) and an accepted one doubles it; the neurons of a
+  rejected ``min_step`` step are not tried again for t, and ``patience`` such rejections in a
+  row freeze t (one rejection is weak evidence: validation accuracy moves a few tenths of a
+  point between steps, and the next-ranked neuron may well be removable);
 * stop when every task is frozen (or cannot lose another neuron) or after ``max_steps`` turns,
   then finetune ``final_finetune_epochs`` epochs and report validation and test accuracy.
 
@@ -31,90 +34,17 @@ from typing import Any, Callable, ClassVar, Mapping
 import torch
 
 from pam_explorer.config import FinetuneConfig
-from pam_explorer.cost import check_structure, subset_costs
+from pam_explorer.cost import check_structure, costs_from_widths, subset_costs
 from pam_explorer.device import resolve_device
 from pam_explorer.finetune import evaluate, finetune, grad_scales, joint_loss, scale_gradients
 from pam_explorer.merged_net import MergedNet
+from pam_explorer.prune.settings import PruneConfig
 
 Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
 Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
 Progress = Callable[[dict], None]
 GroupId = tuple[str, str]  # (layer, key)
-SCORE_SCOPES = ("task", "sharing")
 Scores = dict[GroupId, torch.Tensor]  # (layer, key) -> (width,) importance, higher = keep
-
-
-# --------------------------------------------------------------------------- configuration
-def _fail(name: str, msg: str) -> None:
-    raise ValueError(f"PruneConfig.{name}: {msg}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """Settings of every pruning method (P1/P2 and later ones share the driver fields).
-
-    delta: accuracy points a task may lose on validation vs its unpruned reference.
-    step_fraction: fraction of the task subgraph's current neurons removed per step (>= min_step).
-    finetune_batches: joint-finetuning minibatches after each step; score_batches: minibatches
-    for importance estimation (P2). max_steps counts accepted and rejected steps.
-    score_scope: "sharing" (default) scores task t's subgraph, and a neuron shared by tasks tau
-    gets the sum of its importances for every task in tau; "task" scores against t's loss only
-    (the literal alternating rule; it leaves shared neurons that serve the other task through
-    zero-initialised connections at importance 0, so a fully shared B2 cannot be pruned). "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
-    (P2; P1's gates are always trained on every sharing task's loss).
-    P1 (VIB): vib_epochs of gate + weight training with loss + kl_weight * KL, gates learnt at
-    vib_lr; neurons with log(sigma^2 / mu^2) > log_alpha_threshold are removed first.
-    """
-
-    delta: float = 0.5
-    step_fraction: float = 0.1
-    min_step: int = 1
-    finetune_batches: int = 40
-    final_finetune_epochs: int = 2
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    max_steps: int = 200
-    score_batches: int = 10
-    vib_epochs: int = 3
-    kl_weight: float = 1e-3
-    vib_lr: float = 2e-2
-    log_alpha_threshold: float = 3.0
-    score_scope: str = "sharing"
-
-    def __post_init__(self) -> None:
-        if not _is_num(self.delta) or self.delta < 0:
-            _fail("delta", f"must be a finite number >= 0, got {self.delta!r}")
-        if not _is_num(self.step_fraction) or not 0 < self.step_fraction <= 1:
-            _fail("step_fraction", f"must be in (0, 1], got {self.step_fraction!r}")
-        for name in ("min_step", "batch_size", "score_batches"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                _fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("finetune_batches", "final_finetune_epochs", "max_steps", "vib_epochs"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                _fail(name, f"must be an integer >= 0, got {getattr(self, name)!r}")
-        for name in ("lr", "vib_lr"):
-            if not _is_num(getattr(self, name)) or getattr(self, name) <= 0:
-                _fail(name, f"must be a finite number > 0, got {getattr(self, name)!r}")
-        if not _is_num(self.kl_weight) or self.kl_weight < 0:
-            _fail("kl_weight", f"must be a finite number >= 0, got {self.kl_weight!r}")
-        if not _is_num(self.log_alpha_threshold):
-            _fail("log_alpha_threshold", f"must be a finite number, got {self.log_alpha_threshold!r}")
-        if self.score_scope not in SCORE_SCOPES:
-            _fail("score_scope", f"must be one of {list(SCORE_SCOPES)}, got {self.score_scope!r}")
-        if not _is_int(self.seed):
-            _fail("seed", f"must be an integer, got {self.seed!r}")
-        if not isinstance(self.device, str) or not self.device:
-            _fail("device", f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
 
 
 @dataclass
@@ -155,6 +85,7 @@ class PruneResult:
     test_accuracy: dict[str, float] = field(default_factory=dict)
     method: str = ""
     seconds: float = 0.0
+    extra: dict = field(default_factory=dict)  # method-specific results (AdapMTL: sparsity, Delta_T)
 
 
 # --------------------------------------------------------------------------- contract + registry
@@ -217,6 +148,32 @@ def subgraph_groups(net: MergedNet, task: str) -> list[GroupId]:
             if task in key.split("+") and net.width(layer, key) > 0]
 
 
+def removal_savings(net: MergedNet, groups: list[GroupId]) -> dict[GroupId, int]:
+    """FLOPs (summed over every task subset) saved by removing one neuron of each group: its own
+    inputs, and its columns in the groups and heads that read it."""
+    widths = net.group_widths()
+    base = sum(c["flops"] for c in costs_from_widths(net.geometry, widths).values())
+    out = {}
+    for layer, key in groups:
+        widths[layer][key] -= 1
+        out[(layer, key)] = base - sum(c["flops"] for c in costs_from_widths(net.geometry, widths).values())
+        widths[layer][key] += 1
+    return out
+
+
+def rank_neurons(net: MergedNet, task: str, scores: Scores, flops_weight: float
+                 ) -> list[tuple[float, str, str, int]]:
+    """(rank value, layer, key, position) of ``task``'s subgraph, ascending: importance divided
+    by savings**flops_weight, so at equal importance the neuron that saves more goes first."""
+    groups = subgraph_groups(net, task)
+    savings = removal_savings(net, groups) if flops_weight > 0 else {}
+    ranked = []
+    for g in groups:
+        div = float(max(savings.get(g, 1), 1)) ** flops_weight
+        ranked.extend((float(s) / div, g[0], g[1], pos) for pos, s in enumerate(scores[g].tolist()))
+    return sorted(ranked)
+
+
 def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size: int
                  ) -> dict[GroupId, list[int]]:
     """Positions to remove per group: the first ``size`` of ``ranked`` (ascending importance
@@ -270,6 +227,13 @@ def train_batches(net: MergedNet, train: Split, n_batches: int, stream: BatchStr
         optim.step()
 
 
+def _given_reference(given: Mapping[str, float], tasks: tuple[str, ...]) -> dict[str, float]:
+    missing = [t for t in tasks if t not in given]
+    if missing:
+        raise ValueError(f"PruneConfig.reference_accuracy has no value for task(s) {missing}")
+    return {t: float(given[t]) for t in tasks}
+
+
 # --------------------------------------------------------------------------- the driver
 @dataclass
 class _RunState:
@@ -279,6 +243,8 @@ class _RunState:
     stream: BatchStream
     caps: dict[str, float]
     frozen: set[str] = field(default_factory=set)
+    misses: dict[str, int] = field(default_factory=dict)  # consecutive rejected min_step steps
+    blocked: dict[str, set] = field(default_factory=dict)  # task -> {(layer, key, provenance)}
     log: list[dict] = field(default_factory=list)
     turn: int = 0
 
@@ -312,6 +278,8 @@ class AlternatingPruner(Pruner):
         data = data.to(device)
         reference = evaluate(work, *data.val)
         emit({"phase": "reference", "val_accuracy": dict(reference)})
+        if config.reference_accuracy is not None:
+            reference = _given_reference(config.reference_accuracy, work.tasks)
         stream = BatchStream(data.train[0].shape[0], config.batch_size, config.seed)
         torch.manual_seed(config.seed)  # gate noise (P1), dropout
         scores = self.prepare(work, data, config, stream, progress)
@@ -337,37 +305,57 @@ class AlternatingPruner(Pruner):
         """One turn for ``task``: remove, finetune, evaluate, accept or revert (and log it)."""
         t0 = time.perf_counter()
         net = state.net
-        scores = state.scores if state.scores is not None else self.importance(
-            net, task, data, config, state.stream)
-        ranked = sorted((float(s), layer, key, pos) for layer, key in subgraph_groups(net, task)
-                        for pos, s in enumerate(scores[(layer, key)].tolist()))
-        size = max(config.min_step, int(config.step_fraction * len(ranked)),
-                   self.forced_count(net, task, scores, config))
-        plan = plan_removal(net, ranked, int(min(size, state.caps[task])))
-        if not plan:  # every remaining neuron of the subgraph carries a path
+        plan = self._plan(state, task, data, config)
+        if not plan:  # every remaining candidate carries a path or already failed alone
             state.frozen.add(task)
             emit({"phase": "frozen", "task": task, "reason": "no removable neuron"})
             return
+        tried = {(layer, key, net.provenance(layer, key)[p]) for (layer, key), ps in plan.items() for p in ps}
         backup = copy.deepcopy((net, state.scores))
         apply_removal(net, plan, state.scores)
         train_batches(net, data.train, config.finetune_batches, state.stream, config.lr)
         acc = evaluate(net, *data.val)
         accepted = all(acc[t] >= state.reference[t] - config.delta - 1e-9 for t in net.tasks)
-        removed = sum(len(v) for v in plan.values())
-        row = {"step": len(state.log), "task": task, "accepted": accepted, "removed": removed,
+        row = {"step": len(state.log), "task": task, "accepted": accepted, "removed": len(tried),
                "widths": net.group_widths(),
                "flops": {k: v["flops"] for k, v in subset_costs(net).items()},
                "val_accuracy": acc, "seconds": time.perf_counter() - t0}
         if not accepted:  # the row keeps what was tried; the net goes back
             state.net, state.scores = backup
-            if removed > config.min_step:
-                state.caps[task] = max(config.min_step, removed // 2)
-            else:
-                state.frozen.add(task)
+        self._judge(state, task, accepted, tried, config)
         state.log.append(row)
         emit({"phase": "prune", **row, "frozen": sorted(state.frozen)})
+
+    def _plan(self, state: _RunState, task: str, data: TaskData, config: PruneConfig
+              ) -> dict[GroupId, list[int]]:
+        """This turn's removal: the lowest-ranked neurons not yet failed alone, up to the cap."""
+        net = state.net
+        scores = state.scores if state.scores is not None else self.importance(
+            net, task, data, config, state.stream)
+        blocked = state.blocked.setdefault(task, set())
+        ranked = [r for r in rank_neurons(net, task, scores, config.flops_weight)
+                  if (r[1], r[2], net.provenance(r[1], r[2])[r[3]]) not in blocked]
+        size = max(config.min_step, int(config.step_fraction * len(ranked)),
+                   self.forced_count(net, task, scores, config))
+        return plan_removal(net, ranked, int(min(size, state.caps[task])))
+
+    @staticmethod
+    def _judge(state: _RunState, task: str, accepted: bool, tried: set, config: PruneConfig) -> None:
+        """Step-size control: double the cap after an accepted step, halve it after a rejected
+        one; a rejected min_step removal blocks those neurons for ``task`` (the next turn tries
+        the next candidates), and ``patience`` such rejections in a row freeze the task."""
+        if accepted:
+            state.misses[task] = 0
+            state.caps[task] = state.caps[task] * 2
+        elif len(tried) > config.min_step:
+            state.caps[task] = max(config.min_step, len(tried) // 2)
+        else:
+            state.blocked[task] |= tried
+            state.misses[task] = state.misses.get(task, 0) + 1
+            if state.misses[task] >= config.patience:
+                state.frozen.add(task)
 
 
 __all__ = ["PruneConfig", "TaskData", "PruneResult", "Pruner", "AlternatingPruner", "register_pruner",
            "get_pruner", "list_pruners", "BatchStream", "subgraph_groups", "plan_removal",
-           "apply_removal", "train_batches", "Scores", "Progress", "Split"]
+           "apply_removal", "train_batches", "removal_savings", "rank_neurons", "Scores", "Progress", "Split"]

@@ -54,3 +54,22 @@ def test_quick_experiment_report_schema_resume_and_export(tmp_path, capsys):
     net = export.load(tmp_path / "m.zip")
     assert net(torch.rand(2, 1, 32, 32), tasks=["A"])["A"].shape == (2, 5)
     assert export.read_manifest(tmp_path / "m.zip")["flops"] == report["schemes"]["PAM"]["flops"]
+
+
+def test_merge_writes_model_flops_latency_and_accuracy(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["merge", "--preset", "digits-2task", "--alpha", "0.5", "--samples", "64",
+                 "--out", str(out), "--json"]) == 0
+    summary = json.loads((out / "merge.json").read_text())
+    assert json.loads(capsys.readouterr().out)["flops"] == summary["flops"]
+    assert set(summary["flops"]) == set(summary["latency_ms"]) == {"A", "B", "A+B"}
+    assert all(v > 0 for v in summary["latency_ms"].values())
+    # a subset never costs more FLOPs than the whole
+    assert max(summary["flops"]["A"], summary["flops"]["B"]) <= summary["flops"]["A+B"]
+    assert set(summary["accuracy"]) == {"A", "B"} and all(50 < v <= 100 for v in summary["accuracy"].values())
+    from pam_explorer import export
+    from pam_explorer.cost import subset_costs
+    net = export.load(out / "model.zip")
+    assert {s: c["flops"] for s, c in subset_costs(net).items()} == summary["flops"]
+    widths = {l: sum(g.values()) for l, g in summary["groups"].items()}
+    assert widths == {"conv1": 12, "conv2": 32, "fc1": 240, "fc2": 168}

@@ -102,7 +102,8 @@ def test_registry_lists_methods_and_rejects_unknown():
     ("min_step", 0), ("finetune_batches", -1), ("final_finetune_epochs", 1.5), ("batch_size", 0),
     ("lr", 0.0), ("seed", "x"), ("device", ""), ("max_steps", -1), ("score_batches", 0),
     ("vib_epochs", -1), ("kl_weight", -1.0), ("vib_lr", float("inf")),
-    ("log_alpha_threshold", float("nan")), ("min_step", True), ("score_scope", "all")])
+    ("log_alpha_threshold", float("nan")), ("min_step", True), ("score_scope", "all"),
+    ("patience", 0), ("flops_weight", -0.5), ("reference_accuracy", {"A": "high"}), ("adapmtl", {"x": 1})])
 def test_config_validation_names_field(field, value):
     with pytest.raises(ValueError, match=f"PruneConfig.{field}"):
         PruneConfig(**{field: value})
@@ -251,3 +252,87 @@ def test_custom_pruner_contract_is_general(data):
         assert get_pruner("noop-test").prune(scheme_net("B1"), data, PruneConfig()).method == "noop-test"
     finally:
         base._REGISTRY.pop("noop-test")
+
+
+# --------------------------------------------------------------------------- FLOPs-aware ranking
+def test_removal_savings_equal_cost_differences():
+    net = scheme_net("PAM")
+    groups = subgraph_groups(net, "A")
+    total = lambda w: sum(c["flops"] for c in base.costs_from_widths(net.geometry, w).values())
+    savings = base.removal_savings(net, groups)
+    for layer, key in groups:
+        w = net.group_widths()
+        w[layer][key] -= 1
+        assert savings[(layer, key)] == total(net.group_widths()) - total(w) > 0
+    conv = max(v for (layer, _), v in savings.items() if layer.startswith("conv"))
+    fc = max(v for (layer, _), v in savings.items() if layer.startswith("fc"))
+    assert conv > 10 * fc  # a conv channel costs far more than an fc neuron
+
+
+def test_rank_neurons_divides_importance_by_savings():
+    net = scheme_net("B1")
+    scores = {g: torch.ones(net.width(*g)) for g in subgraph_groups(net, "A")}
+    plain = base.rank_neurons(net, "A", scores, 0.0)
+    assert {r[0] for r in plain} == {1.0} and len(plain) == sum(net.width(*g) for g in scores)
+    aware = base.rank_neurons(net, "A", scores, 1.0)
+    savings = base.removal_savings(net, list(scores))
+    assert aware[0][1:3] == max(savings, key=savings.get)  # the most expensive group goes first
+    for value, layer, key, _ in aware:
+        assert value == pytest.approx(1.0 / savings[(layer, key)])
+
+
+# --------------------------------------------------------------------------- patience, blocking, reference
+def test_patience_counts_single_neuron_rejections_before_freezing(data, monkeypatch):
+    calls = []
+
+    def fake_evaluate(net, images, targets, tasks=None, batch_size=512):
+        calls.append(1)  # the reference, then every step loses 10 points
+        return {t: 90.0 if len(calls) == 1 else 80.0 for t in net.tasks}
+    monkeypatch.setattr(base, "evaluate", fake_evaluate)
+    net = scheme_net("B1")
+    cfg = PruneConfig(**{**FAST, "step_fraction": 0.01, "flops_weight": 0.0, "patience": 4})
+    res = FixedPruner().prune(net, data, cfg)
+    assert [r["removed"] for r in res.log] == [1, 1, 1, 1]  # four tries, then frozen
+    assert res.net.group_widths() == net.group_widths()
+
+
+def test_blocked_candidates_are_distinct(data, monkeypatch):
+    seen = []
+    real_apply = base.apply_removal
+
+    def spy(net, plan, scores):
+        seen.append({g: [net.provenance(*g)[p] for p in ps] for g, ps in plan.items()})
+        real_apply(net, plan, scores)
+    monkeypatch.setattr(base, "apply_removal", spy)
+    monkeypatch.setattr(base, "evaluate", lambda net, *a, **k: {t: 90.0 if not seen else 10.0 for t in net.tasks})
+    cfg = PruneConfig(**{**FAST, "step_fraction": 0.01, "flops_weight": 0.0, "patience": 3})
+    res = FixedPruner().prune(scheme_net("B1"), data, cfg)
+    flat = [(g, tuple(v)) for d in seen for g, v in d.items()]
+    assert len(flat) == 3 == len(set(flat)) == len(res.log)
+
+
+def test_rejection_halves_and_acceptance_doubles_the_cap(data, monkeypatch):
+    calls = []
+
+    def fake_evaluate(net, images, targets, tasks=None, batch_size=512):
+        calls.append(1)  # reference, a rejected first step, then accepted steps
+        return {t: 80.0 if len(calls) == 2 else 90.0 for t in net.tasks}
+    monkeypatch.setattr(base, "evaluate", fake_evaluate)
+    net = scheme_net("B1")
+    n = sum(w["A"] for w in net.group_widths().values())
+    res = FixedPruner().prune(net, data, PruneConfig(**{**FAST, "step_fraction": 0.5, "max_steps": 3}))
+    removed = [r["removed"] for r in res.log]
+    assert [r["accepted"] for r in res.log] == [False, True, True]
+    assert removed[0] == n // 2 and removed[1] == n // 4
+    assert removed[2] == min(2 * removed[1], (n - removed[1]) // 2)
+
+
+def test_given_reference_accuracy_sets_the_floor(data, monkeypatch):
+    monkeypatch.setattr(base, "evaluate", lambda net, *a, **k: {t: 95.0 for t in net.tasks})
+    strict = PruneConfig(**{**FAST, "delta": 0.5, "reference_accuracy": {"A": 99.0, "B": 99.0}})
+    res = FixedPruner().prune(scheme_net("B2"), data, strict)
+    assert res.reference_accuracy == {"A": 99.0, "B": 99.0} and not any(r["accepted"] for r in res.log)
+    loose = PruneConfig(**{**FAST, "delta": 0.5, "reference_accuracy": {"A": 95.2, "B": 95.2}, "max_steps": 2})
+    assert all(r["accepted"] for r in FixedPruner().prune(scheme_net("B2"), data, loose).log)
+    with pytest.raises(ValueError, match="no value for task"):
+        FixedPruner().prune(scheme_net("B2"), data, PruneConfig(**{**FAST, "reference_accuracy": {"A": 90.0}}))
