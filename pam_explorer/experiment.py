@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from pam_explorer import export
 from pam_explorer.baselines.mtz import MTZConfig, zip_networks
 from pam_explorer.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
-from pam_explorer.cost import separate_costs, subset_costs
+from pam_explorer.cost import all_subsets, measure_latency, separate_costs, subset_costs, subset_key
 from pam_explorer.data import get_preset, load_preset_data
 from pam_explorer.experiment_report import gains, markdown_table
 from pam_explorer.explore import Explorer
@@ -95,7 +95,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | 
               "alpha": cfg.resolved_alpha(), "quick": cfg.quick,
               "reference_accuracy": {t: evaluate(_single(n, t), data.test[0], data.test[1])[t]
                                      for n, t in zip(nets, preset.task_names)},
-              "schemes": schemes, "gains": gains(schemes)}
+              "schemes": schemes, "gains": gains(schemes), "latency_gains": gains(schemes, "latency_ms")}
     _write_json(out / "report.json", report)
     (out / "table.md").write_text(markdown_table(report))
     stages.report(1.0, "done", "report written")
@@ -120,6 +120,18 @@ def _costs(costs: dict) -> dict:
             "params": {s: c["params"] for s, c in costs.items()}}
 
 
+def _latency_ms(cfg: ExperimentConfig, net: MergedNet) -> dict[str, float]:
+    """{subset: ms} of one CPU forward pass with one image (an edge request), median."""
+    return {k: round(1e3 * v, 4) for k, v in
+            measure_latency(net, device="cpu", min_run_time=0.02 if cfg.quick else 0.2).items()}
+
+
+def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet]) -> dict[str, float]:
+    """B1 runs a subset's networks one after the other: the sum of each one's latency."""
+    single = {t: _latency_ms(cfg, n)[t] for t, n in nets.items()}
+    return {subset_key(s): round(sum(single[t] for t in s), 4) for s in all_subsets(list(nets))}
+
+
 def _scheme_record(result, flops_costs: dict, seconds: float) -> dict:
     return {**_costs(flops_costs),
             "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
@@ -139,7 +151,7 @@ def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
         export.save(res.net, stages.dir / f"B1_{task}.zip", {"scheme": "B1", "task": task})
         pruned[task], acc[task], val[task] = res.net, res.test_accuracy[task], res.val_accuracy[task]
         ref[task], logs[task] = res.reference_accuracy[task], [_slim(r) for r in res.log]
-    return {**_costs(separate_costs(pruned)), "accuracy": acc, "val_accuracy": val, "reference_val_accuracy": ref,
+    return {**_costs(separate_costs(pruned)), "latency_ms": _separate_latency_ms(cfg, pruned), "accuracy": acc, "val_accuracy": val, "reference_val_accuracy": ref,
             "widths": {t: n.group_widths() for t, n in pruned.items()}, "log": logs,
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -151,7 +163,7 @@ def _run_b2(cfg, nets, tasks, data: TaskData, stages) -> dict:
     res = _prune(cfg, zipped, data, stages, "B2")
     export.save(res.net, stages.dir / "B2.zip", {"scheme": "B2"})
     rec = _scheme_record(res, subset_costs(res.net), time.perf_counter() - t0)
-    return {**rec, "widths": res.net.group_widths(), "zipped_accuracy": evaluate(zipped, *data.val)}
+    return {**rec, "latency_ms": _latency_ms(cfg, res.net), "widths": res.net.group_widths(), "zipped_accuracy": evaluate(zipped, *data.val)}
 
 
 def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
@@ -167,7 +179,7 @@ def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
              "accuracy": res.test_accuracy, "prune": cfg.prune}
     export.save(res.net, stages.dir.parent / "model.zip", extra)
     rec = _scheme_record(res, subset_costs(res.net), time.perf_counter() - t0)
-    return {**rec, "widths": res.net.group_widths(),
+    return {**rec, "latency_ms": _latency_ms(cfg, res.net), "widths": res.net.group_widths(),
             "groups_before_pruning": {l: {"+".join(k): len(v) for k, v in g.groups.items()} for l, g in groups.items()}}
 
 

@@ -6,15 +6,16 @@ from typing import Mapping
 from pam_explorer.cost import average_gain, peak_gain
 
 
-def gains(schemes: Mapping[str, Mapping]) -> dict[str, dict[str, float]]:
-    """{"vs_B1"|"vs_B2": {"average", "peak"}} of PAM's FLOPs against each present baseline
-    (paper Sec. 6.1: mean / max over task subsets of c_baseline / c_PAM)."""
-    if "PAM" not in schemes:
+def gains(schemes: Mapping[str, Mapping], metric: str = "flops") -> dict[str, dict[str, float]]:
+    """{"vs_B1"|"vs_B2": {"average", "peak"}} of PAM's ``metric`` (per task subset: "flops",
+    "latency_ms", "sparse_flops") against each present baseline (paper Sec. 6.1: mean / max
+    over task subsets of c_baseline / c_PAM); {} when PAM or the metric is missing."""
+    if "PAM" not in schemes or metric not in schemes["PAM"]:
         return {}
-    pam = schemes["PAM"]["flops"]
-    return {f"vs_{b}": {"average": average_gain(schemes[b]["flops"], pam),
-                        "peak": peak_gain(schemes[b]["flops"], pam)}
-            for b in ("B1", "B2") if b in schemes}
+    pam = schemes["PAM"][metric]
+    return {f"vs_{b}": {"average": average_gain(schemes[b][metric], pam),
+                        "peak": peak_gain(schemes[b][metric], pam)}
+            for b in ("B1", "B2") if b in schemes and metric in schemes[b]}
 
 
 def markdown_table(report: Mapping) -> str:
@@ -22,17 +23,23 @@ def markdown_table(report: Mapping) -> str:
     schemes = report["schemes"]
     tasks = report["tasks"]
     subsets = list(next(iter(schemes.values()))["flops"])
-    head = ["scheme"] + [f"acc {t}" for t in tasks] + [f"FLOPs {s}" for s in subsets]
+    lat = all("latency_ms" in s for s in schemes.values())
+    head = ["scheme"] + [f"acc {t}" for t in tasks] + [f"FLOPs {s}" for s in subsets] \
+        + ([f"ms {s}" for s in subsets] if lat else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = report.get("reference_accuracy", {})
     if ref:
         lines.append("| original | " + " | ".join(f"{ref[t]:.2f}" for t in tasks) + " |"
-                     + " |" * len(subsets))
+                     + " |" * (len(head) - 1 - len(tasks)))
     for name, s in schemes.items():
         accs = [f"{s['accuracy'][t]:.2f}" for t in tasks]
         flops = [f"{s['flops'][k] / 1e6:.3f} M" for k in subsets]
-        lines.append("| " + " | ".join([name] + accs + flops) + " |")
+        ms = [f"{s['latency_ms'][k]:.3f}" for k in subsets] if lat else []
+        lines.append("| " + " | ".join([name] + accs + flops + ms) + " |")
     out = "\n".join(lines) + "\n"
     for key, g in report.get("gains", {}).items():
         out += f"\nPAM {key.replace('_', ' ')}: average gain {g['average']:.3f}, peak gain {g['peak']:.3f}"
+    for key, g in report.get("latency_gains", {}).items():
+        out += (f"\nPAM {key.replace('_', ' ')} (CPU latency, batch 1): average {g['average']:.3f}, "
+                f"peak {g['peak']:.3f}")
     return out + "\n"

@@ -23,7 +23,8 @@ def _schemes(report: Mapping) -> dict:
 
 
 def table1(report: Mapping) -> pd.DataFrame | None:
-    """Rows: schemes (B1, B2, PAM); columns: accuracy per task (%) and FLOPs per task subset."""
+    """Rows: schemes (B1, B2, PAM); columns: accuracy per task (%), FLOPs per task subset and,
+    when the run measured it, CPU latency per subset (ms, batch 1)."""
     schemes = _schemes(report)
     if not schemes:
         return None
@@ -33,6 +34,7 @@ def table1(report: Mapping) -> pd.DataFrame | None:
     for name, s in schemes.items():
         row: dict[str, Any] = {f"acc {t} (%)": (s.get("accuracy") or {}).get(t) for t in tasks}
         row.update({f"FLOPs {k}": v for k, v in (s.get("flops") or {}).items()})
+        row.update({f"ms {k} (CPU)": v for k, v in (s.get("latency_ms") or {}).items()})
         rows[name] = row
     df = pd.DataFrame.from_dict(rows, orient="index")
     if isinstance(ref, Mapping):

@@ -33,6 +33,10 @@ def test_quick_experiment_report_schema_resume_and_export(tmp_path, capsys):
         assert all(v > 0 for v in s["flops"].values())
     b1 = report["schemes"]["B1"]["flops"]
     assert b1["A+B"] == b1["A"] + b1["B"]
+    lat = report["schemes"]["B1"]["latency_ms"]  # B1 runs the subset's nets one after another
+    assert lat["A+B"] == pytest.approx(lat["A"] + lat["B"], abs=1e-3) and min(lat.values()) > 0
+    assert set(report["latency_gains"]) == {"vs_B1", "vs_B2"}
+    assert "ms A+B" in (out / "table.md").read_text()
     for key in ("vs_B1", "vs_B2"):
         g = report["gains"][key]
         ratios = [report["schemes"][key[3:]]["flops"][s] / report["schemes"]["PAM"]["flops"][s]
