@@ -14,6 +14,10 @@ What is counted, per executed (non-empty) group and head, for one sample:
 * params = core weights + core biases + per-neuron op parameters (affine BatchNorm weight and bias)
   + head weights and biases of the executed tasks. Buffers (BN running stats) are not counted.
 
+Networks of different depth: each task's head reads its own head layer (``NetGeometry.head_layers``),
+and the groups of the later layers never contain it, so a subset's cost is exactly the layers its
+tasks have.
+
 The skeleton types (subset naming, geometry, structure check) live here because both the merged
 network and the cost model are built on them.
 """
@@ -116,7 +120,14 @@ class LayerGeometry:
 
 @dataclass(frozen=True)
 class NetGeometry:
-    """Geometry of a merged network: tasks, input, layers in forward order, heads."""
+    """Geometry of a merged network: tasks, input, layers in forward order, heads.
+
+    head_layers: per task (task order), the layer its head reads: the task's own last layer.
+    Networks of different depth (PAM Sec. 5.1 step 3) give a shallower task an earlier head
+    layer; the layers after it do not exist for that task. None (the default, and what geometries
+    saved before depth could differ hold) means every head reads the last layer; it is normalised
+    to the explicit tuple, so equal geometries compare equal either way.
+    """
 
     tasks: tuple[str, ...]
     in_channels: int
@@ -125,18 +136,45 @@ class NetGeometry:
     head_outputs: tuple[int, ...]  # per task, in task order
     head_in_factor: int  # H*W of the last layer's output if it is conv, else 1
     head_bias: bool
+    head_layers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        names = self.layer_names
+        heads = tuple(self.head_layers) if self.head_layers is not None else (
+            (names[-1],) * len(self.tasks) if names else ())
+        if names and (len(heads) != len(self.tasks) or any(h not in names for h in heads)):
+            raise ValueError(f"head_layers must name one layer of {names} per task {list(self.tasks)}, "
+                             f"got {list(heads)}")
+        object.__setattr__(self, "head_layers", heads)  # frozen: normalise once, here
 
     @property
     def layer_names(self) -> list[str]:
         return [lg.name for lg in self.layers]
 
+    def head_layer(self, task: str) -> str:
+        """Name of the layer the head of ``task`` reads (its own last layer)."""
+        return self.head_layers[self.tasks.index(task)]
+
+    def head_factor(self, task: str) -> int:
+        """Input features of ``task``'s head per neuron of its head layer (channel-major flatten)."""
+        name = self.head_layer(task)
+        if name == self.layers[-1].name:
+            return self.head_in_factor
+        lg = self.layers[self.layer_names.index(name)]
+        return lg.out_hw[0] * lg.out_hw[1] if lg.kind == "conv" and lg.out_hw else 1
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able description."""
-        return dataclasses.asdict(self)
+        """JSON-able description; ``head_layers`` only when some head reads an earlier layer,
+        so same-depth geometries serialise exactly as before the field existed."""
+        out = dataclasses.asdict(self)
+        if all(h == self.layers[-1].name for h in self.head_layers):  # () when there are no layers
+            del out["head_layers"]
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "NetGeometry":
-        """Inverse of :meth:`to_dict`, also after a JSON round trip (lists become tuples)."""
+        """Inverse of :meth:`to_dict`, also after a JSON round trip (lists become tuples); a
+        description without ``head_layers`` means every head reads the last layer."""
         def tup(v: Any) -> Any:
             return tuple(tup(x) for x in v) if isinstance(v, (list, tuple)) else v
         layers = tuple(LayerGeometry(**{k: tup(v) for k, v in lg.items()}) for lg in raw["layers"])
@@ -144,13 +182,37 @@ class NetGeometry:
 
 
 # --------------------------------------------------------------------------- structure
-def check_structure(tasks: Sequence[str], layer_names: Sequence[str], widths: Widths) -> None:
+HeadLayers = Mapping[str, str] | Sequence[str]  # {task: layer} or one layer per task in task order
+
+
+def _head_indices(tasks: Sequence[str], layer_names: Sequence[str], head_layers: HeadLayers | None
+                  ) -> list[int]:
+    """Index in ``layer_names`` of each task's head layer (None: the last layer for all)."""
+    if head_layers is None:
+        return [len(layer_names) - 1] * len(tasks)
+    per_task = [head_layers.get(t) for t in tasks] if isinstance(head_layers, Mapping) else list(head_layers)
+    if len(per_task) != len(tasks) or any(h not in layer_names for h in per_task):
+        raise ValueError(f"head_layers must name one layer of {list(layer_names)} per task "
+                         f"{list(tasks)}, got {head_layers!r}")
+    return [list(layer_names).index(h) for h in per_task]
+
+
+def check_structure(tasks: Sequence[str], layer_names: Sequence[str], widths: Widths,
+                    head_layers: HeadLayers | None = None) -> None:
     """ValueError unless every non-empty group has a non-empty input group and every task's
-    head reads a non-empty last-layer group (together: every task keeps a path to the input)."""
+    head reads a non-empty group of its head layer (together: every task keeps a path to the
+    input), and no group of a layer after a task's head layer contains that task.
+
+    head_layers: the layer each task's head reads ({task: layer} or one name per task, e.g.
+    ``net.head_layers`` / ``geometry.head_layers``); None means the last layer for every task,
+    which is wrong for a merged net of networks of different depth.
+    """
     masks = subset_masks(tasks)
+    heads = _head_indices(tasks, layer_names, head_layers)
     for i, layer in enumerate(layer_names):
         if layer not in widths:
             raise ValueError(f"no group widths given for layer {layer!r}")
+        _check_depth(tasks, layer_names, heads, i, widths[layer])
         if i == 0:
             continue  # the first layer reads the image, which every task has
         prev = widths[layer_names[i - 1]]
@@ -162,11 +224,23 @@ def check_structure(tasks: Sequence[str], layer_names: Sequence[str], widths: Wi
                     f"(it reads only groups of layer {layer_names[i - 1]!r} whose tasks include all of "
                     f"{key!r}; non-empty there: {[k for k, w in prev.items() if w > 0]}). Move these "
                     f"neurons to a group with fewer tasks, or keep neurons in a superset group.")
-    last = widths[layer_names[-1]]
     for j, t in enumerate(tasks):
-        if not any(w > 0 for k, w in last.items() if masks[k] >> j & 1):
-            raise ValueError(f"task {t!r}: its head reads no non-empty group of the last layer "
-                             f"{layer_names[-1]!r} (groups there: {dict(last)}); the task has no path")
+        at = widths[layer_names[heads[j]]]
+        if not any(w > 0 for k, w in at.items() if masks[k] >> j & 1):
+            raise ValueError(f"task {t!r}: its head reads no non-empty group of layer "
+                             f"{layer_names[heads[j]]!r} (groups there: {dict(at)}); the task has no path")
+
+
+def _check_depth(tasks: Sequence[str], layer_names: Sequence[str], heads: Sequence[int], i: int,
+                 groups: Mapping[str, int]) -> None:
+    """No group of layer i (empty or not) names a task whose head reads an earlier layer."""
+    for key in groups:
+        ended = [t for t in parse_key(key, tasks) if heads[tasks.index(t)] < i]
+        if ended:
+            raise ValueError(
+                f"layer {layer_names[i]!r}, group {key!r}: task(s) {ended} end before this layer "
+                f"(their heads read layer(s) {[layer_names[heads[tasks.index(t)]] for t in ended]}); "
+                f"a group may name only tasks whose network has this layer")
 
 
 def widths_of(geometry: NetGeometry, grouping: Mapping[str, Any]) -> dict[str, dict[str, int]]:
@@ -199,8 +273,9 @@ def _cost_items(geometry: NetGeometry, widths: Widths) -> list[tuple[int, int, i
             params = n * n_in * lg.params_per_connection + n * (int(lg.bias) + lg.follower_params)
             items.append((m, n * n_in * lg.macs_per_connection, params))
         prev = widths[lg.name]
-    for j, n_out in enumerate(geometry.head_outputs):
-        n_in = geometry.head_in_factor * sum(w for k, w in prev.items() if masks[k] >> j & 1)
+    for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs)):
+        at = widths[geometry.head_layer(t)]  # the head reads its own (possibly earlier) layer
+        n_in = geometry.head_factor(t) * sum(w for k, w in at.items() if masks[k] >> j & 1)
         items.append((1 << j, n_out * n_in, n_out * n_in + n_out * int(geometry.head_bias)))
     return items
 

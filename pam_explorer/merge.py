@@ -1,9 +1,10 @@
 """Grouping + single-task weights -> :class:`~pam_explorer.merged_net.MergedNet` (PAM Sec. 5.1, 5.4).
 
 Neuron ids of a layer are global: network 0's C_0 neurons are 0..C_0-1, network 1's follow, and
-so on in task order. A grouping gives, per layer, {task subset: neuron ids}; every id must be in
-exactly one group. Group tau2 at layer i reads the groups tau1 ⊇ tau2 of layer i-1 (the image
-for layer 0); the head of task t reads every last-layer group containing t.
+so on in task order (a network without the layer has 0 there). A grouping gives, per layer,
+{task subset: neuron ids}; every id must be in exactly one group. Group tau2 at layer i reads the
+groups tau1 ⊇ tau2 of layer i-1 (the image for layer 0); the head of task t reads every group of
+its head layer (its own network's last layer) containing t.
 
 Weights: a connection that existed in an original network keeps its weight (out neuron and in
 neuron from the same origin network t: W_t[local_out, local_in]; each input neuron of an fc layer
@@ -11,9 +12,14 @@ reading a conv layer is H*W consecutive features, channel-major); a new connecti
 different origins) starts at zero. Biases and per-neuron ops (BatchNorm parameters and running
 statistics) follow their neuron.
 
-Depth: the networks must have the same layers (names and kinds); widths may differ per network.
-Networks of different depth are rejected: the paper's step 3 (taking over the deeper network's
-extra layers as exclusive groups) is not implemented.
+Depth (PAM Sec. 5.1 step 3): the networks must be of one family: each network's layers are the
+first layers of the deepest one, with the same names and kinds (widths may differ per network).
+The common layers 1..N_min are regrouped by the grouping. The layers N_min+1.. are *taken over*:
+unless the grouping gives them, each network's own neurons there form its exclusive group (key ==
+that one task) with its original weights, for K >= 3 too (with depths d1 < d2 = d3 the layers
+d1+1..d2 of tasks 2 and 3 are not regrouped; a grouping may still give them explicitly, with keys
+that name only tasks whose network has the layer). Task t's head reads its layer N_t with its
+original weights; no group after layer N_t contains t (``NetGeometry.head_layers``).
 """
 from __future__ import annotations
 
@@ -25,30 +31,68 @@ from torch import nn
 
 from pam_explorer.cost import (LayerGeometry, NetGeometry, check_structure, parse_key, subset_key,
                                subset_masks)
-from pam_explorer.merged_net import MergedNet, check_tasks, follower_spec, make_core, make_group
+from pam_explorer.group_modules import follower_spec, make_core, make_group
+from pam_explorer.merged_net import MergedNet, check_tasks
 from pam_explorer.zoo.chain import ChainNet
 
 GroupIds = dict[str, tuple[int, ...]]  # "+"-joined key -> sorted global neuron ids
+Grouping = dict[str, dict[tuple[str, ...], tuple[int, ...]]]  # layer -> task subset -> global ids
 
 
 # --------------------------------------------------------------------------- groupings
+def layer_order(nets: Sequence[ChainNet]) -> list[str]:
+    """Layer names of the deepest network; ValueError unless every network's layers are the first
+    layers of that one (same family, possibly fewer layers)."""
+    names = list(max(nets, key=lambda n: len(n.blocks)).blocks)
+    for t, net in enumerate(nets):
+        own = list(net.blocks)
+        if own != names[:len(own)]:
+            raise ValueError(
+                f"network {t} has layers {own}, which are not the first layers {names[:len(own)]} of "
+                f"the deepest network {names}; only networks of one family (the same first layers, "
+                f"the deeper ones with more layers after them) can be merged")
+    return names
+
+
+def common_layers(nets: Sequence[ChainNet]) -> list[str]:
+    """The layers every network has (1..N_min), the ones PAM regroups."""
+    return layer_order(nets)[:min(len(net.blocks) for net in nets)]
+
+
 def layer_widths(nets: Sequence[ChainNet]) -> dict[str, list[int]]:
-    """{layer: [width in network t for each t]}."""
-    return {name: [_out(net.blocks[name][0]) for net in nets] for name in nets[0].blocks}
+    """{layer: [width in network t for each t, 0 where network t does not have the layer]}."""
+    return {name: [_out(net.blocks[name][0]) if name in net.blocks else 0 for net in nets]
+            for name in layer_order(nets)}
 
 
-def exclusive_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> dict[str, dict[tuple[str, ...], tuple[int, ...]]]:
+def exclusive_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> Grouping:
     """Every neuron in the group of its origin task (B1 as one net; PAM at alpha = inf-like)."""
     out = {}
     for layer, widths in layer_widths(nets).items():
         starts = [sum(widths[:t]) for t in range(len(widths))]
-        out[layer] = {(task,): tuple(range(starts[t], starts[t] + widths[t])) for t, task in enumerate(tasks)}
+        out[layer] = {(task,): tuple(range(starts[t], starts[t] + widths[t]))
+                      for t, task in enumerate(tasks) if layer in nets[t].blocks}
     return out
 
 
-def shared_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> dict[str, dict[tuple[str, ...], tuple[int, ...]]]:
-    """Every neuron of every net in the all-task group."""
-    return {layer: {tuple(tasks): tuple(range(sum(w)))} for layer, w in layer_widths(nets).items()}
+def takeover_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> Grouping:
+    """The layers after the common ones (paper step 3): each network's neurons exclusive to it."""
+    common = set(common_layers(nets))
+    return {layer: g for layer, g in exclusive_grouping(nets, tasks).items() if layer not in common}
+
+
+def complete_grouping(nets: Sequence[ChainNet], tasks: Sequence[str],
+                      grouping: Mapping[str, Any]) -> dict[str, Any]:
+    """``grouping`` (of the common layers, or more) plus the takeover of every layer it omits
+    after the common ones, e.g. before :func:`pam_explorer.cost.predicted_costs`."""
+    return {**takeover_grouping(nets, tasks), **dict(grouping)}
+
+
+def shared_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> Grouping:
+    """Every neuron of every net of a common layer in the all-task group; later layers taken over."""
+    widths = layer_widths(nets)
+    return {**{layer: {tuple(tasks): tuple(range(sum(widths[layer])))} for layer in common_layers(nets)},
+            **takeover_grouping(nets, tasks)}
 
 
 def normalize_grouping(grouping: Mapping[str, Any], tasks: Sequence[str],
@@ -147,7 +191,8 @@ def _layer_geometry(name: str, block: nn.Sequential, shapes: tuple[torch.Size, t
                          core.bias is not None, followers, n_follow // max(1, _out(core)))
 
 
-def _net_geometry(net: ChainNet, tasks: Sequence[str], head_outputs: tuple[int, ...]) -> NetGeometry:
+def _layers_of(net: ChainNet) -> tuple[LayerGeometry, ...]:
+    """Geometry of each layer of one network, in forward order."""
     shapes = _shapes(net)
     layers: list[LayerGeometry] = []
     hw = net.image_size * net.image_size  # features per input "neuron" (channel) if flattened
@@ -159,16 +204,15 @@ def _net_geometry(net: ChainNet, tasks: Sequence[str], head_outputs: tuple[int, 
         layers.append(_layer_geometry(name, block, shapes[name], factor))
         if kind == "conv":
             hw = int(shapes[name][1][-2] * shapes[name][1][-1])
-    head_factor = hw if layers[-1].kind == "conv" else 1
-    return NetGeometry(tuple(tasks), net.in_channels, net.image_size, tuple(layers), head_outputs,
-                       head_factor, net.head.bias is not None)
+    return tuple(layers)
 
 
 def chain_geometry(nets: Sequence[ChainNet], tasks: Sequence[str]) -> NetGeometry:
     """The shared geometry of the networks (ValueError naming the layer if they differ).
 
-    Cheap enough to call once per dashboard session; :func:`pam_explorer.cost.predicted_costs`
-    then needs only this and a grouping.
+    Networks of different depth give the deepest one's layers, with each task's head layer its
+    own network's last layer. Cheap enough to call once per dashboard session;
+    :func:`pam_explorer.cost.predicted_costs` then needs only this and a (complete) grouping.
     """
     tasks = check_tasks(tasks)
     if not nets or len(nets) != len(tasks):
@@ -176,55 +220,59 @@ def chain_geometry(nets: Sequence[ChainNet], tasks: Sequence[str]) -> NetGeometr
     for t, net in enumerate(nets):
         if not isinstance(net, ChainNet):
             raise TypeError(f"network {t} ({tasks[t]!r}) is a {type(net).__name__}; only ChainNet can be merged")
-        if list(net.blocks) != list(nets[0].blocks):
-            raise ValueError(
-                f"network {t} ({tasks[t]!r}) has layers {list(net.blocks)} but network 0 has "
-                f"{list(nets[0].blocks)}; networks of different depth/architecture are not merged "
-                f"(the paper's step 3, taking over a deeper network's extra layers, is not supported)")
-    heads = tuple(int(net.head.out_features) for net in nets)
-    geos = [_net_geometry(net, tasks, heads) for net in nets]
-    for t, geo in enumerate(geos[1:], start=1):
-        for a, b in zip(geos[0].layers, geo.layers):
+    layer_order(nets)  # one family, else a ValueError naming the network
+    per_net = [_layers_of(net) for net in nets]
+    layers = max(per_net, key=len)
+    for t, own in enumerate(per_net):
+        for a, b in zip(layers, own):
             if a != b:
-                raise ValueError(f"layer {a.name!r} of network {t} ({tasks[t]!r}) differs from network 0 "
-                                 f"in kind, kernel, stride, padding, sizes or per-neuron ops: {b} vs {a}")
-        if (geo.in_channels, geo.image_size, geo.head_bias) != (geos[0].in_channels, geos[0].image_size,
-                                                                geos[0].head_bias):
-            raise ValueError(f"network {t} ({tasks[t]!r}) has a different input size or head bias than network 0")
-    _check_in_sizes(nets, tasks, geos[0])
-    return geos[0]
+                raise ValueError(f"layer {a.name!r} of network {t} ({tasks[t]!r}) differs from the "
+                                 f"deepest network in kind, kernel, stride, padding, sizes or "
+                                 f"per-neuron ops: {b} vs {a}")
+        if (nets[t].in_channels, nets[t].image_size, nets[t].head.bias is not None) != (
+                nets[0].in_channels, nets[0].image_size, nets[0].head.bias is not None):
+            raise ValueError(f"network {t} ({tasks[t]!r}) has a different input size or head bias "
+                             f"than network 0")
+    last = layers[-1]
+    head_factor = last.out_hw[0] * last.out_hw[1] if last.kind == "conv" and last.out_hw else 1
+    geo = NetGeometry(tasks, nets[0].in_channels, nets[0].image_size, layers,
+                      tuple(int(net.head.out_features) for net in nets), head_factor,
+                      nets[0].head.bias is not None, tuple(list(net.blocks)[-1] for net in nets))
+    _check_in_sizes(nets, geo)
+    return geo
 
 
-def _check_in_sizes(nets: Sequence[ChainNet], tasks: Sequence[str], geo: NetGeometry) -> None:
+def _check_in_sizes(nets: Sequence[ChainNet], geo: NetGeometry) -> None:
     """Each core reads exactly the previous layer's neurons (times the flatten factor)."""
-    for t, net in enumerate(nets):
+    for t, (net, task) in enumerate(zip(nets, geo.tasks)):
         prev = geo.in_channels
-        for lg in geo.layers:
+        for lg in geo.layers[:len(net.blocks)]:
             core = net.blocks[lg.name][0]
             if _in(core) != prev * lg.in_factor:
-                raise ValueError(f"layer {lg.name!r} of network {t} ({tasks[t]!r}) reads {_in(core)} inputs; "
+                raise ValueError(f"layer {lg.name!r} of network {t} ({task!r}) reads {_in(core)} inputs; "
                                  f"expected {prev} neurons x {lg.in_factor} features")
             prev = _out(core)
-        if net.head.in_features != prev * geo.head_in_factor:
-            raise ValueError(f"head of network {t} ({tasks[t]!r}) reads {net.head.in_features} inputs; "
-                             f"expected {prev * geo.head_in_factor}")
+        if net.head.in_features != prev * geo.head_factor(task):
+            raise ValueError(f"head of network {t} ({task!r}) reads {net.head.in_features} inputs; "
+                             f"expected {prev * geo.head_factor(task)}")
 
 
 # --------------------------------------------------------------------------- weights
 Prov = Sequence[tuple[int, int]]
 
 
-def _copy_existing(dst: torch.Tensor, srcs: Sequence[torch.Tensor], out_prov: Prov,
+def _copy_existing(dst: torch.Tensor, srcs: Sequence[torch.Tensor | None], out_prov: Prov,
                    in_prov: Prov | None, factor: int) -> None:
     """dst[r, cols of input neuron c] = W_t[j, cols of k] where out neuron r = (t, j) and input
     neuron c = (t, k) have the same origin t; other entries keep their value (zero).
 
     dst/srcs: (out, in * factor[, kh, kw]). in_prov None means the shared image input: every
-    origin reads every input channel with its own weights.
+    origin reads every input channel with its own weights. srcs[t] is None where network t does
+    not have the layer (then no out neuron has origin t).
     """
     for t, src in enumerate(srcs):
         rows = [r for r, (o, _) in enumerate(out_prov) if o == t]
-        if not rows:
+        if not rows or src is None:
             continue
         j = torch.tensor([out_prov[r][1] for r in rows])
         if in_prov is None:
@@ -239,11 +287,13 @@ def _copy_existing(dst: torch.Tensor, srcs: Sequence[torch.Tensor], out_prov: Pr
         dst[torch.tensor(rows)[:, None], cols_x[None, :]] = src[j[:, None], k_x[None, :]]
 
 
-def _copy_per_neuron(dst: dict[str, torch.Tensor], srcs: Sequence[Mapping[str, torch.Tensor]],
-                     out_prov: Prov) -> None:
+def _copy_per_neuron(dst: dict[str, torch.Tensor],
+                     srcs: Sequence[Mapping[str, torch.Tensor] | None], out_prov: Prov) -> None:
     """Per-neuron tensors (bias, BN weight/bias/running stats) follow their origin neuron;
-    scalar buffers (BN num_batches_tracked) take the max over the origins present."""
-    origins = sorted({t for t, _ in out_prov}) or [0]
+    scalar buffers (BN num_batches_tracked) take the max over the origins present (an empty
+    group: the first network that has the layer; srcs[t] is None where t does not)."""
+    present = [t for t, s in enumerate(srcs) if s is not None]
+    origins = sorted({t for t, _ in out_prov}) or present[:1]
     for key, value in dst.items():
         if value.dim() == 0:
             value.copy_(max(srcs[t][key] for t in origins))
@@ -254,32 +304,37 @@ def _copy_per_neuron(dst: dict[str, torch.Tensor], srcs: Sequence[Mapping[str, t
                 value[torch.tensor(rows)] = srcs[t][key][torch.tensor([out_prov[r][1] for r in rows])]
 
 
-def _build_group(lg: LayerGeometry, blocks: Sequence[nn.Sequential], out_prov: Prov,
+def _build_group(lg: LayerGeometry, blocks: Sequence[nn.Sequential | None], out_prov: Prov,
                  in_prov: Prov | None, n_in: int) -> nn.Sequential:
-    """The group module of neurons ``out_prov`` reading inputs ``in_prov`` (None: the image)."""
+    """The group module of neurons ``out_prov`` reading inputs ``in_prov`` (None: the image);
+    blocks[t] is network t's block of this layer, None if network t is shallower."""
     group = make_group(lg, n_in, len(out_prov))
     with torch.no_grad():
         core = group[0]
-        _copy_existing(core.weight, [b[0].weight.detach().cpu() for b in blocks], out_prov, in_prov,
-                       lg.in_factor)
+        weights = [b[0].weight.detach().cpu() if b is not None else None for b in blocks]
+        _copy_existing(core.weight, weights, out_prov, in_prov, lg.in_factor)
         if core.bias is not None:
-            _copy_per_neuron({"bias": core.bias}, [{"bias": b[0].bias.detach().cpu()} for b in blocks], out_prov)
+            _copy_per_neuron({"bias": core.bias}, [{"bias": b[0].bias.detach().cpu()} if b is not None
+                                                   else None for b in blocks], out_prov)
         for f_idx, follower in enumerate(list(group)[1:], start=1):
             state = follower.state_dict(keep_vars=True)
             if state:
-                src = [{k: v.detach().cpu() for k, v in b[f_idx].state_dict().items()} for b in blocks]
+                src = [{k: v.detach().cpu() for k, v in b[f_idx].state_dict().items()} if b is not None
+                       else None for b in blocks]
                 _copy_per_neuron({k: v.data for k, v in state.items()}, src, out_prov)
     return group
 
 
 def _build_head(geo: NetGeometry, t: int, head: nn.Linear, in_prov: Prov) -> nn.Linear:
-    """Head of task t reading the last-layer neurons ``in_prov``: only task t's neurons get weights."""
-    new = make_core("fc", len(in_prov) * geo.head_in_factor, geo.head_outputs[t], bias=geo.head_bias)
+    """Head of task t reading the neurons ``in_prov`` of its head layer: only task t's neurons
+    get weights (its original head's)."""
+    factor = geo.head_factor(geo.tasks[t])
+    new = make_core("fc", len(in_prov) * factor, geo.head_outputs[t], bias=geo.head_bias)
     out_prov = [(t, j) for j in range(geo.head_outputs[t])]
     # every output row has origin t, so only srcs[t] is ever read
     srcs = [head.weight.detach().cpu()] * len(geo.tasks)
     with torch.no_grad():
-        _copy_existing(new.weight, srcs, out_prov, in_prov, geo.head_in_factor)
+        _copy_existing(new.weight, srcs, out_prov, in_prov, factor)
         if new.bias is not None:
             new.bias.copy_(head.bias.detach().cpu())
     return new
@@ -289,17 +344,20 @@ def _build_head(geo: NetGeometry, t: int, head: nn.Linear, in_prov: Prov) -> nn.
 def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Mapping[str, Any]) -> MergedNet:
     """Merge single-task networks (one per task, in task order) by ``grouping`` into a MergedNet.
 
-    grouping: {layer: LayerGroups-like object or {task subset: global neuron ids}}. Raises
-    ValueError for a malformed grouping (naming layer and group), for networks that cannot be
-    merged, and for a group with neurons but no non-empty input group or a task whose head
-    reads no non-empty group. The result is on network 0's device, in network 0's train/eval mode.
+    grouping: {layer: LayerGroups-like object or {task subset: global neuron ids}}; it must give
+    every common layer, and layers after those that it omits are taken over (see the module
+    docstring). Raises ValueError for a malformed grouping (naming layer and group), for networks
+    that cannot be merged, for a group with neurons but no non-empty input group, a task whose
+    head reads no non-empty group, or a group naming a task whose network ends before its layer.
+    The result is on network 0's device, in network 0's train/eval mode.
     """
     nets = list(nets)
     geo = chain_geometry(nets, tasks)
     tasks = geo.tasks
     widths = layer_widths(nets)
-    groups = normalize_grouping(grouping, tasks, widths)
-    check_structure(tasks, geo.layer_names, {l: {k: len(v) for k, v in g.items()} for l, g in groups.items()})
+    groups = normalize_grouping(complete_grouping(nets, tasks, grouping), tasks, widths)
+    check_structure(tasks, geo.layer_names, {l: {k: len(v) for k, v in g.items()} for l, g in groups.items()},
+                    head_layers=geo.head_layers)
     masks = subset_masks(tasks)
     prov: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
     modules: dict[str, dict[str, nn.Sequential]] = {}
@@ -307,7 +365,7 @@ def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Map
     for lg in geo.layers:
         origin = [(t, j) for t, w in enumerate(widths[lg.name]) for j in range(w)]
         prov[lg.name] = {k: tuple(origin[i] for i in ids) for k, ids in groups[lg.name].items()}
-        blocks = [net.blocks[lg.name] for net in nets]
+        blocks = [net.blocks[lg.name] if lg.name in net.blocks else None for net in nets]
         modules[lg.name] = {}
         for key in groups[lg.name]:
             in_prov = None if prev is None else [p for k, ps in prov[prev].items()
@@ -317,7 +375,7 @@ def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Map
         prev = lg.name
     heads = {}
     for t, task in enumerate(tasks):
-        in_prov = [p for k, ps in prov[prev].items() if masks[k] >> t & 1 for p in ps]
+        in_prov = [p for k, ps in prov[geo.head_layer(task)].items() if masks[k] >> t & 1 for p in ps]
         heads[task] = _build_head(geo, t, nets[t].head, in_prov)
     merged = MergedNet(geo, modules, heads, prov)
     p = next(nets[0].parameters())

@@ -3,8 +3,11 @@
 A group keyed ``tau`` (task names joined by "+" in task order, e.g. "A+B") at layer i reads the
 concatenated outputs of the groups ``tau1 ⊇ tau`` of layer i-1 (layer 0 reads the image), in
 the canonical subset order of :func:`pam_explorer.cost.all_subsets` (by size, then task order).
-The head of task t reads every last-layer group containing t. Running a task subset executes only the groups whose key meets the subset,
-so skipped groups cost nothing (real skipped computation, not masking).
+The head of task t reads every group of its head layer (``geometry.head_layer(t)``: the last
+layer, or for a merge of networks of different depth the task's own last layer) containing t;
+later layers never contain t. Running a task subset executes only the groups whose key meets the
+subset and stops after the deepest head layer it needs, so skipped groups cost nothing (real
+skipped computation, not masking).
 
 B1 (one MergedNet per task, K = 1), B2/MTZ (only the all-task group) and PAM all use this one
 class, so pruning, cost and export have one code path. The architecture is fully described by a
@@ -13,135 +16,16 @@ an empty net for ``load_state_dict``.
 """
 from __future__ import annotations
 
-import warnings
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from pam_explorer.cost import (FollowerSpec, LayerGeometry, NetGeometry, check_structure, parse_key,
-                               subset_masks)
+from pam_explorer.cost import NetGeometry, check_structure, parse_key, subset_masks
+# make_core/make_group are also imported from here by the MTZ baseline
+from pam_explorer.group_modules import group_width, make_core, make_group, slice_group_out, slice_inputs
 
 Provenance = tuple[tuple[int, int], ...]
-
-
-_FOLLOWER_ARGS: dict[str, tuple[str, ...]] = {
-    "ReLU": ("inplace",), "LeakyReLU": ("negative_slope", "inplace"), "ELU": ("alpha", "inplace"),
-    "GELU": ("approximate",), "Sigmoid": (), "Tanh": (), "Identity": (),
-    "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
-    "Dropout": ("p", "inplace"), "Dropout2d": ("p", "inplace"),
-    "BatchNorm1d": ("eps", "momentum", "affine", "track_running_stats"),
-    "BatchNorm2d": ("eps", "momentum", "affine", "track_running_stats"),
-}
-
-
-def follower_spec(module: nn.Module) -> FollowerSpec:
-    """JSON-able (class name, constructor arguments) of a supported per-neuron op."""
-    name = type(module).__name__
-    if name not in _FOLLOWER_ARGS or type(module) is not getattr(nn, name, None):
-        raise ValueError(f"unsupported per-neuron op {name}; supported: {sorted(_FOLLOWER_ARGS)}")
-    args = [(a, getattr(module, a)) for a in _FOLLOWER_ARGS[name]]
-    if name.startswith("BatchNorm") and module.affine and module.bias is None:
-        args.append(("bias", False))
-    return name, tuple(args)
-
-
-def make_follower(spec: FollowerSpec, width: int) -> nn.Module:
-    """A fresh per-neuron op of ``width`` neurons from its spec."""
-    name, args = spec
-    if name not in _FOLLOWER_ARGS:
-        raise ValueError(f"unsupported per-neuron op {name}; supported: {sorted(_FOLLOWER_ARGS)}")
-    cls = getattr(nn, name)
-    return cls(width, **dict(args)) if name.startswith("BatchNorm") else cls(**dict(args))
-
-
-def _is_per_neuron_stateful(module: nn.Module) -> bool:
-    # BatchNorm is the only supported op with per-neuron parameters/buffers
-    return type(module).__name__.startswith("BatchNorm")
-
-
-def make_core(kind: str, n_in: int, n_out: int, kernel: Any = 1, stride: Any = 1, padding: Any = 0,
-              dilation: Any = 1, bias: bool = True, device: torch.device | None = None,
-              dtype: torch.dtype | None = None) -> nn.Module:
-    """An all-zero Conv2d (kind "conv") or Linear core; skip_init avoids a wasted random init."""
-    where = {"device": device if device is not None else torch.device("cpu"), "dtype": dtype}
-    with warnings.catch_warnings():  # an empty group's init on the meta device warns uselessly
-        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
-        if kind == "conv":
-            core = nn.utils.skip_init(nn.Conv2d, n_in, n_out, kernel, stride=stride, padding=padding,
-                                      dilation=dilation, bias=bias, **where)
-        else:
-            core = nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias, **where)
-    with torch.no_grad():
-        for p in core.parameters():
-            p.zero_()
-    return core
-
-
-def make_group(lg: LayerGeometry, n_in: int, n_out: int) -> nn.Sequential:
-    """Sequential(all-zero core n_in -> n_out, fresh per-neuron ops) of layer ``lg``."""
-    core = make_core(lg.kind, n_in, n_out, lg.kernel, lg.stride, lg.padding, lg.dilation, lg.bias)
-    return nn.Sequential(core, *(make_follower(s, n_out) for s in lg.followers))
-
-
-def _core_like(core: nn.Module, n_in: int, n_out: int) -> nn.Module:
-    """An all-zero core of the same kind/options/device/dtype as ``core`` with new sizes."""
-    w = core.weight
-    if isinstance(core, nn.Conv2d):
-        new = make_core("conv", n_in, n_out, core.kernel_size, core.stride, core.padding,
-                        core.dilation, core.bias is not None, w.device, w.dtype)
-    else:
-        new = make_core("fc", n_in, n_out, bias=core.bias is not None, device=w.device, dtype=w.dtype)
-    for p_new, p_old in zip(new.parameters(), core.parameters()):
-        p_new.requires_grad_(p_old.requires_grad)
-    return new.train(core.training)
-
-
-def slice_group_out(group: nn.Sequential, idx: torch.Tensor) -> nn.Sequential:
-    """The group keeping only output neurons ``idx`` (core rows, bias, BN params and stats)."""
-    core = group[0]
-    new_core = _core_like(core, core.weight.shape[1], int(idx.numel()))
-    followers = []
-    with torch.no_grad():
-        new_core.weight.copy_(core.weight[idx])
-        if core.bias is not None:
-            new_core.bias.copy_(core.bias[idx])
-        for f in list(group)[1:]:
-            if _is_per_neuron_stateful(f):
-                new_f = make_follower(follower_spec(f), int(idx.numel())).to(core.weight.device)
-                new_state = {k: (v[idx] if v.dim() else v) for k, v in f.state_dict().items()}
-                new_f.load_state_dict(new_state)
-                for p_new, p_old in zip(new_f.parameters(), f.parameters()):
-                    p_new.requires_grad_(p_old.requires_grad)
-                f = new_f.train(f.training)
-            followers.append(f)
-    return nn.Sequential(new_core, *followers).train(group.training)
-
-
-def slice_inputs(module: nn.Module, offset: int, factor: int, old_width: int,
-                 idx: torch.Tensor) -> nn.Module:
-    """A group (Sequential) or head (Linear) whose input block of ``old_width`` neurons starting at
-    neuron ``offset`` (each ``factor`` consecutive columns) keeps only the neurons ``idx``."""
-    core = module[0] if isinstance(module, nn.Sequential) else module
-    n_in = core.weight.shape[1]
-    dev = core.weight.device
-    kept = (idx.to(dev)[:, None] * factor + torch.arange(factor, device=dev)).flatten() + offset * factor
-    cols = torch.cat([torch.arange(offset * factor, device=dev), kept,
-                      torch.arange((offset + old_width) * factor, n_in, device=dev)])
-    new_core = _core_like(core, int(cols.numel()), core.weight.shape[0])
-    with torch.no_grad():
-        new_core.weight.copy_(core.weight[:, cols])
-        if core.bias is not None:
-            new_core.bias.copy_(core.bias)
-    if isinstance(module, nn.Sequential):
-        return nn.Sequential(new_core, *list(module)[1:]).train(module.training)
-    return new_core
-
-
-def _width(group: nn.Sequential) -> int:
-    core = group[0]
-    return int(core.out_channels if isinstance(core, nn.Conv2d) else core.out_features)
 
 
 def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
@@ -181,16 +65,17 @@ class MergedNet(nn.Module):
         # unknown provenance (e.g. a net rebuilt by from_widths without it) is (-1, position)
         self._provenance: dict[str, dict[str, Provenance]] = {
             layer: {k: tuple((int(a), int(b)) for a, b in provenance.get(layer, {}).get(k, ()))
-                    if provenance is not None else tuple((-1, i) for i in range(_width(g)))
+                    if provenance is not None else tuple((-1, i) for i in range(group_width(g)))
                     for k, g in mods.items()} for layer, mods in self.groups.items()}
         # connectivity depends on the keys only, which never change: compute it once
         names = geometry.layer_names
         self._reads = {layer: {k: [] if i == 0 else self._supersets(names[i - 1], self._mask[k])
                                for k in self.groups[layer]} for i, layer in enumerate(names)}
-        self._head_reads = {t: [k for k in self.groups[names[-1]] if self._mask[k] >> j & 1]
+        self._head_reads = {t: [k for k in self.groups[geometry.head_layer(t)] if self._mask[k] >> j & 1]
                             for j, t in enumerate(self.tasks)}
+        # the structure first: a group naming a task after its head layer gets the clear error
+        check_structure(self.tasks, self.layer_names, self.group_widths(), head_layers=self.head_layers)
         self._check_shapes()
-        check_structure(self.tasks, self.layer_names, self.group_widths())
 
     # ----------------------------------------------------------------- queries
     @property
@@ -202,11 +87,11 @@ class MergedNet(nn.Module):
         return {lg.name: lg.kind for lg in self.geometry.layers}
 
     def width(self, layer: str, key: str) -> int:
-        return _width(self.groups[layer][key])
+        return group_width(self.groups[layer][key])
 
     def group_widths(self) -> dict[str, dict[str, int]]:
         """{layer: {key: number of neurons}} (empty groups included with 0)."""
-        return {layer: {k: _width(g) for k, g in mods.items()} for layer, mods in self.groups.items()}
+        return {layer: {k: group_width(g) for k, g in mods.items()} for layer, mods in self.groups.items()}
 
     def reads(self, layer: str, key: str) -> list[str]:
         """Keys of the previous layer's groups that (layer, key) reads, in column order.
@@ -219,14 +104,19 @@ class MergedNet(nn.Module):
     def _supersets(self, layer: str, mask: int) -> list[str]:
         return [k for k in self.groups[layer] if self._mask[k] & mask == mask]
 
+    @property
+    def head_layers(self) -> dict[str, str]:
+        """{task: name of the layer its head reads} (the last layer unless depths differ)."""
+        return dict(zip(self.tasks, self.geometry.head_layers))
+
     def head_reads(self, task: str) -> list[str]:
-        """Keys of the last-layer groups read by the head of ``task``, in column order."""
+        """Keys of the groups of ``task``'s head layer read by its head, in column order."""
         return list(self._head_reads[task])
 
     def active_keys(self, tasks: Sequence[str] | None = None) -> dict[str, list[str]]:
         """{layer: non-empty group keys executed when running ``tasks``}."""
         req = self._request_mask(tasks)
-        return {layer: [k for k, g in mods.items() if self._mask[k] & req and _width(g) > 0]
+        return {layer: [k for k, g in mods.items() if self._mask[k] & req and group_width(g) > 0]
                 for layer, mods in self.groups.items()}
 
     def provenance(self, layer: str, key: str) -> Provenance:
@@ -266,11 +156,16 @@ class MergedNet(nn.Module):
     def forward(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """x: (N, C, H, W) -> {task: (N, L_t)} for ``tasks`` (default all), in task order."""
         req = self._request_mask(tasks)
+        names = self.layer_names
+        wanted = [(j, t, names.index(self.geometry.head_layers[j])) for j, t in enumerate(self.tasks)
+                  if req >> j & 1]
+        feats: dict[str, torch.Tensor] = {}  # task -> (N, F_t) input of its head
         prev: dict[str, torch.Tensor] = {}
-        for i, lg in enumerate(self.geometry.layers):
+        # no requested task has a layer after its deepest head layer: stop there
+        for i, lg in enumerate(self.geometry.layers[:max(h for _, _, h in wanted) + 1]):
             cur: dict[str, torch.Tensor] = {}
             for key, group in self.groups[lg.name].items():
-                if not self._mask[key] & req or _width(group) == 0:
+                if not self._mask[key] & req or group_width(group) == 0:
                     continue  # not needed by the request, or nothing to compute
                 # every superset of an active key is active, so all inputs are in ``prev``
                 if i == 0:
@@ -278,15 +173,17 @@ class MergedNet(nn.Module):
                 else:
                     inp = self._gather(prev, self._reads[lg.name][key], lg.kind == "fc")
                 cur[key] = group(inp)
+            for _, t, h in wanted:
+                if h == i:  # every group containing t is active, so all of them are in ``cur``
+                    feats[t] = self._gather(cur, self._head_reads[t], True)
             prev = cur
-        return {t: self.heads[t](self._gather(prev, self._head_reads[t], True))
-                for j, t in enumerate(self.tasks) if req >> j & 1}
+        return {t: self.heads[t](feats[t]) for _, t, _ in wanted}
 
     # ----------------------------------------------------------------- surgery
     def remove_neurons(self, layer: str, key: str, keep: Sequence[int] | torch.Tensor) -> None:
         """Keep only the neurons ``keep`` (positions within the group, or a bool mask of its
         width) of group (layer, key): shrinks its core, bias and per-neuron ops, and the input
-        columns of every next-layer group (or head) that reads it. Raises ValueError, leaving
+        columns of every next-layer group and head that reads it. Raises ValueError, leaving
         the net unchanged, if some group or task would lose its path to the input.
         Modules are replaced, so optimisers and hooks on them must be re-created.
         """
@@ -295,15 +192,13 @@ class MergedNet(nn.Module):
         idx = self._keep_index(layer, key, keep)
         widths = self.group_widths()
         widths[layer][key] = int(idx.numel())
-        check_structure(self.tasks, self.layer_names, widths)  # raises before any change
+        # raises before any change
+        check_structure(self.tasks, self.layer_names, widths, head_layers=self.head_layers)
         readers = self._readers_with_offsets(layer, key)  # uses the old widths
         group = self.groups[layer][key]
         self.groups[layer][key] = slice_group_out(group, idx)
-        i = self.layer_names.index(layer)
-        factor = (self.geometry.layers[i + 1].in_factor if i + 1 < len(self.layer_names)
-                  else self.geometry.head_in_factor)
-        for container, name, offset in readers:
-            container[name] = slice_inputs(container[name], offset, factor, _width(group), idx)
+        for container, name, offset, factor in readers:
+            container[name] = slice_inputs(container[name], offset, factor, group_width(group), idx)
         prov = self._provenance[layer][key]
         self._provenance[layer][key] = tuple(prov[j] for j in idx.tolist())
 
@@ -321,18 +216,28 @@ class MergedNet(nn.Module):
                              f"[0, {width}), got {idx.tolist()}")
         return idx.sort().values
 
-    def _readers_with_offsets(self, layer: str, key: str) -> list[tuple[nn.ModuleDict, str, int]]:
-        """(container, name, column offset in neurons) of every module reading (layer, key)."""
+    def _readers_with_offsets(self, layer: str, key: str) -> list[tuple[nn.ModuleDict, str, int, int]]:
+        """(container, name, column offset in neurons, columns per neuron) of every module
+        reading (layer, key): the next layer's groups, and the heads of the tasks whose head
+        layer this is (with different depths, a layer can have both)."""
         names = self.layer_names
         i = names.index(layer)
+        pairs: list[tuple[nn.ModuleDict, str, list[str], int]] = []
         if i + 1 < len(names):
-            nxt = names[i + 1]
-            pairs = [(self.groups[nxt], k, self.reads(nxt, k)) for k in self.groups[nxt]
-                     if key in self.reads(nxt, k)]
-        else:
-            pairs = [(self.heads, t, self.head_reads(t)) for t in self.tasks if key in self.head_reads(t)]
+            nxt, factor = names[i + 1], self.geometry.layers[i + 1].in_factor
+            pairs += [(self.groups[nxt], k, self.reads(nxt, k), factor) for k in self.groups[nxt]
+                      if key in self.reads(nxt, k)]
+        pairs += [(self.heads, t, self.head_reads(t), self.geometry.head_factor(t)) for t in self.tasks
+                  if self.geometry.head_layer(t) == layer and key in self.head_reads(t)]
         widths = self.groups[layer]
-        return [(c, n, sum(_width(widths[k]) for k in reads[:reads.index(key)])) for c, n, reads in pairs]
+        return [(c, n, sum(group_width(widths[k]) for k in reads[:reads.index(key)]), f)
+                for c, n, reads, f in pairs]
+
+    def reader_columns(self, layer: str, key: str) -> list[tuple[nn.Module, int, int]]:
+        """(core Conv2d/Linear, first input column, columns per neuron) of every module reading
+        group (layer, key): next-layer groups and the heads whose head layer is ``layer``."""
+        return [((c[n][0] if isinstance(c[n], nn.Sequential) else c[n]), offset * f, f)
+                for c, n, offset, f in self._readers_with_offsets(layer, key)]
 
     # ----------------------------------------------------------------- checks
     def _check_shapes(self) -> None:
@@ -350,11 +255,11 @@ class MergedNet(nn.Module):
                 if got != n_in:
                     raise ValueError(f"layer {lg.name!r} group {key!r}: core reads {got} inputs, "
                                      f"its input groups provide {n_in}")
-                if len(self._provenance[lg.name][key]) != _width(group):
+                if len(self._provenance[lg.name][key]) != group_width(group):
                     raise ValueError(f"layer {lg.name!r} group {key!r}: provenance length differs from width")
-        last = self.layer_names[-1]
         for t, n_out in zip(self.tasks, geo.head_outputs):
-            n_in = geo.head_in_factor * sum(self.width(last, k) for k in self.head_reads(t))
+            at = geo.head_layer(t)
+            n_in = geo.head_factor(t) * sum(self.width(at, k) for k in self.head_reads(t))
             head = self.heads[t]
             if (head.in_features, head.out_features) != (n_in, n_out):
                 raise ValueError(f"head {t!r} is {head.in_features}->{head.out_features}, "
@@ -367,7 +272,7 @@ class MergedNet(nn.Module):
                     ) -> "MergedNet":
         """An all-zero net of the given group widths (e.g. to ``load_state_dict`` into)."""
         tasks = geometry.tasks
-        check_structure(tasks, [lg.name for lg in geometry.layers], widths)
+        check_structure(tasks, geometry.layer_names, widths, head_layers=geometry.head_layers)
         masks = subset_masks(tasks)
         groups: dict[str, dict[str, nn.Sequential]] = {}
         prev: Mapping[str, int] = {}
@@ -379,8 +284,9 @@ class MergedNet(nn.Module):
                     w for k, w in prev.items() if masks[k] & masks[key] == masks[key]))
                 groups[lg.name][key] = make_group(lg, n_in, n)
             prev = widths[lg.name]
-        heads = {t: make_core("fc", geometry.head_in_factor * sum(
-                     w for k, w in prev.items() if masks[k] >> j & 1), n_out, bias=geometry.head_bias)
+        heads = {t: make_core("fc", geometry.head_factor(t) * sum(
+                     w for k, w in widths[geometry.head_layer(t)].items() if masks[k] >> j & 1),
+                     n_out, bias=geometry.head_bias)
                  for j, (t, n_out) in enumerate(zip(tasks, geometry.head_outputs))}
         return cls(geometry, groups, heads, provenance)
 

@@ -206,10 +206,11 @@ def test_group_without_input_and_task_without_path_are_rejected():
         merge_networks(nets, "AB", grouping)
 
 
-def test_rejects_different_depth():
+def test_rejects_networks_of_different_families():
+    """Different depth is merged (tests/test_merge_depth.py); different first layers are not."""
     a = build_model("lenet5", 3)
     b = build_model("vgg16", 3, 1, 32, width=0.0625, fc_width=16)
-    with pytest.raises(ValueError, match="different depth"):
+    with pytest.raises(ValueError, match="network 0 has layers .* one family"):
         merge_networks([a, b], "AB", {})
 
 

@@ -71,8 +71,9 @@ def full_gate(exp, setup, cfg: RegroupConfig) -> RegroupConfig:
     st.info("The full Algorithm 3 is computed per alpha (several greedy searches per layer; can "
             "take minutes on a CPU). Showing the simplified algorithm until you compute it.")
     if st.button(f"Compute full Algorithm 3 at alpha = {cfg.alpha:g}", type="primary"):
-        with st.spinner("Full Algorithm 3 at this alpha (cached per alpha) ..."):
-            exp.groups(cfg)
+        bar = st.progress(0.0, text="Full Algorithm 3 at this alpha (cached per alpha) ...")
+        exp.groups(cfg, progress=lambda frac, msg: bar.progress(min(1.0, frac), text=msg))
+        bar.empty()
         done.add((setup.key, cfg))
         return cfg
     return simplified
@@ -124,7 +125,8 @@ def main() -> None:
     alphas = {layer: cfg.alpha_for(layer) for layer in groups}
     table = F.sharing_table(exp.tasks, groups, alphas)
     try:
-        check_structure(exp.tasks, list(exp.trajs.layers), widths_of(exp.geometry, groups))
+        check_structure(exp.tasks, list(exp.trajs.layers), widths_of(exp.geometry, groups),
+                        head_layers=exp.geometry.head_layers)
     except ValueError as exc:
         st.warning(f"This grouping cannot be built as a network (merging would fail): {exc}")
 

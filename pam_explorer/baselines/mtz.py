@@ -376,6 +376,9 @@ def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, v
         raise ValueError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
                          f"tasks {list(tasks)} (more tasks are not supported)")
     geo = chain_geometry(nets, tasks)
+    if len(set(geo.head_layers)) > 1:
+        raise ValueError("MTZ zips networks of equal depth only; these end at layers "
+                         f"{dict(zip(tasks, geo.head_layers))} (PAM merges them by taking over the deeper layers)")
     device = resolve_device(config.device)
     cur = merge_networks(nets, tasks, exclusive_grouping(nets, tasks)).to(device).eval()
     images = train[0][:config.n_samples]

@@ -187,7 +187,7 @@ def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size
         widths[layer][key] -= 1
         if widths[layer][key] == 0:  # only emptying a group can cut a path
             try:
-                check_structure(net.tasks, net.layer_names, widths)
+                check_structure(net.tasks, net.layer_names, widths, head_layers=net.head_layers)
             except ValueError:
                 widths[layer][key] += 1
                 continue

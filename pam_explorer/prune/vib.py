@@ -103,17 +103,9 @@ class VIBGates(nn.Module):
 
 def reader_columns(net: MergedNet, layer: str, key: str) -> list[tuple[nn.Module, int, int]]:
     """(core Conv2d/Linear, first input column, columns per neuron) of every module reading
-    group (layer, key): the next layer's groups, or the heads for the last layer."""
-    names = net.layer_names
-    i = names.index(layer)
-    if i + 1 < len(names):
-        nxt, factor = names[i + 1], net.geometry.layers[i + 1].in_factor
-        readers = [(net.groups[nxt][k][0], net.reads(nxt, k)) for k in net.groups[nxt]]
-    else:
-        factor = net.geometry.head_in_factor
-        readers = [(net.heads[t], net.head_reads(t)) for t in net.tasks]
-    return [(core, factor * sum(net.width(layer, k) for k in reads[:reads.index(key)]), factor)
-            for core, reads in readers if key in reads]
+    group (layer, key): next-layer groups, and the heads of the tasks whose head reads ``layer``
+    (not only the last layer's, for networks merged from different depths)."""
+    return net.reader_columns(layer, key)
 
 
 @torch.no_grad()

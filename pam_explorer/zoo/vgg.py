@@ -14,8 +14,14 @@ _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 51
 
 @register_model("vgg16", "VGG-16 (BN), 13 conv + 2 slim FC layers; width multiplier for tiny tests")
 def vgg16(num_outputs: int, in_channels: int = 3, image_size: int = 72, width: float = 1.0,
-          fc_width: int = 512) -> ChainNet:
-    """``width`` scales conv channels; ``fc_width`` is the slim FC width (512 CelebA, 128 LFW)."""
+          fc_width: int = 512, extra_fc: int = 0) -> ChainNet:
+    """``width`` scales conv channels; ``fc_width`` is the slim FC width (512 CelebA, 128 LFW).
+
+    ``extra_fc`` appends that many more FC layers fc3, fc4, ... (fc_width units, ReLU), for
+    merging networks of different depth (PAM step 3).
+    """
+    if not isinstance(extra_fc, int) or isinstance(extra_fc, bool) or extra_fc < 0:
+        raise ValueError(f"extra_fc must be an integer >= 0, got {extra_fc!r}")
     blocks: "OrderedDict[str, nn.Sequential]" = OrderedDict()
     c_in, idx, size = in_channels, 0, image_size
     for item in _VGG16:
@@ -32,5 +38,7 @@ def vgg16(num_outputs: int, in_channels: int = 3, image_size: int = 72, width: f
     n_flat = flat_features(blocks, in_channels, image_size)
     blocks["fc1"] = nn.Sequential(nn.Linear(n_flat, fc_width), nn.ReLU())
     blocks["fc2"] = nn.Sequential(nn.Linear(fc_width, fc_width), nn.ReLU())
-    return ChainNet(blocks, nn.Linear(fc_width, num_outputs), "vgg16", in_channels, image_size,
-                    {"width": width, "fc_width": fc_width})
+    for i in range(extra_fc):
+        blocks[f"fc{3 + i}"] = nn.Sequential(nn.Linear(fc_width, fc_width), nn.ReLU())
+    hparams = {"width": width, "fc_width": fc_width, **({"extra_fc": extra_fc} if extra_fc else {})}
+    return ChainNet(blocks, nn.Linear(fc_width, num_outputs), "vgg16", in_channels, image_size, hparams)

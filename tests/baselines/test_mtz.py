@@ -190,3 +190,6 @@ def test_errors_name_the_problem():
     split = (torch.rand(4, 1, 32, 32), {t: torch.zeros(4, 2) for t in "ABC"})
     with pytest.raises(ValueError, match="exactly 2"):
         zip_networks(nets, ["A", "B", "C"], split, split, MTZConfig(device="cpu"))
+    deeper = [build_model("lenet5", 2, 1, 32, width=0.2), build_model("lenet5", 2, 1, 32, width=0.2, extra_fc=1)]
+    with pytest.raises(ValueError, match="equal depth"):
+        zip_networks(deeper, ["A", "B"], split, split, MTZConfig(device="cpu"))

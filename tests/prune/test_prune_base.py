@@ -336,3 +336,20 @@ def test_given_reference_accuracy_sets_the_floor(data, monkeypatch):
     assert all(r["accepted"] for r in FixedPruner().prune(scheme_net("B2"), data, loose).log)
     with pytest.raises(ValueError, match="no value for task"):
         FixedPruner().prune(scheme_net("B2"), data, PruneConfig(**{**FAST, "reference_accuracy": {"A": 90.0}}))
+
+
+@pytest.mark.parametrize("method", ["taylor", "vib"])
+def test_methods_prune_a_net_merged_from_different_depths(method, data):
+    """Task A's head reads fc2, B's reads the taken-over fc3: pruning honours both paths."""
+    torch.manual_seed(0)
+    nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
+    from pam_explorer.merge import shared_grouping
+    net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS))
+    assert net.head_layers == {"A": "fc2", "B": "fc3"}
+    res = get_pruner(method).prune(net, data, PruneConfig(**{**FAST, "delta": 100.0, "max_steps": 4}))
+    assert all(r["accepted"] for r in res.log) and len(res.log) == 4
+    before, after = subset_costs(net), subset_costs(res.net)
+    assert all(after[k]["flops"] < before[k]["flops"] for k in before)
+    check_structure(res.net.tasks, res.net.layer_names, res.net.group_widths(), head_layers=res.net.head_layers)
+    out = res.net(data.test[0][:4])
+    assert out["A"].shape == (4, 2) and out["B"].shape == (4, 1)

@@ -148,3 +148,23 @@ def test_vib_prune_removes_high_log_alpha_first():
                for layer in net.layer_names)
     assert first["removed"] > 0.5 * sum(net.width(*g) for g in subgraph_groups(net, "A"))
     check_structure(res.net.tasks, res.net.layer_names, res.net.group_widths())
+
+
+def test_fold_gates_exact_when_heads_read_different_layers():
+    """Merged from different depths: A's head reads fc2, which is not the last layer."""
+    torch.manual_seed(0)
+    nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
+    from pam_explorer.merge import shared_grouping
+    net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS)).eval()
+    assert any(core is net.heads["A"] for core, _, _ in reader_columns(net, "fc2", "A+B"))
+    gates = VIBGates(net)
+    with torch.no_grad():
+        for g in gates.groups:
+            gates.params(g)[0].copy_(torch.randn(gates.params(g)[0].shape))
+    x = torch.randn(4, 1, 32, 32)
+    gates.eval().attach(net)
+    gated = net(x)
+    fold_gates(net, gates)
+    out = net(x)
+    for t in TASKS:
+        assert_close(out[t], gated[t], rtol=1e-5, atol=1e-5)
