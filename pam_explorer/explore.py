@@ -7,7 +7,7 @@ The full Algorithm 3 (K > 2, n > 1) depends on alpha beyond a cut and is cached 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -50,20 +50,33 @@ class Explorer:
     def tasks(self) -> tuple[str, ...]:
         return self.preset.task_names
 
-    def groups(self, cfg: RegroupConfig) -> dict[str, LayerGroups]:
-        """Groups of every layer at cfg's alpha (per-layer overrides applied)."""
+    def groups(self, cfg: RegroupConfig,
+               progress: Callable[[float, str], None] | None = None) -> dict[str, LayerGroups]:
+        """Groups of every layer at cfg's alpha (per-layer overrides applied). The full
+        Algorithm 3 (K > 2) runs 2^K - 2 greedy searches per layer and reports
+        progress(fraction done in [0, 1], message) after each one; cached per (layer, alpha)."""
         if cfg.algorithm == "full" and len(self.tasks) > 2:
-            return {name: self._full(name, cfg.alpha_for(name)) for name in self.trajs.layers}
+            layers = list(self.trajs.layers)
+            out = {}
+            for i, name in enumerate(layers):
+                def step(done: int, total: int, i: int = i, name: str = name) -> None:
+                    if progress is not None:
+                        progress((i + done / total) / len(layers), f"{name}: greedy search {done}/{total}")
+                out[name] = self._full(name, cfg.alpha_for(name), step)
+            return out
         return {name: groups_at(self.trajs.trajectories[name], self.trajs.widths[name], self.tasks,
                                 cfg.alpha_for(name), name)
                 for name in self.trajs.layers}
 
-    def _full(self, layer: str, alpha: float) -> LayerGroups:
+    def _full(self, layer: str, alpha: float, progress: Callable[[int, int], None]) -> LayerGroups:
         key = (layer, float(alpha))
         if key not in self._full_cache:
             acts, targets = self._activations()
             self._full_cache[key] = regroup_full(acts[layer], targets, self.tasks, alpha, self.mi.sigma2,
-                                                 self.mi.bound, self.mi.label_mode, layer=layer)
+                                                 self.mi.bound, self.mi.label_mode, progress, layer=layer)
+        else:
+            total = 2 ** len(self.tasks) - 2
+            progress(total, total)
         return self._full_cache[key]
 
     def _activations(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

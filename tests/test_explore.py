@@ -69,3 +69,23 @@ def test_shared_count_is_full_at_zero_and_infinite_alpha(monkeypatch, tmp_path):
         assert counts == [ex.trajs.widths[layer]]  # every neuron picked by both tasks -> shared
     curve = ex.phase_curve("fc1")
     assert set(curve) == {("A",), ("B",)} and len(curve[("A",)]["mi"]) == ex.trajs.widths["fc1"]
+
+
+def test_full_algorithm_reports_progress_per_greedy_search(monkeypatch, tmp_path):
+    monkeypatch.setattr("pam_explorer.explore.CACHE_DIR", tmp_path)
+    torch.manual_seed(0)
+    preset = get_preset("digits-5task")
+    nets = [build_model("lenet5", 2, 1, 32, width=0.25) for _ in preset.task_names]
+    ex = Explorer.open(preset, MIConfig(n_samples=24), DATA, nets=nets)
+    seen = []
+    cfg = RegroupConfig(alpha=0.5, algorithm="full")
+    groups = ex.groups(cfg, progress=lambda frac, msg: seen.append((frac, msg)))
+    per_layer = 2 ** 5 - 2
+    assert len(seen) == per_layer * len(groups)
+    fracs = [f for f, _ in seen]
+    assert fracs == sorted(fracs) and fracs[-1] == pytest.approx(1.0) and 0 < fracs[0] < 1
+    assert seen[0][1] == f"{next(iter(groups))}: greedy search 1/{per_layer}"
+    # cached per alpha: a second call reports completion per layer without recomputing
+    again = []
+    assert ex.groups(cfg, progress=lambda frac, msg: again.append(frac)) == groups
+    assert len(again) == len(groups) and again[-1] == pytest.approx(1.0)
