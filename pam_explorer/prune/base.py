@@ -44,7 +44,7 @@ Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
 Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
 Progress = Callable[[dict], None]
 GroupId = tuple[str, str]  # (layer, key)
-Scores = dict[GroupId, torch.Tensor]  # (layer, key) -> (width,) importance, higher = keep
+Scores = dict[GroupId, torch.Tensor]  # (layer, key) -> (width,) importance >= 0, higher = keep
 
 
 @dataclass

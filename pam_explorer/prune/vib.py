@@ -12,7 +12,7 @@ Choices:
 * at evaluation a gate is its mean mu, which is then *folded* into the net: the group output
   (after its per-neuron ops) feeds its readers linearly, so scaling the readers' input columns
   (next-layer groups, or the heads) by mu is exact for any per-neuron op (ReLU, pooling, BN);
-* importance of a neuron = -log alpha = -log(sigma^2 / mu^2), fixed after the gate training and
+* importance of a neuron = mu^2 / sigma^2 = exp(-log alpha), fixed after the gate training and
   carried through every removal; the alternating driver removes by that order, and at task t's
   first turns its step is at least the number of t's neurons with log alpha above
   ``log_alpha_threshold`` (Dai et al.'s pruning rule, here still subject to the accuracy check).
@@ -97,8 +97,9 @@ class VIBGates(nn.Module):
                     p.grad.div_(len(g[1].split("+")))
 
     def scores(self) -> Scores:
-        """{group: (width,) -log alpha}, detached."""
-        return {g: -log_alpha(*self.params(g)).detach() for g in self.groups}
+        """{group: (width,) mu^2 / sigma^2 = exp(-log alpha)}, detached: the same order as
+        -log alpha, but non-negative, so the driver may divide it by a neuron's FLOPs."""
+        return {g: torch.exp(-log_alpha(*self.params(g)).detach().double()).float() for g in self.groups}
 
 
 def reader_columns(net: MergedNet, layer: str, key: str) -> list[tuple[nn.Module, int, int]]:
@@ -170,7 +171,7 @@ class VIBPruner(AlternatingPruner):
                 for key in net.groups[layer]}
 
     def forced_count(self, net: MergedNet, task: str, scores: Scores, config: PruneConfig) -> int:
-        return int(sum(int((scores[g] < -config.log_alpha_threshold).sum())
+        return int(sum(int((scores[g] < math.exp(-config.log_alpha_threshold)).sum())
                        for g in subgraph_groups(net, task)))
 
 
