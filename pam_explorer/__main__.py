@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--finetune-epochs", type=int, default=3)
     e.add_argument("--device", default="auto")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--target-sparsity", type=float, default=0.9,
+                   help="AdapMTL: overall fraction of zero weights (default 0.9)")
     e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")

@@ -95,7 +95,7 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
     cfg = ExperimentConfig(preset=args.preset, prune=args.prune, alpha=args.alpha,
                            schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seed=args.seed,
-                           device=args.device)
+                           device=args.device, target_sparsity=args.target_sparsity)
     report = run_experiment(cfg, Path(args.out), progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
     if not args.json:
         print((Path(args.out) / "table.md").read_text())

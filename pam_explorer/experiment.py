@@ -25,7 +25,8 @@ from pam_explorer.finetune import evaluate, finetune
 from pam_explorer.merge import merge_networks
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.pretrained import load_pretrained
-from pam_explorer.prune import PruneConfig, TaskData, get_pruner, list_pruners
+from pam_explorer.prune import AdapMTLConfig, PruneConfig, TaskData, get_pruner, list_pruners
+from pam_explorer.prune.adapmtl import delta_t
 from pam_explorer.zoo.chain import ChainNet
 
 SCHEMES = ("B1", "B2", "PAM")
@@ -44,6 +45,7 @@ class ExperimentConfig:
     quick: bool = False
     seed: int = 0  # pruning / finetuning / MTZ randomness; the data split is the nets' own
     device: str = "auto"
+    target_sparsity: float = 0.9  # AdapMTL only: overall fraction of zero weights
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
@@ -55,6 +57,8 @@ class ExperimentConfig:
         RegroupConfig(alpha=self.resolved_alpha())  # validates alpha
         if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
             raise ValueError(f"ExperimentConfig.finetune_epochs: must be an integer >= 0, got {self.finetune_epochs!r}")
+        if self.prune == "adapmtl":
+            self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
     def resolved_alpha(self) -> float:
         return get_preset(self.preset).default_alpha if self.alpha is None else self.alpha
@@ -67,11 +71,18 @@ class ExperimentConfig:
     def mi(self) -> MIConfig:
         return MIConfig(n_samples=64 if self.quick else 256, seed=self.seed)
 
+    def adapmtl(self) -> AdapMTLConfig:
+        # quick: a few fast-rising steps so the freeze is reached on the tiny data too
+        return AdapMTLConfig(target_sparsity=self.target_sparsity, epochs=3, theta_lr=0.3) if self.quick \
+            else AdapMTLConfig(target_sparsity=self.target_sparsity)
+
     def prune_config(self) -> PruneConfig:
+        adapmtl = self.adapmtl() if self.prune == "adapmtl" else None
         if self.quick:
             return PruneConfig(max_steps=4, finetune_batches=3, final_finetune_epochs=1, score_batches=2,
-                               vib_epochs=1, step_fraction=0.2, seed=self.seed, device=self.device)
-        return PruneConfig(seed=self.seed, device=self.device)
+                               vib_epochs=1, step_fraction=0.2, seed=self.seed, device=self.device,
+                               adapmtl=adapmtl)
+        return PruneConfig(seed=self.seed, device=self.device, adapmtl=adapmtl)
 
     def mtz(self) -> MTZConfig:
         return MTZConfig(n_samples=128, retrain_batches=3, seed=self.seed, device=self.device) if self.quick \
@@ -98,6 +109,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | 
               "reference_accuracy": {t: evaluate(_single(n, t), data.test[0], data.test[1])[t]
                                      for n, t in zip(nets, preset.task_names)},
               "schemes": schemes, "gains": gains(schemes), "latency_gains": gains(schemes, "latency_ms")}
+    if any("sparse_flops" in s for s in schemes.values()):
+        report["sparse_gains"] = gains(schemes, "sparse_flops")
+        report["target_sparsity"] = cfg.target_sparsity
     _write_json(out / "report.json", report)
     (out / "table.md").write_text(markdown_table(report))
     stages.report(1.0, "done", "report written")
@@ -110,10 +124,15 @@ def _single(net: ChainNet, task: str) -> MergedNet:
 
 def _prune(cfg: ExperimentConfig, net: MergedNet, data: TaskData, stages: "_Stages", label: str):
     def cb(row: dict) -> None:
-        if "step" not in row:
-            return
-        stages.detail(f"{label}: prune step {row.get('step')} ({row.get('task')}) "
-                      f"{'accepted' if row.get('accepted') else 'rejected'}")
+        if row.get("phase") == "adapmtl":  # one line per epoch, not per step
+            if row.get("val_accuracy"):
+                stages.detail(f"{label}: AdapMTL epoch {row['epoch']}, sparsity "
+                              f"{row['sparsity']['overall']:.3f}, val {row['val_accuracy']}")
+        elif row.get("phase") == "frozen" and "sparsity" in row:
+            stages.detail(f"{label}: AdapMTL thresholds frozen at step {row['step']}")
+        elif "step" in row:
+            stages.detail(f"{label}: prune step {row.get('step')} ({row.get('task')}) "
+                          f"{'accepted' if row.get('accepted') else 'rejected'}")
     return get_pruner(cfg.prune).prune(net, data, cfg.prune_config(), progress=cb)
 
 
@@ -134,11 +153,27 @@ def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet]) -> d
     return {subset_key(s): round(sum(single[t] for t in s), 4) for s in all_subsets(list(nets))}
 
 
-def _scheme_record(result, flops_costs: dict, seconds: float) -> dict:
-    return {**_costs(flops_costs),
-            "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
-            "reference_val_accuracy": dict(result.reference_accuracy),
-            "log": [_slim(r) for r in result.log], "seconds": round(seconds, 1)}
+def _scheme_record(cfg: ExperimentConfig, result, seconds: float) -> dict:
+    """B2 / PAM: costs, latency, accuracies, the slimmed log (structured methods) or the
+    sparsity breakdown, sparse FLOPs and Delta_T (unstructured: AdapMTL)."""
+    rec = {**_costs(subset_costs(result.net)), "latency_ms": _latency_ms(cfg, result.net),
+           "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
+           "reference_val_accuracy": dict(result.reference_accuracy),
+           "log": [_slim(r) for r in result.log] if not _unstructured(result) else [],
+           "widths": result.net.group_widths(), "seconds": round(seconds, 1)}
+    return {**rec, **(_sparse_fields(result) if _unstructured(result) else {})}
+
+
+def _unstructured(result) -> bool:
+    return "sparse_flops" in result.extra
+
+
+def _sparse_fields(result) -> dict:
+    x = result.extra
+    return {"sparse_flops": x["sparse_flops"], "dense_flops": x["dense_flops"], "sparsity": x["sparsity"],
+            "sparsity_series": x["sparsity_series"], "delta_t": x["delta_t"],
+            "dense_test_accuracy": x["dense_test_accuracy"], "frozen_at_step": x["frozen_at_step"],
+            "thresholds": x["thresholds"]}
 
 
 def _slim(row: dict) -> dict:
@@ -146,16 +181,38 @@ def _slim(row: dict) -> dict:
 
 
 def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
-    t0, pruned, acc, val, ref, logs = time.perf_counter(), {}, {}, {}, {}, {}
+    t0, pruned, results = time.perf_counter(), {}, {}
     for net, task in zip(nets, tasks):
         sub = TaskData(*((s[0], {task: s[1][task]}) for s in (data.train, data.val, data.test)))
         res = _prune(cfg, _single(net, task), sub, stages, f"B1 {task}")
         export.save(res.net, stages.dir / f"B1_{task}.zip", {"scheme": "B1", "task": task})
-        pruned[task], acc[task], val[task] = res.net, res.test_accuracy[task], res.val_accuracy[task]
-        ref[task], logs[task] = res.reference_accuracy[task], [_slim(r) for r in res.log]
-    return {**_costs(separate_costs(pruned)), "latency_ms": _separate_latency_ms(cfg, pruned), "accuracy": acc, "val_accuracy": val, "reference_val_accuracy": ref,
-            "widths": {t: n.group_widths() for t, n in pruned.items()}, "log": logs,
-            "seconds": round(time.perf_counter() - t0, 1)}
+        pruned[task], results[task] = res.net, res
+    per = lambda attr: {t: getattr(r, attr)[t] for t, r in results.items()}  # noqa: E731
+    rec = {**_costs(separate_costs(pruned)), "latency_ms": _separate_latency_ms(cfg, pruned),
+           "accuracy": per("test_accuracy"), "val_accuracy": per("val_accuracy"),
+           "reference_val_accuracy": per("reference_accuracy"),
+           "widths": {t: n.group_widths() for t, n in pruned.items()},
+           "log": {t: [_slim(r) for r in res.log] if not _unstructured(res) else [] for t, res in results.items()},
+           "seconds": round(time.perf_counter() - t0, 1)}
+    if all(_unstructured(r) for r in results.values()):
+        rec.update(_separate_sparse_fields(results))
+    return rec
+
+
+def _separate_sparse_fields(results: dict) -> dict:
+    """B1 under AdapMTL: a subset runs its tasks' networks, so sparse/dense FLOPs add up;
+    sparsity breakdowns stay per task network; Delta_T over all tasks at once."""
+    fields = {t: _sparse_fields(r) for t, r in results.items()}
+    add = lambda key: {subset_key(s): sum(fields[t][key][t] for t in s)  # noqa: E731
+                       for s in all_subsets(list(results))}
+    dense_acc = {t: f["dense_test_accuracy"][t] for t, f in fields.items()}
+    return {"sparse_flops": add("sparse_flops"), "dense_flops": add("dense_flops"),
+            "sparsity": {t: f["sparsity"] for t, f in fields.items()},
+            "sparsity_series": {t: f["sparsity_series"] for t, f in fields.items()},
+            "delta_t": delta_t({t: r.test_accuracy[t] for t, r in results.items()}, dense_acc),
+            "dense_test_accuracy": dense_acc,
+            "frozen_at_step": {t: f["frozen_at_step"] for t, f in fields.items()},
+            "thresholds": {t: f["thresholds"] for t, f in fields.items()}}
 
 
 def _run_b2(cfg, nets, tasks, data: TaskData, stages) -> dict:
@@ -164,8 +221,7 @@ def _run_b2(cfg, nets, tasks, data: TaskData, stages) -> dict:
     zipped = zip_networks(nets, tasks, data.train, data.val, cfg.mtz()).net
     res = _prune(cfg, zipped, data, stages, "B2")
     export.save(res.net, stages.dir / "B2.zip", {"scheme": "B2"})
-    rec = _scheme_record(res, subset_costs(res.net), time.perf_counter() - t0)
-    return {**rec, "latency_ms": _latency_ms(cfg, res.net), "widths": res.net.group_widths(), "zipped_accuracy": evaluate(zipped, *data.val)}
+    return {**_scheme_record(cfg, res, time.perf_counter() - t0), "zipped_accuracy": evaluate(zipped, *data.val)}
 
 
 def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
@@ -179,9 +235,10 @@ def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
     res = _prune(cfg, merged, data, stages, "PAM")
     extra = {"scheme": "PAM", "alpha": cfg.resolved_alpha(), "preset": cfg.preset,
              "accuracy": res.test_accuracy, "prune": cfg.prune}
+    if _unstructured(res):
+        extra.update(sparse_flops=res.extra["sparse_flops"], sparsity=res.extra["sparsity"])
     export.save(res.net, stages.dir.parent / "model.zip", extra)
-    rec = _scheme_record(res, subset_costs(res.net), time.perf_counter() - t0)
-    return {**rec, "latency_ms": _latency_ms(cfg, res.net), "widths": res.net.group_widths(),
+    return {**_scheme_record(cfg, res, time.perf_counter() - t0),
             "groups_before_pruning": {l: {"+".join(k): len(v) for k, v in g.groups.items()} for l, g in groups.items()}}
 
 
@@ -221,12 +278,17 @@ class _Stages:
             self.cb(row)
 
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+
+
 def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path, want = out / "config.json", dataclasses.asdict(cfg)
     if path.is_file():
         have = json.loads(path.read_text())
         have["schemes"] = tuple(have.get("schemes", ()))
+        for k, v in want.items():  # a field added since that run was made has its default there
+            have.setdefault(k, v if k not in _DEFAULTS else _DEFAULTS[k])
         if have != want:
             raise ValueError(f"{out} holds a run with a different configuration ({have}); "
                              "use another --out directory (nothing there was changed)")

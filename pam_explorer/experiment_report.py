@@ -36,10 +36,31 @@ def markdown_table(report: Mapping) -> str:
         flops = [f"{s['flops'][k] / 1e6:.3f} M" for k in subsets]
         ms = [f"{s['latency_ms'][k]:.3f}" for k in subsets] if lat else []
         lines.append("| " + " | ".join([name] + accs + flops + ms) + " |")
-    out = "\n".join(lines) + "\n"
+    out = "\n".join(lines) + "\n" + _sparse_table(report, subsets)
     for key, g in report.get("gains", {}).items():
         out += f"\nPAM {key.replace('_', ' ')}: average gain {g['average']:.3f}, peak gain {g['peak']:.3f}"
+    for key, g in report.get("sparse_gains", {}).items():
+        out += (f"\nPAM {key.replace('_', ' ')} (effective sparse FLOPs): average {g['average']:.3f}, "
+                f"peak {g['peak']:.3f}")
     for key, g in report.get("latency_gains", {}).items():
         out += (f"\nPAM {key.replace('_', ' ')} (CPU latency, batch 1): average {g['average']:.3f}, "
                 f"peak {g['peak']:.3f}")
     return out + "\n"
+
+
+def _sparse_table(report: Mapping, subsets: list[str]) -> str:
+    """Unstructured pruning (AdapMTL): effective sparse FLOPs, overall sparsity and Delta_T."""
+    schemes = {k: v for k, v in report["schemes"].items() if "sparse_flops" in v}
+    if not schemes:
+        return ""
+    head = ["scheme", "Delta_T (%)", "sparsity"] + [f"sparse FLOPs {s}" for s in subsets]
+    lines = ["", f"Unstructured pruning to {report.get('target_sparsity', '?')} overall sparsity "
+             "(dense FLOPs above; effective = multiply-adds with a non-zero weight):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in schemes.items():
+        sp = s["sparsity"]
+        overall = sp["overall"] if "overall" in sp else " / ".join(f"{t} {v['overall']:.3f}" for t, v in sp.items())
+        overall = f"{overall:.3f}" if isinstance(overall, float) else overall
+        lines.append("| " + " | ".join([name, f"{s['delta_t']:+.2f}", overall]
+                                       + [f"{s['sparse_flops'][k] / 1e6:.3f} M" for k in subsets]) + " |")
+    return "\n".join(lines) + "\n"

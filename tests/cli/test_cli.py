@@ -77,3 +77,35 @@ def test_merge_writes_model_flops_latency_and_accuracy(tmp_path, capsys):
     assert {s: c["flops"] for s, c in subset_costs(net).items()} == summary["flops"]
     widths = {l: sum(g.values()) for l, g in summary["groups"].items()}
     assert widths == {"conv1": 12, "conv2": 32, "fc1": 240, "fc2": 168}
+
+
+def test_quick_adapmtl_experiment_reports_sparsity_breakdown(tmp_path, capsys):
+    out = tmp_path / "ad"
+    assert main(["experiment", "--prune", "adapmtl", "--quick", "--target-sparsity", "0.8",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["target_sparsity"] == 0.8 and set(report["sparse_gains"]) == {"vs_B1", "vs_B2"}
+    for name in ("B2", "PAM"):
+        s = report["schemes"][name]
+        assert s["frozen_at_step"] is not None and s["sparsity"]["overall"] >= 0.8
+        assert set(s["sparsity"]) >= {"backbone", "A", "B", "overall"}
+        series = s["sparsity_series"]
+        overall = [r["overall"] for r in series]
+        assert series[0]["step"] == 0 and overall[-1] == s["sparsity"]["overall"]
+        assert all(s["sparse_flops"][k] < s["dense_flops"][k] == s["flops"][k] for k in s["flops"])
+    b1 = report["schemes"]["B1"]
+    assert set(b1["sparsity"]) == {"A", "B"} and b1["sparsity"]["A"]["overall"] >= 0.8
+    assert b1["sparse_flops"]["A+B"] == b1["sparse_flops"]["A"] + b1["sparse_flops"]["B"]
+    # Delta_T of B1 is the mean relative change of its tasks (paper Eq. 7), in percent
+    want = sum((b1["accuracy"][t] - b1["dense_test_accuracy"][t]) / b1["dense_test_accuracy"][t]
+               for t in ("A", "B")) / 2 * 100
+    assert b1["delta_t"] == pytest.approx(want)
+    table = (out / "table.md").read_text()
+    assert "sparse FLOPs A+B" in table and "Delta_T" in table
+    from pam_explorer import export
+    import torch
+    net = export.load(out / "model.zip")  # zeros are real zeros in the exported weights
+    zeros = sum(int((p == 0).sum()) for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    total = sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    assert zeros / total >= 0.8
+    assert net(torch.rand(2, 1, 32, 32))["B"].shape == (2, 5)
