@@ -173,7 +173,8 @@ def _sparse_fields(result) -> dict:
     return {"sparse_flops": x["sparse_flops"], "dense_flops": x["dense_flops"], "sparsity": x["sparsity"],
             "sparsity_series": x["sparsity_series"], "delta_t": x["delta_t"],
             "dense_test_accuracy": x["dense_test_accuracy"], "frozen_at_step": x["frozen_at_step"],
-            "thresholds": x["thresholds"]}
+            "thresholds": x["thresholds"], "component_sizes": x["component_sizes"],
+            "overall_sparsity": x["sparsity"]["overall"]}
 
 
 def _slim(row: dict) -> dict:
@@ -212,7 +213,12 @@ def _separate_sparse_fields(results: dict) -> dict:
             "delta_t": delta_t({t: r.test_accuracy[t] for t, r in results.items()}, dense_acc),
             "dense_test_accuracy": dense_acc,
             "frozen_at_step": {t: f["frozen_at_step"] for t, f in fields.items()},
-            "thresholds": {t: f["thresholds"] for t, f in fields.items()}}
+            "thresholds": {t: f["thresholds"] for t, f in fields.items()},
+            "component_sizes": {t: f["component_sizes"] for t, f in fields.items()},
+            # zeros over weights of all task networks together
+            "overall_sparsity": sum(f["overall_sparsity"] * sum(f["component_sizes"].values())
+                                    for f in fields.values())
+            / sum(sum(f["component_sizes"].values()) for f in fields.values())}
 
 
 def _run_b2(cfg, nets, tasks, data: TaskData, stages) -> dict:

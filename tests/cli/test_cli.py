@@ -96,6 +96,9 @@ def test_quick_adapmtl_experiment_reports_sparsity_breakdown(tmp_path, capsys):
     b1 = report["schemes"]["B1"]
     assert set(b1["sparsity"]) == {"A", "B"} and b1["sparsity"]["A"]["overall"] >= 0.8
     assert b1["sparse_flops"]["A+B"] == b1["sparse_flops"]["A"] + b1["sparse_flops"]["B"]
+    sizes = {t: sum(b1["component_sizes"][t].values()) for t in ("A", "B")}
+    assert b1["overall_sparsity"] == pytest.approx(
+        sum(b1["sparsity"][t]["overall"] * sizes[t] for t in sizes) / sum(sizes.values()))
     # Delta_T of B1 is the mean relative change of its tasks (paper Eq. 7), in percent
     want = sum((b1["accuracy"][t] - b1["dense_test_accuracy"][t]) / b1["dense_test_accuracy"][t]
                for t in ("A", "B")) / 2 * 100
