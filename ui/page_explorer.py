@@ -1,7 +1,6 @@
 """Merge explorer: alpha -> groups, sharing, predicted FLOPs, MI phase curves (all instant)."""
 from __future__ import annotations
 
-import math
 
 import streamlit as st
 

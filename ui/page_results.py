@@ -15,6 +15,7 @@ from ui.state import runs_root
 def _fmt(df):
     fmt = {c: "{:.2f}" for c in df.columns if c.startswith("acc")}
     fmt.update({c: "{:,.0f}" for c in df.columns if c.startswith("FLOPs")})
+    fmt.update({c: "{:.3f}" for c in df.columns if c.startswith("ms ")})
     return df.style.format(fmt, na_rep="")
 
 
@@ -62,10 +63,27 @@ def show_run(r: dict, slot: str) -> None:
                         key=f"log_{slot}")
         st.caption("Accepted prune steps only (a rejected step is rolled back). B1 prunes each "
                    "task's network on its own.")
-    for s, v in schemes.items():
-        sp = R.sparsity_frame(v.get("sparsity")) if isinstance(v, dict) else None
-        if sp is not None:
-            st.plotly_chart(R.fig_sparsity(sp, s), key=f"sparsity_{slot}_{s}")
+    sparse_section(report, slot)
+
+
+def sparse_section(report: dict, slot: str) -> None:
+    """AdapMTL (unstructured): Delta_T, sparse FLOPs, final breakdown, sparsity over training."""
+    table = R.sparse_table(report)
+    if table is None:
+        return
+    st.subheader("Unstructured pruning (AdapMTL)")
+    st.caption(f"Target overall sparsity {report.get('target_sparsity', '?')}. FLOPs in Table 1 are "
+               "dense; effective sparse FLOPs count multiply-adds with a non-zero weight.")
+    st.dataframe(table.style.format({c: ("{:,.0f}" if c.startswith("sparse") else "{:.3f}")
+                                     for c in table.columns}, na_rep=""))
+    fig = R.fig_sparsity_breakdown(report)
+    if fig is not None:
+        st.plotly_chart(fig, key=f"breakdown_{slot}")
+    frames = R.sparsity_frames(report)
+    if frames:
+        label = st.selectbox("Sparsity over training of", list(frames), key=f"sparsity_of_{slot}")
+        frame, frozen = frames[label]
+        st.plotly_chart(R.fig_sparsity(frame, label, frozen), key=f"sparsity_{slot}")
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ whenever this page polls (every 2 s).
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import pandas as pd
@@ -16,22 +15,8 @@ import streamlit as st
 from pam_explorer import jobs
 from pam_explorer.data import list_presets
 from pam_explorer.prune import list_pruners
+from ui.run_args import MODES, experiment_argv
 from ui.state import current_setup, regroup_config, runs_root
-
-MODES = ("Full experiment (B1, B2, PAM)", "Single PAM finetune + prune at alpha")
-
-
-def experiment_argv(preset: str, prune: str, mode: str, alpha: float | None, quick: bool,
-                    device: str = "auto") -> list[str]:
-    """The CLI command of a run; ``{run_dir}`` is filled in by jobs.submit."""
-    argv = [sys.executable, "-m", "pam_explorer", "experiment", "--preset", preset, "--prune", prune,
-            "--out", "{run_dir}", "--device", device]
-    if mode == MODES[1]:
-        argv += ["--schemes", "PAM", "--alpha", f"{alpha:g}"]
-    if quick:
-        argv.append("--quick")
-    return argv
-
 
 def launch_form() -> None:
     setup = current_setup()
@@ -43,10 +28,12 @@ def launch_form() -> None:
         mode = c[2].radio("Run", MODES)
         alpha = c[3].number_input("alpha (single run)", min_value=0.0, value=float(regroup_config().alpha),
                                   format="%.4g")
+        sparsity = c[3].number_input("target sparsity (AdapMTL)", min_value=0.05, max_value=0.99, value=0.9,
+                                     step=0.05, help="overall fraction of zero weights; used by adapmtl only")
         quick = c[4].checkbox("quick", value=False, help="tiny data, few steps: a smoke test")
         device = c[4].selectbox("Device", ("auto", "cpu", "cuda"))
         if st.form_submit_button("Launch", type="primary"):
-            argv = experiment_argv(preset, prune, mode, alpha, quick, device)
+            argv = experiment_argv(preset, prune, mode, alpha, quick, device, sparsity)
             name = f"{preset}-{prune}" + ("-PAM" if mode == MODES[1] else "") + ("-quick" if quick else "")
             try:
                 rid = jobs.submit(argv, runs_root(), name=name)

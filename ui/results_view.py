@@ -45,11 +45,13 @@ def table1(report: Mapping) -> pd.DataFrame | None:
 
 
 def gains_table(report: Mapping) -> pd.DataFrame | None:
-    g = report.get("gains")
-    if not isinstance(g, Mapping) or not g:
-        return None
-    return pd.DataFrame({k.replace("_", " "): {"average": v.get("average"), "peak": v.get("peak")}
-                         for k, v in g.items() if isinstance(v, Mapping)}).T
+    rows = {}
+    for field, suffix in (("gains", ""), ("sparse_gains", " (sparse FLOPs)"), ("latency_gains", " (CPU latency)")):
+        g = report.get(field)
+        if isinstance(g, Mapping):
+            rows.update({k.replace("_", " ") + suffix: {"average": v.get("average"), "peak": v.get("peak")}
+                         for k, v in g.items() if isinstance(v, Mapping)})
+    return pd.DataFrame(rows).T if rows else None
 
 
 def fig_gains(report: Mapping) -> go.Figure | None:
@@ -165,14 +167,78 @@ def sparsity_frame(series: Any) -> pd.DataFrame | None:
     return df.set_index("step")
 
 
-def fig_sparsity(frame: pd.DataFrame, scheme: str) -> go.Figure:
+def sparsity_frames(report: Mapping) -> dict[str, tuple[pd.DataFrame, Any]]:
+    """{label: (sparsity frame, step the thresholds froze at)} of every AdapMTL network:
+    B2 / PAM one each, B1 one per task network ("B1 A", ...)."""
+    out = {}
+    for name, s in _schemes(report).items():
+        series, frozen = s.get("sparsity_series"), s.get("frozen_at_step")
+        if isinstance(series, Mapping):  # B1: one series per task network
+            for t, ser in series.items():
+                f = sparsity_frame(ser)
+                if f is not None:
+                    out[f"{name} {t}"] = (f, frozen.get(t) if isinstance(frozen, Mapping) else None)
+        else:
+            f = sparsity_frame(series)
+            if f is not None:
+                out[name] = (f, frozen)
+    return out
+
+
+def fig_sparsity(frame: pd.DataFrame, scheme: str, frozen_at: Any = None) -> go.Figure:
+    """AdapMTL Fig. 3: sparsity of each component (and overall) over the training steps."""
     fig = _fig(f"AdapMTL sparsity per component ({scheme})", xaxis=dict(title="step"),
                yaxis=dict(title="sparsity", tickformat=".0%", range=[0, 1.02]))
     for i, col in enumerate(frame.columns):
         fig.add_scatter(x=list(frame.index), y=list(frame[col]), mode="lines", name=str(col),
-                        line=dict(color=PALETTE[i % len(PALETTE)]))
+                        line=dict(color=PALETTE[i % len(PALETTE)], dash="dash" if col == "overall" else None))
+    if isinstance(frozen_at, (int, float)):
+        fig.add_vline(x=frozen_at, line=dict(color="gray", dash="dot"),
+                      annotation_text="thresholds frozen", annotation_position="bottom right")
+    return fig
+
+
+def sparse_table(report: Mapping) -> pd.DataFrame | None:
+    """Unstructured pruning: Delta_T (%), overall sparsity and effective sparse FLOPs per subset."""
+    rows = {}
+    for name, s in _schemes(report).items():
+        if "sparse_flops" not in s:
+            continue
+        row: dict[str, Any] = {"Delta_T (%)": s.get("delta_t"), "overall sparsity": s.get("overall_sparsity")}
+        row.update({f"sparse FLOPs {k}": v for k, v in s["sparse_flops"].items()})
+        rows[name] = row
+    if not rows:
+        return None
+    df = pd.DataFrame.from_dict(rows, orient="index").apply(pd.to_numeric, errors="coerce")
+    df.index.name = "scheme"
+    return df
+
+
+def fig_sparsity_breakdown(report: Mapping) -> go.Figure | None:
+    """Final sparsity per component (shared backbone, each task's exclusive part + head) per
+    network: B2 / PAM one bar group each, B1 one per task network."""
+    bars: dict[str, dict[str, float]] = {}
+    for name, s in _schemes(report).items():
+        sp = s.get("sparsity")
+        if not isinstance(sp, Mapping) or "sparse_flops" not in s:
+            continue
+        if all(isinstance(v, Mapping) for v in sp.values()):  # B1
+            for t, v in sp.items():
+                bars[f"{name} {t}"] = {("body" if c == "backbone" else "head" if c == t else c): x
+                                       for c, x in v.items()}
+        else:
+            bars[name] = dict(sp)
+    if not bars:
+        return None
+    fig = _fig("Final sparsity per component", barmode="group",
+               yaxis=dict(title="sparsity", tickformat=".0%", range=[0, 1.02]))
+    comps = list(dict.fromkeys(c for v in bars.values() for c in v))
+    for i, c in enumerate(comps):
+        fig.add_bar(x=list(bars), y=[bars[b].get(c) for b in bars], name=c,
+                    marker_color=PALETTE[i % len(PALETTE)])
     return fig
 
 
 __all__ = ["table1", "gains_table", "fig_gains", "fig_flops_bars", "sharing_after", "fig_sharing_after",
-           "log_frame", "fig_prune_log", "sparsity_frame", "fig_sparsity"]
+           "log_frame", "fig_prune_log", "sparsity_frame", "sparsity_frames", "fig_sparsity",
+           "sparse_table", "fig_sparsity_breakdown"]

@@ -301,3 +301,36 @@ def test_preset_without_networks_keeps_setup(runs_root):
     assert not at.exception
     assert any("not applied" in e.value and "pre-trained" in e.value for e in at.error)
     assert at.session_state["setup"].preset == "digits-2task"
+
+
+def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
+    """A real quick AdapMTL experiment launched as a background job, then its results page."""
+    from ui.run_args import MODES, experiment_argv
+    argv = experiment_argv("digits-2task", "adapmtl", MODES[0], None, True, "cpu", 0.8)
+    assert argv[argv.index("--target-sparsity") + 1] == "0.8"
+    rid = jobs.submit(argv, runs_root, name="adapmtl-quick")
+    jobs.start_next(runs_root)
+    _wait(runs_root, rid, timeout=300)
+    assert jobs.read_status(rid, runs_root)["state"] == "done", jobs.log_tail(rid, 30, runs_root)
+    report = jobs.report(rid, runs_root)
+    at = fresh()
+    at.switch_page("ui/page_results.py").run()
+    assert not at.exception, at.exception
+    sparse = next(d.value for d in at.dataframe if "Delta_T (%)" in d.value.columns)
+    for name in ("B1", "B2", "PAM"):
+        s = report["schemes"][name]
+        assert sparse.loc[name, "Delta_T (%)"] == pytest.approx(s["delta_t"])
+        assert sparse.loc[name, "sparse FLOPs A+B"] == s["sparse_flops"]["A+B"]
+        assert sparse.loc[name, "overall sparsity"] == pytest.approx(s["overall_sparsity"])
+        assert s["overall_sparsity"] >= 0.8
+    titles = [spec["layout"]["title"]["text"] for spec in plotly_specs(at)]
+    assert "Final sparsity per component" in titles
+    assert "AdapMTL sparsity per component (B1 A)" in titles
+    curve = next(spec for spec in plotly_specs(at) if spec["layout"]["title"]["text"].endswith("(B1 A)"))
+    overall = next(tr for tr in curve["data"] if tr["name"] == "overall")
+    assert overall["y"] == [r["overall"] for r in report["schemes"]["B1"]["sparsity_series"]["A"]]
+    at.selectbox(key="sparsity_of_single").set_value("PAM")
+    at.run()
+    assert not at.exception and at.selectbox(key="sparsity_of_single").value == "PAM"
+    titles = [spec["layout"]["title"]["text"] for spec in plotly_specs(at)]
+    assert "AdapMTL sparsity per component (PAM)" in titles, titles
