@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
+
 from pam_explorer import export
 from pam_explorer.baselines.mtz import MTZConfig, zip_networks
 from pam_explorer.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
@@ -141,22 +143,32 @@ def _costs(costs: dict) -> dict:
             "params": {s: c["params"] for s, c in costs.items()}}
 
 
-def _latency_ms(cfg: ExperimentConfig, net: MergedNet) -> dict[str, float]:
-    """{subset: ms} of one CPU forward pass with one image (an edge request), median."""
+def _latency_ms(cfg: ExperimentConfig, net: MergedNet, device: str = "cpu") -> dict[str, float]:
+    """{subset: ms} of one forward pass with one image (an edge request), median."""
     return {k: round(1e3 * v, 4) for k, v in
-            measure_latency(net, device="cpu", min_run_time=0.02 if cfg.quick else 0.2).items()}
+            measure_latency(net, device=device, min_run_time=0.02 if cfg.quick else 0.2).items()}
 
 
-def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet]) -> dict[str, float]:
+def _latencies(cfg: ExperimentConfig, net) -> dict:
+    """"latency_ms" (CPU) and, when a GPU is present, "latency_ms_cuda"; ``net`` is a MergedNet
+    or B1's {task: MergedNet}."""
+    measure = _separate_latency_ms if isinstance(net, dict) else _latency_ms
+    out = {"latency_ms": measure(cfg, net)}
+    if torch.cuda.is_available():
+        out["latency_ms_cuda"] = measure(cfg, net, "cuda")
+    return out
+
+
+def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet], device: str = "cpu") -> dict[str, float]:
     """B1 runs a subset's networks one after the other: the sum of each one's latency."""
-    single = {t: _latency_ms(cfg, n)[t] for t, n in nets.items()}
+    single = {t: _latency_ms(cfg, n, device)[t] for t, n in nets.items()}
     return {subset_key(s): round(sum(single[t] for t in s), 4) for s in all_subsets(list(nets))}
 
 
 def _scheme_record(cfg: ExperimentConfig, result, seconds: float) -> dict:
     """B2 / PAM: costs, latency, accuracies, the slimmed log (structured methods) or the
     sparsity breakdown, sparse FLOPs and Delta_T (unstructured: AdapMTL)."""
-    rec = {**_costs(subset_costs(result.net)), "latency_ms": _latency_ms(cfg, result.net),
+    rec = {**_costs(subset_costs(result.net)), **_latencies(cfg, result.net),
            "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
            "reference_val_accuracy": dict(result.reference_accuracy),
            "log": [_slim(r) for r in result.log] if not _unstructured(result) else [],
@@ -189,7 +201,7 @@ def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
         export.save(res.net, stages.dir / f"B1_{task}.zip", {"scheme": "B1", "task": task})
         pruned[task], results[task] = res.net, res
     per = lambda attr: {t: getattr(r, attr)[t] for t, r in results.items()}  # noqa: E731
-    rec = {**_costs(separate_costs(pruned)), "latency_ms": _separate_latency_ms(cfg, pruned),
+    rec = {**_costs(separate_costs(pruned)), **_latencies(cfg, pruned),
            "accuracy": per("test_accuracy"), "val_accuracy": per("val_accuracy"),
            "reference_val_accuracy": per("reference_accuracy"),
            "widths": {t: n.group_widths() for t, n in pruned.items()},

@@ -1,12 +1,15 @@
 """Export: the merged model at the explorer's current alpha, or the model of a finished run."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+import torch
 
 from pam_explorer import export, jobs
+from pam_explorer.cost import measure_latency
 from pam_explorer.merge import merge_networks
 from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_root
 
@@ -60,6 +63,24 @@ def from_explorer() -> None:
     st.caption(f"{len(data):,} bytes: manifest.json + weights.safetensors; reload with "
                "`pam_explorer.export.load(path)`.")
     manifest_summary(export.read_manifest(data))
+    latency_panel(data)
+
+
+def latency_panel(data: bytes) -> None:
+    """Measured latency per task subset of the exported model (on request: about 1 s)."""
+    digest = hashlib.sha256(data).hexdigest()  # a figure belongs to one model, not to the page
+    if st.button("Measure latency per task subset", key="measure_latency"):
+        net = export.load(data)
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        st.session_state["latency_ms"] = (digest, {
+            d: {k: 1e3 * v for k, v in measure_latency(net, device=d, min_run_time=0.1).items()} for d in devices})
+    held, lat = st.session_state.get("latency_ms", (None, None))
+    if lat and held == digest:
+        df = pd.DataFrame({f"ms ({d}, batch 1)": v for d, v in lat.items()})
+        df.index.name = "subset"
+        st.dataframe(df.style.format("{:.3f}"))
+        st.caption("Median of torch.utils.benchmark runs of forward(x, tasks) on one image; at LeNet "
+                   "sizes per-module overhead, not FLOPs, dominates.")
 
 
 def from_run() -> None:

@@ -113,6 +113,14 @@ def test_export_bytes_load(explorer, runs_root):
     assert nonempty == {l: {"+".join(k): len(v) for k, v in g.groups.items() if v}
                         for l, g in groups.items()}
     assert len(at.get("download_button")) >= 1
+    at.button(key="measure_latency").click().run()
+    assert not at.exception
+    lat = at.dataframe[-1].value
+    assert list(lat.index) == ["A", "B", "A+B"] and (lat.iloc[:, 0] > 0).all()
+    at.switch_page("ui/page_explorer.py").run()
+    at.select_slider[0].set_value(options[10]).run()
+    at.switch_page("ui/page_export.py").run()  # another model: its old latency is not shown
+    assert not any("ms (cpu" in str(list(d.value.columns)) for d in at.dataframe)
 
 
 def test_bad_upload_shows_error_and_keeps_setup(runs_root):
