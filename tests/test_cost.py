@@ -1,5 +1,4 @@
 """Analytic costs equal torch's FLOP counter and the executed parameters; gains; latency smoke."""
-import random
 import time
 from types import SimpleNamespace
 
@@ -11,19 +10,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from pam_explorer.cost import (all_subsets, average_gain, check_structure, costs_from_widths,
                                expected_flops, measure_latency, peak_gain, predicted_costs,
                                separate_costs, subset_costs, subset_key)
-from pam_explorer.merge import (chain_geometry, exclusive_grouping, layer_widths, merge_networks,
-                                shared_grouping)
+from pam_explorer.merge import chain_geometry, exclusive_grouping, merge_networks, shared_grouping
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.zoo import build_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run faster on one thread, and much faster on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.helpers import measured, random_grouping
 
 
 def make_nets(arch: str, k: int, seed: int = 0) -> list[nn.Module]:
@@ -36,40 +26,9 @@ def make_nets(arch: str, k: int, seed: int = 0) -> list[nn.Module]:
     return nets
 
 
-def random_grouping(nets, tasks, seed: int, empty: tuple[str, ...] | None = None) -> dict:
-    """Random subsets per neuron; the all-task group is never empty; ``empty`` is kept empty."""
-    rng = random.Random(seed)
-    keys = all_subsets(tasks)
-    out = {}
-    for layer, widths in layer_widths(nets).items():
-        total = sum(widths)
-        groups = {key: [] for key in keys}
-        anchor = rng.randrange(total)
-        for i in range(total):
-            key = tuple(tasks) if i == anchor else rng.choice(keys)
-            groups[tuple(tasks) if key == empty else key].append(i)
-        out[layer] = groups
-    return out
-
-
 def groupings(nets, tasks):
     return {"shared": shared_grouping(nets, tasks), "exclusive": exclusive_grouping(nets, tasks),
             "mixed": random_grouping(nets, tasks, 1), "empty": random_grouping(nets, tasks, 2, empty=tasks[:1])}
-
-
-def measured(net: MergedNet, tasks) -> tuple[int, int]:
-    """(FLOPs by FlopCounterMode, parameters of the modules that actually ran) at batch 1."""
-    ran: list[nn.Module] = []
-    mods = [m for g in net.groups.values() for m in g.values()] + list(net.heads.values())
-    handles = [m.register_forward_hook(lambda m, *_: ran.append(m)) for m in mods]
-    x = torch.randn(1, net.geometry.in_channels, net.geometry.image_size, net.geometry.image_size)
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            net(x, tasks)
-    finally:
-        for h in handles:
-            h.remove()
-    return counter.get_total_flops(), sum(p.numel() for m in ran for p in m.parameters())
 
 
 @pytest.mark.parametrize("arch,k", [("lenet5", 2), ("vgg16", 2), ("lenet5", 3), ("vgg16", 3)])

@@ -17,15 +17,6 @@ from pam_explorer.merge import layer_widths, merge_networks
 from pam_explorer.zoo import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run faster on one thread, and much faster on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_grouping(nets, tasks, seed: int) -> dict:
     """Random subsets per neuron; the all-task group is never empty."""
     rng = random.Random(seed)

@@ -1,6 +1,5 @@
 """MergedNet invariants: exact reproduction, subset consistency, skipped groups, errors, surgery."""
 import json
-import random
 from types import SimpleNamespace
 
 import pytest
@@ -13,27 +12,7 @@ from pam_explorer.merge import (chain_geometry, exclusive_grouping, layer_widths
                                 shared_grouping)
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.zoo import build_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run faster on one thread, and much faster on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _randomise_bn(net: nn.Module, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
-    return net
+from tests.helpers import random_grouping, randomise_bn
 
 
 def make_nets(arch: str, k: int, seed: int = 0, widths: tuple[float, ...] | None = None) -> list[nn.Module]:
@@ -43,26 +22,9 @@ def make_nets(arch: str, k: int, seed: int = 0, widths: tuple[float, ...] | None
         if arch == "lenet5":
             net = build_model("lenet5", 3 + t, 1, 32, width=(widths or (1.0,) * k)[t])
         else:
-            net = _randomise_bn(build_model("vgg16", 2 + t, 3, 32, width=0.0625, fc_width=16), seed + t)
+            net = randomise_bn(build_model("vgg16", 2 + t, 3, 32, width=0.0625, fc_width=16), seed + t)
         nets.append(net.eval())
     return nets
-
-
-def random_grouping(nets, tasks, seed: int, empty: tuple[str, ...] | None = None) -> dict:
-    """Random assignment of every neuron to a task subset; the all-task group is never empty (so
-    every group has an input and every head a path); ``empty`` is present with no neurons."""
-    rng = random.Random(seed)
-    keys = all_subsets(tasks)
-    out = {}
-    for layer, widths in layer_widths(nets).items():
-        total = sum(widths)
-        groups = {key: [] for key in keys}
-        anchor = rng.randrange(total)
-        for i in range(total):
-            key = tuple(tasks) if i == anchor else rng.choice(keys)
-            groups[tuple(tasks) if key == empty else key].append(i)
-        out[layer] = groups
-    return out
 
 
 def x_for(nets, n: int = 3) -> torch.Tensor:

@@ -18,28 +18,9 @@ from pam_explorer.cost import (NetGeometry, all_subsets, check_structure, predic
 from pam_explorer.merge import (chain_geometry, common_layers, complete_grouping, exclusive_grouping,
                                 layer_widths, merge_networks, shared_grouping, takeover_grouping)
 from pam_explorer.merged_net import MergedNet
+from tests.helpers import measured, randomise_bn
 from pam_explorer.zoo import build_model, load_checkpoint, save_checkpoint
 from pam_explorer.zoo.chain import ChainNet
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _randomise_bn(net: nn.Module, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
-    return net
 
 
 def _truncate(net: ChainNet, n_fc: int, n_out: int) -> ChainNet:
@@ -60,7 +41,7 @@ def make_nets(arch: str, n_fcs: tuple[int, ...], seed: int = 0) -> list[ChainNet
         if arch == "lenet5":
             net = build_model("lenet5", 3 + t, 1, 32, extra_fc=max(0, n_fc - 2))
         else:
-            net = _randomise_bn(build_model("vgg16", 2 + t, 3, 32, width=0.0625, fc_width=16,
+            net = randomise_bn(build_model("vgg16", 2 + t, 3, 32, width=0.0625, fc_width=16,
                                             extra_fc=max(0, n_fc - 2)), seed + t)
         nets.append((_truncate(net, n_fc, 3 + t) if n_fc < 2 else net).eval())
     return nets
@@ -137,21 +118,6 @@ def test_takeover_groups_keep_the_original_weights():
     assert_close(merged.groups["fc4"]["B"][0].weight, nets[1].blocks["fc4"][0].weight)
     assert_close(merged.heads["B"].weight, nets[1].head.weight)
     assert_close(merged.heads["C"].weight, nets[2].head.weight)
-
-
-def measured(net: MergedNet, tasks) -> tuple[int, int]:
-    """(FLOPs by FlopCounterMode, parameters of the modules that actually ran) at batch 1."""
-    ran: list[nn.Module] = []
-    mods = [m for g in net.groups.values() for m in g.values()] + list(net.heads.values())
-    handles = [m.register_forward_hook(lambda m, *_: ran.append(m)) for m in mods]
-    x = torch.randn(1, net.geometry.in_channels, net.geometry.image_size, net.geometry.image_size)
-    try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            net(x, tasks)
-    finally:
-        for h in handles:
-            h.remove()
-    return counter.get_total_flops(), sum(p.numel() for m in ran for p in m.parameters())
 
 
 @pytest.mark.parametrize("arch,n_fcs", CASES)

@@ -12,8 +12,7 @@ from pam_explorer.baselines import MTZConfig, zip_networks
 from pam_explorer.baselines.mtz import (conv_hessian, greedy_pairs, hessian_hat, merge_weights,
                                         neuron_weights, pair_costs)
 from pam_explorer.zoo import build_model
-
-torch.set_num_threads(1)  # tiny models on a shared 2-core machine
+from tests.helpers import randomise_bn
 
 
 def _spd(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -87,18 +86,6 @@ def test_greedy_pairs_takes_cheapest_unpaired_first():
     assert greedy_pairs(costs.T) == [(0, 0), (1, 1)]
 
 
-def _randomise_bn(net: nn.Module, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
-    return net
-
-
 def _data(n: int, channels: int, outputs: tuple[int, int], seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(n, channels, 32, 32, generator=gen)
@@ -111,7 +98,7 @@ def _twins(arch: str):
     if arch == "lenet5":
         a = build_model("lenet5", 3, 1, 32, width=0.5)
     else:
-        a = _randomise_bn(build_model("vgg16", 3, 3, 32, width=0.0625, fc_width=16), 0)
+        a = randomise_bn(build_model("vgg16", 3, 3, 32, width=0.0625, fc_width=16), 0)
     b = copy.deepcopy(a)
     b.head = nn.Linear(a.head.in_features, 2)
     return a.eval(), b.eval()

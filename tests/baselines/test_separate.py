@@ -6,8 +6,6 @@ from torch import nn
 from pam_explorer.baselines import separate_nets
 from pam_explorer.zoo import build_model
 
-torch.set_num_threads(1)  # tiny models on a shared 2-core machine
-
 
 def test_separate_nets_reproduce_each_network():
     torch.manual_seed(0)

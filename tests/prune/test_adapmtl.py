@@ -2,14 +2,13 @@
 freeze at the target, Eq. 6 and Eq. 7 by hand, ablations, effective FLOPs, and the contract."""
 import copy
 import math
-import random
 
 import pytest
 import torch
 from torch.testing import assert_close
 
-from pam_explorer.cost import all_subsets, subset_costs
-from pam_explorer.merge import layer_widths, merge_networks
+from pam_explorer.cost import subset_costs
+from pam_explorer.merge import merge_networks
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, list_pruners
 from pam_explorer.prune.adapmtl import (BACKBONE, OVERALL, SHARED, AdapMTLConfig, adaptive_weights,
@@ -17,51 +16,16 @@ from pam_explorer.prune.adapmtl import (BACKBONE, OVERALL, SHARED, AdapMTLConfig
                                         soft_threshold, sparse_forward, sparse_params, sparsity_series,
                                         task_deltas, threshold_names)
 from pam_explorer.prune.sparse_cost import subset_flops
-from pam_explorer.zoo import build_model
-
-TASKS = ("A", "B")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
 
 # --------------------------------------------------------------------------- fixtures
-def tiny_nets(seed: int = 0) -> list:
-    nets = []
-    for t, n_out in enumerate((2, 1)):
-        torch.manual_seed(seed + t)
-        nets.append(build_model("lenet5", n_out, 1, 32, width=0.5))
-    return nets
-
-
 def scheme_net(scheme: str) -> MergedNet:
     nets = tiny_nets()
     if scheme == "B1":
         return MergedNet.from_single(nets[0], "A")
     if scheme == "B2":
         return MergedNet.fully_shared(nets, TASKS)
-    rng = random.Random(0)
-    grouping = {}
-    for layer, widths in layer_widths(nets).items():
-        groups = {key: [] for key in all_subsets(TASKS)}
-        for i in range(sum(widths)):
-            groups[TASKS if i == 0 else rng.choice(all_subsets(TASKS))].append(i)
-        grouping[layer] = groups
-    return merge_networks(nets, TASKS, grouping)
-
-
-def synthetic(n: int, seed: int, tasks=TASKS):
-    gen = torch.Generator().manual_seed(seed)
-    patterns = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(99))
-    labels = (torch.rand(n, 3, generator=gen) > 0.5).float()
-    images = 0.5 * torch.randn(n, 1, 32, 32, generator=gen) + torch.einsum("nl,lchw->nchw", labels, patterns)
-    targets = {"A": labels[:, :2], "B": labels[:, 2:]}
-    return images, {t: targets[t] for t in tasks}
+    return merge_networks(nets, TASKS, random_grouping(nets))
 
 
 def task_data(tasks=TASKS) -> TaskData:

@@ -1,72 +1,28 @@
 """Pruning contract: config validation, registry, path-safe removal, the alternating driver and
 its fair stopping rule, on B1 (from_single), B2 (fully_shared) and merged nets."""
 import copy
-import random
 
 import pytest
 import torch
 
 import pam_explorer.prune.base as base
-from pam_explorer.cost import all_subsets, check_structure, subset_costs
-from pam_explorer.merge import layer_widths, merge_networks
+from pam_explorer.cost import check_structure, subset_costs
+from pam_explorer.merge import merge_networks
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.prune import (AlternatingPruner, PruneConfig, PruneResult, Pruner, TaskData, get_pruner,
                                 list_pruners, register_pruner)
 from pam_explorer.prune.base import apply_removal, plan_removal, subgraph_groups
 from pam_explorer.zoo import build_model
-
-torch.set_num_threads(1)  # tiny nets on a shared 2-core machine: intra-op threads only slow down
-
-TASKS = ("A", "B")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
 
 # --------------------------------------------------------------------------- fixtures
-def tiny_nets(seed: int = 0) -> list:
-    nets = []
-    for t, n_out in enumerate((2, 1)):
-        torch.manual_seed(seed + t)
-        nets.append(build_model("lenet5", n_out, 1, 32, width=0.5))
-    return nets
-
-
-def random_grouping(nets, seed: int = 0) -> dict:
-    """Random subsets per neuron; the all-task group is never empty."""
-    rng = random.Random(seed)
-    keys = all_subsets(TASKS)
-    out = {}
-    for layer, widths in layer_widths(nets).items():
-        anchor = rng.randrange(sum(widths))
-        groups = {key: [] for key in keys}
-        for i in range(sum(widths)):
-            groups[TASKS if i == anchor else rng.choice(keys)].append(i)
-        out[layer] = groups
-    return out
-
-
 def scheme_net(scheme: str) -> MergedNet:
     nets = tiny_nets()
     if scheme == "B1":
         return MergedNet.from_single(nets[0], "A")
     if scheme == "B2":
         return MergedNet.fully_shared(nets, TASKS)
-    return merge_networks(nets, TASKS, random_grouping(nets))
-
-
-def synthetic(n: int, seed: int):
-    """Noise + a fixed pattern per positive label; task A has 2 labels, B 1."""
-    gen = torch.Generator().manual_seed(seed)
-    patterns = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(99))
-    labels = (torch.rand(n, 3, generator=gen) > 0.5).float()
-    images = 0.5 * torch.randn(n, 1, 32, 32, generator=gen) + torch.einsum("nl,lchw->nchw", labels, patterns)
-    return images, {"A": labels[:, :2], "B": labels[:, 2:]}
+    return merge_networks(nets, TASKS, random_grouping(nets, random_anchor=True))
 
 
 @pytest.fixture(scope="module")

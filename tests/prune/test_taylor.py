@@ -1,48 +1,21 @@
 """P2 Taylor importance: equals explicit per-sample gates g = 1 with autograd; prunes real nets."""
 import copy
-import random
 
 import pytest
 import torch
 from torch.testing import assert_close
 
 from pam_explorer.config import DataConfig
-from pam_explorer.cost import all_subsets, check_structure, subset_costs
+from pam_explorer.cost import check_structure, subset_costs
 from pam_explorer.data import load_preset_data
-from pam_explorer.merge import layer_widths, merge_networks
 from pam_explorer.merged_net import MergedNet
 from pam_explorer.pretrained import has_pretrained, load_pretrained
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, taylor_importance
 from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.taylor import per_sample_task_loss
 from pam_explorer.zoo import build_model
+from prune_fixtures import TASKS, merged_net
 
-torch.set_num_threads(1)  # tiny nets on a shared 2-core machine: intra-op threads only slow down
-
-TASKS = ("A", "B")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def merged_net(seed: int = 0) -> MergedNet:
-    nets = []
-    for t, n_out in enumerate((2, 1)):
-        torch.manual_seed(seed + t)
-        nets.append(build_model("lenet5", n_out, 1, 32, width=0.5))
-    rng = random.Random(seed)
-    grouping = {}
-    for layer, widths in layer_widths(nets).items():
-        groups = {key: [] for key in all_subsets(TASKS)}
-        for i in range(sum(widths)):
-            groups[TASKS if i == 0 else rng.choice(all_subsets(TASKS))].append(i)
-        grouping[layer] = groups
-    return merge_networks(nets, TASKS, grouping)
 
 
 def batches(n_batches: int, n: int, seed: int):

@@ -1,53 +1,19 @@
 """P1 VIB gates: KL and log alpha by hand, identity gates, exact folding, training, pruning order."""
 import math
-import random
 
-import pytest
 import torch
 from torch.testing import assert_close
 
-from pam_explorer.cost import all_subsets, check_structure
-from pam_explorer.merge import layer_widths, merge_networks
-from pam_explorer.merged_net import MergedNet
+from pam_explorer.cost import check_structure
+from pam_explorer.merge import merge_networks
 from pam_explorer.prune import PruneConfig, TaskData, VIBGates, fold_gates, get_pruner, kl_divergence, log_alpha
 from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.vib import INIT_LOGVAR, VIBPruner, reader_columns, train_gates
 from pam_explorer.zoo import build_model
-
-torch.set_num_threads(1)  # tiny nets on a shared 2-core machine: intra-op threads only slow down
-
-TASKS = ("A", "B")
+from prune_fixtures import TASKS, merged_net, synthetic
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
-
-def merged_net(seed: int = 0) -> MergedNet:
-    nets = []
-    for t, n_out in enumerate((2, 1)):
-        torch.manual_seed(seed + t)
-        nets.append(build_model("lenet5", n_out, 1, 32, width=0.5))
-    rng = random.Random(seed)
-    grouping = {}
-    for layer, widths in layer_widths(nets).items():
-        groups = {key: [] for key in all_subsets(TASKS)}
-        for i in range(sum(widths)):
-            groups[TASKS if i == 0 else rng.choice(all_subsets(TASKS))].append(i)
-        grouping[layer] = groups
-    return merge_networks(nets, TASKS, grouping)
-
-
-def synthetic(n: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    patterns = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(99))
-    labels = (torch.rand(n, 3, generator=gen) > 0.5).float()
-    images = 0.5 * torch.randn(n, 1, 32, 32, generator=gen) + torch.einsum("nl,lchw->nchw", labels, patterns)
-    return images, {"A": labels[:, :2], "B": labels[:, 2:]}
 
 
 def test_kl_and_log_alpha_hand_values():
