@@ -305,8 +305,8 @@ def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> None:
     if path.is_file():
         have = json.loads(path.read_text())
         have["schemes"] = tuple(have.get("schemes", ()))
-        for k, v in want.items():  # a field added since that run was made has its default there
-            have.setdefault(k, v if k not in _DEFAULTS else _DEFAULTS[k])
+        for k, default in _DEFAULTS.items():  # a field added since that run was made: its default
+            have.setdefault(k, default)
         if have != want:
             raise ValueError(f"{out} holds a run with a different configuration ({have}); "
                              "use another --out directory (nothing there was changed)")

@@ -102,13 +102,6 @@ class VIBGates(nn.Module):
         return {g: torch.exp(-log_alpha(*self.params(g)).detach().double()).float() for g in self.groups}
 
 
-def reader_columns(net: MergedNet, layer: str, key: str) -> list[tuple[nn.Module, int, int]]:
-    """(core Conv2d/Linear, first input column, columns per neuron) of every module reading
-    group (layer, key): next-layer groups, and the heads of the tasks whose head reads ``layer``
-    (not only the last layer's, for networks merged from different depths)."""
-    return net.reader_columns(layer, key)
-
-
 @torch.no_grad()
 def fold_gates(net: MergedNet, gates: VIBGates) -> None:
     """Fold the eval-mode gates (z = mu) into the readers' input columns, in place; the
@@ -116,7 +109,8 @@ def fold_gates(net: MergedNet, gates: VIBGates) -> None:
     gates.detach()
     for layer, key in gates.groups:
         mu = gates.params((layer, key))[0].detach()
-        for core, start, factor in reader_columns(net, layer, key):
+        # every reader: next-layer groups and the heads of tasks whose head reads ``layer``
+        for core, start, factor in net.reader_columns(layer, key):
             scale = mu.to(core.weight.dtype).repeat_interleave(factor)  # channel-major features
             w = core.weight
             w[:, start:start + scale.numel()] *= scale.reshape(1, -1, *[1] * (w.dim() - 2))
@@ -178,4 +172,4 @@ class VIBPruner(AlternatingPruner):
 register_pruner("vib", VIBPruner)
 
 __all__ = ["VIBPruner", "VIBGates", "kl_divergence", "log_alpha", "fold_gates", "train_gates",
-           "reader_columns", "INIT_LOGVAR"]
+           "INIT_LOGVAR"]

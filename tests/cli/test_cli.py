@@ -112,3 +112,15 @@ def test_quick_adapmtl_experiment_reports_sparsity_breakdown(tmp_path, capsys):
     total = sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1)
     assert zeros / total >= 0.8
     assert net(torch.rand(2, 1, 32, 32))["B"].shape == (2, 5)
+
+
+def test_run_dir_from_before_a_new_config_field_still_resumes(tmp_path):
+    import dataclasses
+    from pam_explorer.experiment import ExperimentConfig, _check_or_write_config
+    old = dataclasses.asdict(ExperimentConfig(quick=True))
+    del old["target_sparsity"]  # a run directory written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    _check_or_write_config(ExperimentConfig(quick=True), tmp_path)  # its default: the same run
+    with pytest.raises(ValueError, match="different configuration"):
+        _check_or_write_config(ExperimentConfig(quick=True, target_sparsity=0.5), tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(old))  # not rewritten

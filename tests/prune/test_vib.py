@@ -8,7 +8,7 @@ from pam_explorer.cost import check_structure
 from pam_explorer.merge import merge_networks
 from pam_explorer.prune import PruneConfig, TaskData, VIBGates, fold_gates, get_pruner, kl_divergence, log_alpha
 from pam_explorer.prune.base import BatchStream, subgraph_groups
-from pam_explorer.prune.vib import INIT_LOGVAR, VIBPruner, reader_columns, train_gates
+from pam_explorer.prune.vib import INIT_LOGVAR, VIBPruner, train_gates
 from pam_explorer.zoo import build_model
 from prune_fixtures import TASKS, merged_net, synthetic
 
@@ -64,10 +64,10 @@ def test_reader_columns_cover_every_reader():
     net = merged_net()
     for layer in net.layer_names:
         for key in net.groups[layer]:
-            for core, start, factor in reader_columns(net, layer, key):
+            for core, start, factor in net.reader_columns(layer, key):
                 assert start + factor * net.width(layer, key) <= core.weight.shape[1]
     last = net.layer_names[-1]
-    assert len(reader_columns(net, last, "A+B")) == 2  # both heads read the shared group
+    assert len(net.reader_columns(last, "A+B")) == 2  # both heads read the shared group
 
 
 def test_gate_training_lowers_kl_and_scores_subgraph():
@@ -122,7 +122,7 @@ def test_fold_gates_exact_when_heads_read_different_layers():
     nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
     from pam_explorer.merge import shared_grouping
     net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS)).eval()
-    assert any(core is net.heads["A"] for core, _, _ in reader_columns(net, "fc2", "A+B"))
+    assert any(core is net.heads["A"] for core, _, _ in net.reader_columns("fc2", "A+B"))
     gates = VIBGates(net)
     with torch.no_grad():
         for g in gates.groups:
