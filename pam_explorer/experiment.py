@@ -177,7 +177,9 @@ def _scheme_record(cfg: ExperimentConfig, result, seconds: float) -> dict:
 
 
 def _unstructured(result) -> bool:
-    return "sparse_flops" in result.extra
+    """Weights zeroed, no neuron removed: the method reports sparse FLOPs and sparsity instead
+    of a per-step width log (the Pruner contract's ``structured`` flag)."""
+    return not get_pruner(result.method).structured
 
 
 def _sparse_fields(result) -> dict:
