@@ -1,0 +1,62 @@
+"""Artefacts written before the stage layout still read: an export zip and an experiment run folder
+(tests/fixtures/legacy/README.md says how they were made)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pam_explorer import export, jobs
+from pam_explorer.experiment import ExperimentConfig, run_experiment
+
+LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
+
+
+def test_legacy_export_loads_with_the_recorded_outputs():
+    net = export.load(LEGACY / "merged_v1.zip")
+    want = load_file(str(LEGACY / "merged_v1_outputs.safetensors"))
+    with torch.no_grad():
+        full = net(want["input"])
+        alone = net(want["input"], ["A"])
+    assert torch.equal(full["A"], want["A"]) and torch.equal(full["B"], want["B"])
+    assert torch.equal(alone["A"], want["A_alone"])
+    manifest = export.read_manifest(LEGACY / "merged_v1.zip")
+    assert manifest["format"] == export.FORMAT and manifest["tasks"] == ["A", "B"]
+    assert manifest["flops"] == export.manifest_of(net)["flops"]
+
+
+@pytest.fixture()
+def legacy_root(tmp_path) -> tuple[Path, str]:
+    (src,) = (LEGACY / "runs").iterdir()
+    shutil.copytree(src, tmp_path / src.name)
+    return tmp_path, src.name
+
+
+def test_legacy_run_folder_is_listed_and_read(legacy_root):
+    root, rid = legacy_root
+    stored = json.loads((root / rid / "report.json").read_text())
+    (run,) = jobs.list_runs(root)
+    assert run["run_id"] == rid and run["state"] == "done" and run["exit_code"] == 0
+    assert jobs.report(rid, root) == stored
+    assert jobs.progress(rid, root)["stage"] == "done"
+    assert "PAM vs B1" in jobs.log_tail(rid, 10, root)
+
+
+def test_legacy_experiment_resumes_without_recomputing(legacy_root):
+    root, rid = legacy_root
+    out = root / rid
+    stored = json.loads((out / "report.json").read_text())
+    raw = json.loads((out / "config.json").read_text())
+    cfg = ExperimentConfig(**{**raw, "schemes": tuple(raw["schemes"])})
+    rows: list[dict] = []
+    report = run_experiment(cfg, out, progress=rows.append)
+    assert [r["message"] for r in rows if r["stage"] in cfg.schemes] == [
+        f"{s}: resumed from {s}.json" for s in cfg.schemes]
+    assert report["schemes"] == stored["schemes"]
+    assert report["gains"] == stored["gains"] and report["latency_gains"] == stored["latency_gains"]
+    assert report["reference_accuracy"] == pytest.approx(stored["reference_accuracy"])
+    assert (out / "table.md").read_text() == (LEGACY / "runs" / rid / "table.md").read_text()
