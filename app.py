@@ -1,7 +1,7 @@
 """PAM Explorer dashboard: ``streamlit run app.py``.
 
 Thin: page config + navigation. Pages live in ui/ (one module each); pure figure/table builders
-in ui/figures.py and ui/results_view.py; background runs in pam_explorer/jobs.py.
+in ui/figures.py and ui/results_view.py; background runs in pam_explorer/runs/jobs.py.
 """
 import streamlit as st
 

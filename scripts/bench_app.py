@@ -31,8 +31,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from streamlit.testing.v1 import AppTest
 
-    from pam_explorer.config import MIConfig
-    from pam_explorer.explore import Explorer
+    from pam_explorer.core.config import MIConfig
+    from pam_explorer.regroup.explorer import Explorer
     from ui import figures as F
 
     t0 = time.perf_counter()

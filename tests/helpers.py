@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pam_explorer.cost import all_subsets
-from pam_explorer.merge import layer_widths
-from pam_explorer.merged_net import MergedNet
+from pam_explorer.core.subsets import all_subsets
+from pam_explorer.graph.build import layer_widths
+from pam_explorer.merge.merged_net import MergedNet
 
 
 def randomise_bn(net: nn.Module, seed: int) -> nn.Module:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pam_explorer import export, jobs
-from pam_explorer.experiment import ExperimentConfig, run_experiment
+from pam_explorer import export
+from pam_explorer.runs import jobs
+from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
 

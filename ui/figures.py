@@ -1,7 +1,7 @@
 """Pure figure/table builders of the merge explorer (no streamlit: tests call them directly).
 
 Inputs are the backend's plain results (LayerGroups, predicted FLOPs dicts, phase curves), so
-every number a figure shows can be checked against :class:`pam_explorer.explore.Explorer`.
+every number a figure shows can be checked against :class:`pam_explorer.regroup.explorer.Explorer`.
 """
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from pam_explorer.cost import subset_key
-from pam_explorer.regroup import LayerGroups, Trajectory, cut
+from pam_explorer.core.subsets import subset_key
+from pam_explorer.cost.analytic import expected_flops
+from pam_explorer.regroup.algorithms import LayerGroups, Trajectory, cut
+from pam_explorer.regroup.algorithms import max_mi as layer_max_mi
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6",
            "#9D755D", "#BAB0AC", "#EECA3B")
@@ -41,8 +43,7 @@ def _figure(title: str, traces: list[dict], **kw) -> go.Figure:
 # --------------------------------------------------------------------------- alpha range
 def max_mi(trajectories: Mapping[str, Mapping[tuple, Trajectory]]) -> float:
     """Largest MI (bits) reached on any trajectory: above it no cut changes."""
-    vals = [max(t.running_max) for per in trajectories.values() for t in per.values() if t.mi]
-    return max(vals, default=0.0)
+    return max((layer_max_mi(per) for per in trajectories.values()), default=0.0)
 
 
 def _round_sig(x: float, sig: int = 3) -> float:
@@ -119,8 +120,8 @@ def fig_flops(table: pd.DataFrame) -> go.Figure:
 
 
 def expected_table(pred: Mapping[str, Mapping[str, int]], probs: Mapping[str, float]) -> dict[str, float]:
-    """Expected FLOPs of every scheme under the user's task-combination probabilities."""
-    from pam_explorer.cost import expected_flops
+    """Expected FLOPs of every scheme under the user's task-combination probabilities; ConfigError
+    (from :func:`~pam_explorer.cost.analytic.expected_flops`) unless they are >= 0 and sum to 1."""
     return {s: expected_flops(c, probs) for s, c in pred.items()}
 
 

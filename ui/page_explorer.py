@@ -1,11 +1,11 @@
 """Merge explorer: alpha -> groups, sharing, predicted FLOPs, MI phase curves (all instant)."""
 from __future__ import annotations
 
-
 import streamlit as st
 
-from pam_explorer.config import RegroupConfig
-from pam_explorer.cost import all_subsets, check_structure, subset_key, widths_of
+from pam_explorer.core.config import RegroupConfig
+from pam_explorer.core.errors import PamError
+from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.data import get_preset
 from ui import figures as F
 from ui.state import current_setup, explorer_or_stop, full_done, regroup_config
@@ -25,8 +25,7 @@ def _keep(widget_key: str, value) -> None:
 
 def alpha_controls(exp, setup) -> RegroupConfig:
     preset = get_preset(setup.preset)
-    trajs = exp.trajs.trajectories
-    top = F.max_mi(trajs)
+    top = exp.max_mi()
     options = F.alpha_grid(top, extra=[preset.default_alpha])
     cfg0 = regroup_config()
     if st.session_state.get("alpha_w") not in options:
@@ -80,8 +79,8 @@ def full_gate(exp, setup, cfg: RegroupConfig) -> RegroupConfig:
 
 def range_notice(exp, cfg: RegroupConfig) -> None:
     beyond = []
-    for layer, per in exp.trajs.trajectories.items():
-        top = max((max(t.running_max) for t in per.values() if t.mi), default=0.0)
+    for layer in exp.trajs.layers:
+        top = exp.max_mi(layer)
         if cfg.alpha_for(layer) >= top:
             beyond.append(f"{layer} (max {top:.3g})")
     if beyond:
@@ -99,11 +98,11 @@ def expected_flops_section(exp, pred) -> None:
         probs[s] = cols[i % len(cols)].number_input(
             f"P({s})", min_value=0.0, max_value=1.0, value=1.0 / len(subsets), step=0.05,
             format="%.4f", key=f"prob_{exp.preset.name}_{s}")
-    total = sum(probs.values())
-    if abs(total - 1.0) > 1e-6:
-        st.error(f"The probabilities must sum to 1; they sum to {total:.4f}.")
+    try:
+        exp_f = F.expected_table(pred, probs)
+    except PamError as exc:  # e.g. probabilities that do not sum to 1
+        st.error(f"Expected FLOPs: {exc}")
         return
-    exp_f = F.expected_table(pred, probs)
     cols = st.columns(len(exp_f) + 2)
     for i, (s, v) in enumerate(exp_f.items()):
         cols[i].metric(f"E[FLOPs] {s}", f"{v:,.0f}")
@@ -123,11 +122,9 @@ def main() -> None:
     groups = exp.groups(cfg)
     alphas = {layer: cfg.alpha_for(layer) for layer in groups}
     table = F.sharing_table(exp.tasks, groups, alphas)
-    try:
-        check_structure(exp.tasks, list(exp.trajs.layers), widths_of(exp.geometry, groups),
-                        head_layers=exp.geometry.head_layers)
-    except ValueError as exc:
-        st.warning(f"This grouping cannot be built as a network (merging would fail): {exc}")
+    problem = exp.check(cfg)
+    if problem is not None:
+        st.warning(f"This grouping cannot be built as a network (merging would fail): {problem}")
 
     m = st.columns(4)
     m[0].metric("Task relatedness I(Y^A;Y^B)", f"{exp.relatedness_bits:.3f} bits",
@@ -163,7 +160,7 @@ def main() -> None:
         st.plotly_chart(F.fig_phase(curves, exp.trajs.trajectories[layer], cfg.alpha_for(layer),
                                     layer, shade, log_y))
     with c2:
-        grid = tuple(F.alpha_grid(F.max_mi(exp.trajs.trajectories), n=40))
+        grid = tuple(F.alpha_grid(exp.max_mi(), n=40))
         counts = _shared_curves(setup.key, exp, grid)
         st.plotly_chart(F.fig_shared_vs_alpha(grid, counts, exp.trajs.widths, cfg.alpha))
         if cfg.algorithm == "full":

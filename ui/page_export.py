@@ -8,21 +8,17 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from pam_explorer import export, jobs
-from pam_explorer.cost import measure_latency
-from pam_explorer.merge import merge_networks
+from pam_explorer import export
+from pam_explorer.core.errors import PamError
+from pam_explorer.cost.latency import measure_latency
+from pam_explorer.runs import jobs
 from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_root
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _export_bytes(key: tuple, cfg, _exp) -> bytes:
     """Merged net at cfg -> export zip bytes (cached per setup + regroup config)."""
-    groups = _exp.groups(cfg)
-    net = merge_networks(_exp.nets, _exp.tasks, groups)
-    extra = {"alpha": cfg.alpha, "preset": _exp.preset.name, "algorithm": cfg.algorithm,
-             "alpha_overrides": dict(cfg.overrides), "mi": {"n_samples": _exp.mi.n_samples,
-                                                            "sigma2": _exp.mi.sigma2}}
-    return export.to_bytes(net, extra)
+    return export.merged_model_bytes(_exp, cfg)
 
 
 def manifest_summary(manifest: dict) -> None:
@@ -53,7 +49,7 @@ def from_explorer() -> None:
     try:
         with st.spinner("Merging the networks ..."):
             data = _export_bytes(setup.key, cfg, exp)
-    except ValueError as exc:
+    except PamError as exc:
         st.warning(f"This grouping cannot be built as a network: {exc}")
         return
     st.session_state["export_bytes"] = data  # what the download button serves (tests read it)
@@ -94,7 +90,7 @@ def from_run() -> None:
     path = Path(jobs.run_dir(rid, runs_root())) / "model.zip"
     try:
         manifest = export.read_manifest(path)
-    except (ValueError, KeyError, OSError) as exc:
+    except PamError as exc:
         st.error(f"{path} is not a readable export: {exc}")
         return
     st.download_button("Download the run's model (.zip)", data=path.read_bytes(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pam_explorer import jobs
+from pam_explorer.runs import jobs
 from ui import results_view as R
 from ui.state import runs_root
 

@@ -1,9 +1,10 @@
-"""Runs: launch experiments as background processes (pam_explorer.jobs), watch, cancel.
+"""Runs: launch experiments as background processes (pam_explorer.runs.jobs), watch, cancel.
 
-Every run is a separate process with its state on disk under cache/runs/<run_id>/, so runs
-survive an app restart. One runs at a time; up to two more wait in a FIFO queue. The queue
-advances when a run's wrapper ends (it calls ``python -m pam_explorer.jobs start-next``) and
-whenever this page polls (every 2 s).
+Every run is a separate process with its state on disk under the runs root (``$PAM_RUNS_ROOT``,
+else cache/runs/<run_id>/), so runs survive an app restart. One runs at a time; up to two more
+wait in a FIFO queue. The queue advances when a run's wrapper ends (it starts the next queued run
+itself, as ``python -m pam_explorer.runs.jobs start-next ROOT`` does) and whenever this page polls
+(every 2 s).
 """
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pam_explorer import jobs
+from pam_explorer.core.errors import PamError
 from pam_explorer.data import list_presets
 from pam_explorer.prune import list_pruners
+from pam_explorer.runs import jobs
 from ui.run_args import MODES, experiment_argv
 from ui.state import current_setup, regroup_config, runs_root
+
 
 def launch_form() -> None:
     setup = current_setup()
@@ -37,7 +40,7 @@ def launch_form() -> None:
             name = f"{preset}-{prune}" + ("-PAM" if mode == MODES[1] else "") + ("-quick" if quick else "")
             try:
                 rid = jobs.submit(argv, runs_root(), name=name)
-            except ValueError as exc:
+            except PamError as exc:  # the queue is full, or a bad argument
                 st.error(str(exc))
             else:
                 started = jobs.start_next(runs_root())

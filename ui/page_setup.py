@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pam_explorer.config import BOUNDS, LABEL_MODES, POOLINGS, MIConfig
+from pam_explorer.core.config import BOUNDS, LABEL_MODES, POOLINGS, MIConfig
+from pam_explorer.core.errors import PamError
 from pam_explorer.data import get_preset, list_presets
 from pam_explorer.zoo import list_models
 from ui.state import (Setup, apply_setup, current_setup, nets_from_uploads, open_explorer,
@@ -69,7 +70,7 @@ def main() -> None:
             else:
                 new = Setup(preset_name, mi, "pretrained", arch)
             open_explorer(new, nets)  # compute/load the trajectories now: fail here, not later
-        except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
+        except PamError as exc:
             st.error(f"Setup not applied (the previous one is kept): {exc}")
         else:
             apply_setup(new)

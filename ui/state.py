@@ -6,26 +6,23 @@ by (preset, MI settings, checkpoint hash); a slider move only cuts trajectories.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import streamlit as st
 
-from pam_explorer import jobs
-from pam_explorer.config import MIConfig, RegroupConfig
+from pam_explorer.core import paths
+from pam_explorer.core.config import MIConfig, RegroupConfig
+from pam_explorer.core.errors import PamError, StructureError
 from pam_explorer.data import get_preset
-from pam_explorer.explore import Explorer
-from pam_explorer.pretrained import has_pretrained, pretrained_meta
-from pam_explorer.zoo import build_model
-from pam_explorer.zoo.checkpoint import load_state_into, read_state
+from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.zoo import checkpoint
+from pam_explorer.zoo.pretrained import has_pretrained, pretrained_meta
 
 DEFAULT_PRESET = "digits-2task"
-IN_CHANNELS = {"digits": 1, "fashion": 1, "celeba": 3}
 MAX_EXPLORERS = 4
 
 
@@ -59,28 +56,11 @@ def preset_arch(preset: str) -> str | None:
 
 # --------------------------------------------------------------------------- checkpoints
 def nets_from_uploads(preset: str, arch: str, files: Mapping[str, bytes], image_size: int = 32) -> list:
-    """One network per task of ``preset`` from uploaded safetensors bytes (task -> bytes).
-
-    Safe: read_state (safetensors, no pickle) + load_state_into (name/shape checks) into
-    build_model(arch, L_t, C, size). Raises ValueError (CheckpointMismatch) with a clear message.
-    """
+    """One network per task of ``preset`` from uploaded safetensors bytes (task -> bytes):
+    :func:`pam_explorer.zoo.checkpoint.nets_from_uploads` with the preset's tasks and channels."""
     p = get_preset(preset)
-    missing = [t for t in p.task_names if not files.get(t)]
-    if missing:
-        raise ValueError(f"upload one .safetensors checkpoint per task; missing: {missing}")
-    channels = IN_CHANNELS.get(p.dataset, 1)
-    nets = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for t, labels in zip(p.task_names, p.task_labels):
-            path = Path(tmp) / f"{t}.safetensors"
-            path.write_bytes(files[t])
-            state = read_state(path)
-            model = build_model(arch, len(labels), channels, image_size)
-            try:
-                nets.append(load_state_into(model, state, source=f"checkpoint of task {t}").eval())
-            except ValueError as exc:
-                raise ValueError(f"task {t}: {exc}") from exc
-    return nets
+    outputs = {t: len(labels) for t, labels in zip(p.task_names, p.task_labels)}
+    return checkpoint.nets_from_uploads(arch, files, outputs, p.in_channels, image_size)
 
 
 def uploads_hash(arch: str, files: Mapping[str, bytes]) -> str:
@@ -115,7 +95,7 @@ def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
     if setup.checkpoints != "pretrained":
         nets = nets if nets is not None else st.session_state.get("uploaded_nets", {}).get(setup.checkpoints)
         if nets is None:
-            raise ValueError("the uploaded checkpoints of this setup are no longer in this session; "
+            raise StructureError("the uploaded checkpoints of this setup are no longer in this session; "
                              "upload them again on the Setup page")
     reg = _registry()
     bar = st.progress(0.0, text="Loading networks and MI trajectories ...")
@@ -142,7 +122,7 @@ def explorer_or_stop() -> Explorer:
     setup = current_setup()
     try:
         return open_explorer(setup)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except PamError as exc:
         st.error(f"Cannot open the explorer for preset {setup.preset!r}: {exc}")
         st.stop()
         raise  # unreachable; st.stop raises
@@ -184,10 +164,10 @@ def apply_setup(new: Setup) -> None:
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("PAM_RUNS_ROOT") or jobs.DEFAULT_ROOT)
+    """Run folders of the Runs and Results pages: ``$PAM_RUNS_ROOT``, else ``<repo>/cache/runs``."""
+    return paths.runs_root()
 
 
 __all__ = ["Setup", "current_setup", "preset_arch", "nets_from_uploads", "uploads_hash",
            "cached_explorer", "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
-           "full_done", "effective_config",
-           "runs_root", "replace", "DEFAULT_PRESET"]
+           "full_done", "effective_config", "runs_root", "DEFAULT_PRESET"]

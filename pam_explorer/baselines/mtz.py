@@ -35,12 +35,11 @@ Hessian-weighted. "original": each original network's own layer-l input, with it
 at the merged positions of its neurons (columns of the other net's extra neurons get only the
 ridge); this keeps H_A != H_B but measures inputs that the zipped layer no longer receives.
 
-Only K = 2 tasks are supported (ValueError otherwise): zipping a third network into a trunk would
+Only K = 2 tasks are supported (StructureError otherwise): zipping a third network into a trunk would
 need a Hessian of a merged pair, which the paper does not define.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -48,11 +47,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pam_explorer.cost import LayerGeometry, NetGeometry
-from pam_explorer.device import resolve_device
-from pam_explorer.finetune import evaluate, grad_scales, joint_loss, scale_gradients
-from pam_explorer.merge import chain_geometry, exclusive_grouping, merge_networks
-from pam_explorer.merged_net import MergedNet, check_tasks, make_core, make_group
+from pam_explorer.core import validate as v
+from pam_explorer.core.device import resolve_device
+from pam_explorer.core.errors import StructureError
+from pam_explorer.core.geometry import LayerGeometry, NetGeometry
+from pam_explorer.core.subsets import check_tasks, subset_key
+from pam_explorer.graph.build import chain_geometry
+from pam_explorer.merge.build import exclusive_grouping, merge_networks
+from pam_explorer.merge.group_modules import make_core, make_group
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.train.finetune import evaluate, grad_scales, joint_loss, scale_gradients
 from pam_explorer.zoo.chain import ChainNet
 
 Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
@@ -77,27 +81,14 @@ class MTZConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        def fail(name: str, msg: str) -> None:
-            raise ValueError(f"MTZConfig.{name}: {msg}, got {getattr(self, name)!r}")
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
         for name in ("n_samples", "batch_size"):
-            if not is_int(getattr(self, name)) or getattr(self, name) <= 0:
-                fail(name, "must be a positive integer")
-        if not is_int(self.retrain_batches) or self.retrain_batches < 0:
-            fail("retrain_batches", "must be an integer >= 0")
+            v.positive_int(self, name)
+        v.non_negative_int(self, "retrain_batches")
         for name in ("eps", "lr"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                fail(name, "must be a finite number > 0")
-        if self.hessian not in HESSIAN_SOURCES:
-            fail("hessian", f"must be one of {list(HESSIAN_SOURCES)}")
-        if not is_int(self.seed):
-            fail("seed", "must be an integer")
-        if not isinstance(self.device, str) or not self.device:
-            fail("device", "must be a device name such as 'auto', 'cpu' or 'cuda'")
+            v.finite_positive(self, name)
+        v.choice(self, "hessian", HESSIAN_SOURCES)
+        v.integer(self, "seed")
+        v.device(self)
 
 
 @dataclass
@@ -318,7 +309,7 @@ def _rebuild(cur: MergedNet, geo: NetGeometry, index: int, group: nn.Sequential,
     names, tasks = geo.layer_names, geo.tasks
     groups = {n: dict(cur.groups[n].items()) for n in names}
     prov = cur.provenance_map()
-    groups[names[index]], prov[names[index]] = {"+".join(tasks): group}, {"+".join(tasks): info["prov"]}
+    groups[names[index]], prov[names[index]] = {subset_key(tasks): group}, {subset_key(tasks): info["prov"]}
     width = len(info["prov"])
     heads = dict(cur.heads.items())
     if index + 1 < len(names):
@@ -369,15 +360,15 @@ def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, v
 
     train/val: (images (N, C, H, W), {task: (N, L_t) float {0, 1}}). The input networks are not
     modified. The result is on ``config.device``, in eval mode; ``progress`` gets each layer's
-    log record (without the pairs) after its retraining. ValueError unless exactly 2 tasks.
+    log record (without the pairs) after its retraining. StructureError unless exactly 2 tasks.
     """
     tasks = check_tasks(tasks)
     if len(tasks) != 2 or len(nets) != 2:
-        raise ValueError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
+        raise StructureError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
                          f"tasks {list(tasks)} (more tasks are not supported)")
     geo = chain_geometry(nets, tasks)
     if len(set(geo.head_layers)) > 1:
-        raise ValueError("MTZ zips networks of equal depth only; these end at layers "
+        raise StructureError("MTZ zips networks of equal depth only; these end at layers "
                          f"{dict(zip(tasks, geo.head_layers))} (PAM merges them by taking over the deeper layers)")
     device = resolve_device(config.device)
     cur = merge_networks(nets, tasks, exclusive_grouping(nets, tasks)).to(device).eval()

@@ -6,19 +6,22 @@ from typing import Sequence
 
 from torch import nn
 
-from pam_explorer.merged_net import MergedNet, check_tasks
+from pam_explorer.core.errors import StructureError
+from pam_explorer.core.subsets import check_tasks
+from pam_explorer.merge.build import from_single
+from pam_explorer.merge.merged_net import MergedNet
 
 
 def separate_nets(nets: Sequence[nn.Module], tasks: Sequence[str]) -> dict[str, MergedNet]:
-    """{task: MergedNet.from_single(net, task)}, one per network in task order.
+    """{task: from_single(net, task)}, one per network in task order.
 
     Each result reproduces its network exactly: net(x) == result(x)[task] for x (N, C, H, W).
-    ValueError unless there is exactly one network per (distinct, valid) task name.
+    StructureError unless there is exactly one network per (distinct, valid) task name.
     """
     tasks = check_tasks(tasks)
     if len(nets) != len(tasks):
-        raise ValueError(f"need one network per task; got {len(nets)} networks for tasks {list(tasks)}")
-    return {task: MergedNet.from_single(net, task) for net, task in zip(nets, tasks)}
+        raise StructureError(f"need one network per task; got {len(nets)} networks for tasks {list(tasks)}")
+    return {task: from_single(net, task) for net, task in zip(nets, tasks)}
 
 
 __all__ = ["separate_nets"]

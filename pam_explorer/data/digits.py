@@ -18,7 +18,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from pam_explorer.config import DataConfig
+from pam_explorer.core.config import DataConfig
+from pam_explorer.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 DIGIT_NAMES: tuple[str, ...] = tuple(f"digit {d}" for d in range(10))
@@ -45,17 +46,17 @@ class MultiLabelSplit:
     def __post_init__(self) -> None:
         # Fail at construction, not deep inside a training loop, on mismatched shapes.
         if self.images.dim() != 4:
-            raise ValueError(f"images must be (N, C, H, W), got shape {tuple(self.images.shape)}")
+            raise DataError(f"images must be (N, C, H, W), got shape {tuple(self.images.shape)}")
         if self.labels.dim() != 2 or self.labels.shape[0] != self.images.shape[0]:
-            raise ValueError(
+            raise DataError(
                 f"labels must be (N, L) with N={self.images.shape[0]}, got {tuple(self.labels.shape)}"
             )
         if self.labels.shape[1] != len(self.label_names):
-            raise ValueError(
+            raise DataError(
                 f"{self.labels.shape[1]} label columns but {len(self.label_names)} label names"
             )
         if self.source_ids is not None and self.source_ids.shape[0] != self.images.shape[0]:
-            raise ValueError("source_ids must have one row per image")
+            raise DataError("source_ids must have one row per image")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

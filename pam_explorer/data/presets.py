@@ -15,7 +15,8 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from pam_explorer.config import DataConfig
+from pam_explorer.core.config import DataConfig
+from pam_explorer.core.errors import ConfigError, DataError
 from pam_explorer.data.digits import MultiLabelSplit, load_digits_multilabel
 from pam_explorer.data.real import CELEBA_ATTRIBUTES, load_celeba_multilabel, load_fashion_multilabel
 
@@ -27,6 +28,7 @@ DATASET_LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
     "celeba": load_celeba_multilabel,
 }
 DATASET_NUM_LABELS: dict[str, int] = {"digits": 10, "fashion": 10, "celeba": len(CELEBA_ATTRIBUTES)}
+DATASET_IN_CHANNELS: dict[str, int] = {"digits": 1, "fashion": 1, "celeba": 3}  # image channels
 
 
 @dataclass(frozen=True)
@@ -42,31 +44,37 @@ class Preset:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_NUM_LABELS:
-            raise ValueError(f"Preset {self.name!r}: unknown dataset {self.dataset!r}, "
+            raise ConfigError(f"Preset {self.name!r}: unknown dataset {self.dataset!r}, "
                              f"known: {sorted(DATASET_NUM_LABELS)}")
         if len(self.task_names) != len(self.task_labels) or len(self.task_names) < 1:
-            raise ValueError(f"Preset {self.name!r}: need one label tuple per task name")
+            raise ConfigError(f"Preset {self.name!r}: need one label tuple per task name")
         if len(set(self.task_names)) != len(self.task_names) or any("+" in t for t in self.task_names):
             # "+" joins task names into subset names (DESIGN: "A+B"), so it cannot appear inside one.
-            raise ValueError(f"Preset {self.name!r}: task names must be unique and contain no '+'")
+            raise ConfigError(f"Preset {self.name!r}: task names must be unique and contain no '+'")
         n = DATASET_NUM_LABELS[self.dataset]
         for t, cols in zip(self.task_names, self.task_labels):
             if not cols or len(set(cols)) != len(cols) or not all(0 <= c < n for c in cols):
-                raise ValueError(f"Preset {self.name!r}: task {t!r} needs distinct label "
+                raise ConfigError(f"Preset {self.name!r}: task {t!r} needs distinct label "
                                  f"columns in [0, {n}), got {cols!r}")
 
     @property
     def num_tasks(self) -> int:
         return len(self.task_names)
 
+    @property
+    def in_channels(self) -> int:
+        """Channels of the data set's images (1 digits/fashion, 3 celeba); a property, not a field,
+        so the trajectory cache keys (built from the preset's fields) stay as they were."""
+        return DATASET_IN_CHANNELS[self.dataset]
+
     def task_index(self, task: int | str) -> int:
         """Position of a task given by index or name."""
         if isinstance(task, str):
             if task not in self.task_names:
-                raise ValueError(f"Preset {self.name!r} has no task {task!r}; tasks: {list(self.task_names)}")
+                raise ConfigError(f"Preset {self.name!r} has no task {task!r}; tasks: {list(self.task_names)}")
             return self.task_names.index(task)
         if not 0 <= task < self.num_tasks:
-            raise ValueError(f"Preset {self.name!r}: task index {task} out of range [0, {self.num_tasks})")
+            raise ConfigError(f"Preset {self.name!r}: task index {task} out of range [0, {self.num_tasks})")
         return int(task)
 
 
@@ -76,17 +84,17 @@ _REGISTRY: dict[str, Preset] = {}
 def register_preset(preset: Preset, *, overwrite: bool = False) -> Preset:
     """Add a preset to the registry (the app's select box and parametrised tests read it)."""
     if preset.name in _REGISTRY and not overwrite:
-        raise ValueError(f"preset {preset.name!r} is already registered")
+        raise ConfigError(f"preset {preset.name!r} is already registered")
     _REGISTRY[preset.name] = preset
     return preset
 
 
 def get_preset(name: str) -> Preset:
-    """The registered preset called ``name``; ValueError listing the known names otherwise."""
+    """The registered preset called ``name``; ConfigError listing the known names otherwise."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {list_presets()}") from None
+        raise ConfigError(f"unknown preset {name!r}; known presets: {list_presets()}") from None
 
 
 def list_presets() -> list[str]:
@@ -98,7 +106,7 @@ def task_targets(labels: torch.Tensor, preset: Preset, task: int | str) -> torch
     """Targets of one task: labels (N, L) -> (N, L_t) with L_t = len(preset.task_labels[task])."""
     cols = preset.task_labels[preset.task_index(task)]
     if labels.shape[1] < max(cols) + 1:
-        raise ValueError(f"labels have {labels.shape[1]} columns; task needs column {max(cols)}")
+        raise DataError(f"labels have {labels.shape[1]} columns; task needs column {max(cols)}")
     return labels[:, list(cols)]
 
 
@@ -129,7 +137,7 @@ def label_mutual_information(
     is negligible for the digit presets (N = 8000) but large for wide tasks such as CelebA 20/20.
     """
     if labels.shape[0] == 0:
-        raise ValueError("need at least one sample")
+        raise DataError("need at least one sample")
     a, b = _row_codes(labels, cols_a), _row_codes(labels, cols_b)
     joint = a * (int(b.max()) + 1) + b
     mi = _entropy_bits(a) + _entropy_bits(b) - _entropy_bits(joint)
@@ -192,5 +200,5 @@ _register_builtin()
 __all__ = [
     "Preset", "register_preset", "get_preset", "list_presets", "task_targets",
     "label_mutual_information", "preset_relatedness", "load_preset_data",
-    "DATASET_LOADERS", "DATASET_NUM_LABELS",
+    "DATASET_LOADERS", "DATASET_NUM_LABELS", "DATASET_IN_CHANNELS",
 ]

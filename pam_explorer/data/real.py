@@ -10,7 +10,7 @@ the env var ``PAM_DATA_ROOT``; else ``./data_root`` (git-ignored):
 
 When files are missing, a download through torchvision is tried ONLY if the env var
 ``PAM_ALLOW_DOWNLOAD=1`` is set (so tests and offline runs never hang on the network);
-otherwise, or if that fails, FileNotFoundError says exactly which files to put where.
+otherwise, or if that fails, DataMissing (a FileNotFoundError) says exactly which files to put where.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pam_explorer.config import DataConfig
+from pam_explorer.core.config import DataConfig
+from pam_explorer.core.errors import DataError, DataMissing
 from pam_explorer.data.digits import (
     MultiLabelSplit, SPLITS, compose_splits, pool_split, resize_cells, split_generator,
 )
@@ -60,12 +61,12 @@ def read_idx(path: Path) -> np.ndarray:
     """Parse an idx-ubyte file (optionally gzipped) into an array of its stored shape."""
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an idx file (bad magic number)")
+        raise DataError(f"{path}: not an idx file (bad magic number)")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
     data = np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} but holds {data.size} values")
+        raise DataError(f"{path}: header says {dims} but holds {data.size} values")
     return data.reshape(dims)
 
 
@@ -96,7 +97,7 @@ def _fashion_files(root: Path) -> dict[str, Path]:
         found = _find_fashion_files(raw_dir)
     if found is None:
         names = ", ".join(f"{s}[.gz]" for s in FASHION_FILES.values())
-        raise FileNotFoundError(
+        raise DataMissing(
             f"Fashion-MNIST not found: expected the files {names} in '{raw_dir}'. Put the files "
             "from https://github.com/zalandoresearch/fashion-mnist there (or set DataConfig.root / "
             "$PAM_DATA_ROOT to the folder holding FashionMNIST/raw), or set PAM_ALLOW_DOWNLOAD=1 "
@@ -138,7 +139,7 @@ def _celeba_present(root: Path) -> bool:
 
 
 def _ensure_celeba(root: Path) -> None:
-    """Make sure the CelebA tree exists, downloading it if allowed; else raise FileNotFoundError."""
+    """Make sure the CelebA tree exists, downloading it if allowed; else raise DataMissing."""
     if not _celeba_present(root) and _download_allowed():
         try:
             from torchvision.datasets import CelebA
@@ -148,7 +149,7 @@ def _ensure_celeba(root: Path) -> None:
             pass
     if not _celeba_present(root):
         attr, part, img_dir = _celeba_paths(root)
-        raise FileNotFoundError(
+        raise DataMissing(
             f"CelebA not found: expected '{attr}', '{part}' and the aligned images "
             f"'{img_dir}/*.jpg' (from the official CelebA 'Align&Cropped Images' and 'Anno'/'Eval' "
             "folders). Put them there (or set DataConfig.root / $PAM_DATA_ROOT to the folder "
@@ -169,7 +170,7 @@ def read_celeba_tables(root: Path) -> tuple[list[str], torch.Tensor, torch.Tenso
     files = [r[0] for r in rows]
     attrs = torch.tensor([[int(v) for v in r[1:]] for r in rows], dtype=torch.int64)
     if attrs.shape[1:] != (len(names),):
-        raise ValueError(f"{attr_path}: {len(names)} attribute names but rows of {attrs.shape[1:]}")
+        raise DataError(f"{attr_path}: {len(names)} attribute names but rows of {attrs.shape[1:]}")
     part_of = {}
     for ln in part_path.read_text().splitlines():
         if ln.strip():
@@ -177,7 +178,7 @@ def read_celeba_tables(root: Path) -> tuple[list[str], torch.Tensor, torch.Tenso
             part_of[fname] = int(p)
     missing = [f for f in files if f not in part_of]
     if missing:
-        raise ValueError(f"{part_path}: no partition for {len(missing)} files, e.g. {missing[0]}")
+        raise DataError(f"{part_path}: no partition for {len(missing)} files, e.g. {missing[0]}")
     partition = torch.tensor([part_of[f] for f in files], dtype=torch.int64)
     return files, (attrs > 0).float(), partition, names  # file stores -1/1
 
@@ -187,7 +188,7 @@ def _load_face(path: Path, size: int) -> torch.Tensor:
     from PIL import Image
 
     if not path.is_file():
-        raise FileNotFoundError(f"CelebA image missing: '{path}'")
+        raise DataMissing(f"CelebA image missing: '{path}'")
     with Image.open(path) as im:
         im = im.convert("RGB")
         w, h = im.size

@@ -42,73 +42,17 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from pam_explorer.device import resolve_device
-from pam_explorer.finetune import evaluate, grad_scales, scale_gradients
-from pam_explorer.merged_net import MergedNet
-from pam_explorer.prune.base import (BatchStream, Progress, PruneConfig, PruneResult, Pruner,
-                                     TaskData, register_pruner)
+from pam_explorer.core.device import resolve_device
+from pam_explorer.core.errors import StructureError
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.prune.base import BatchStream, Progress, PruneResult, Pruner, TaskData, register_pruner
+from pam_explorer.prune.config import AdapMTLConfig, PruneConfig
+from pam_explorer.train.finetune import evaluate, grad_scales, scale_gradients
 from pam_explorer.prune.adapmtl_math import adaptive_weights, delta_t, task_deltas
 from pam_explorer.prune.sparse_cost import (OVERALL, Components, component_sparsity, sparsity_series,
                                             subset_flops)
 
 BACKBONE, SHARED = "backbone", "all"
-
-
-# --------------------------------------------------------------------------- configuration
-@dataclass(frozen=True)
-class AdapMTLConfig:
-    """AdapMTL settings (batch size, weight lr, seed and device come from PruneConfig).
-
-    target_sparsity: overall fraction of zero thresholded weights at which thresholds freeze.
-    epochs: total training epochs (thresholds rise, freeze, then the weights recover).
-    theta_init: initial theta; threshold = sigmoid(theta). -8 gives 3.4e-4: only weights that
-    carry (almost) nothing are zero at the start (on the embedded digits nets about half).
-    theta_lr: Adam rate of the thetas, also the unit of the decoupled push.
-    push: decoupled rise of every unfrozen theta per step, in units of theta_lr (> 1
-    guarantees progress, see the module docstring). Defaults: thresholds grow >= 0.01 logit
-    per step; the digits nets reach 90% after 7-9 of the 30 epochs.
-    window: number of relative loss changes averaged for beta (Eq. 6); betas stay equal until
-    a full window of losses exists (as in the reference trainer).
-    lam: lambda of Eq. 6. shared_threshold: one threshold for all components (ablation "w/o
-    adaptive thresholds"). adaptive_weighting: False gives beta_t = 1 (ablation).
-    log_every: a log row every this many steps (and at every epoch end).
-    """
-
-    target_sparsity: float = 0.9
-    epochs: int = 30
-    theta_init: float = -8.0
-    theta_lr: float = 0.01
-    push: float = 2.0
-    window: int = 50
-    lam: float = 1.0
-    shared_threshold: bool = False
-    adaptive_weighting: bool = True
-    log_every: int = 1
-
-    def __post_init__(self) -> None:
-        def fail(name: str, msg: str) -> None:
-            raise ValueError(f"AdapMTLConfig.{name}: {msg} (got {getattr(self, name)!r})")
-
-        def number(name: str) -> bool:
-            v = getattr(self, name)
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        if not number("target_sparsity") or not 0 < self.target_sparsity < 1:
-            fail("target_sparsity", "must be in (0, 1)")
-        for name in ("epochs", "window", "log_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                fail(name, "must be a positive integer")
-        if not number("theta_init"):
-            fail("theta_init", "must be a finite number")
-        for name in ("theta_lr", "lam"):
-            if not number(name) or getattr(self, name) <= 0:
-                fail(name, "must be a finite number > 0")
-        if not number("push") or self.push < 0:
-            fail("push", "must be a finite number >= 0")
-        for name in ("shared_threshold", "adaptive_weighting"):
-            if not isinstance(getattr(self, name), bool):
-                fail(name, "must be True or False")
 
 
 # --------------------------------------------------------------------------- components
@@ -118,7 +62,7 @@ def components(net: MergedNet) -> Components:
     names = {id(p): n for n, p in net.named_parameters()}
     reserved = {BACKBONE, OVERALL, SHARED} & set(net.tasks)
     if reserved:
-        raise ValueError(f"task names {sorted(reserved)} are reserved by AdapMTL's log")
+        raise StructureError(f"task names {sorted(reserved)} are reserved by AdapMTL's log")
     modules: dict[str, list[nn.Module]] = {BACKBONE: [], **{t: [] for t in net.tasks}}
     single = len(net.tasks) == 1
     for layer in net.layer_names:
@@ -366,7 +310,5 @@ class AdapMTLPruner(Pruner):
 
 register_pruner("adapmtl", AdapMTLPruner)
 
-__all__ = ["AdapMTLConfig", "AdapMTLPruner", "components", "threshold_names", "component_sizes",
-           "soft_threshold", "alphas_of", "sparse_params", "sparse_forward", "component_sparsity",
-           "bake", "adaptive_weights", "task_deltas", "delta_t", "sparsity_series",
-           "BACKBONE", "OVERALL", "SHARED"]
+__all__ = ["AdapMTLPruner", "components", "threshold_names", "component_sizes", "soft_threshold",
+           "alphas_of", "sparse_params", "sparse_forward", "bake", "BACKBONE", "SHARED"]

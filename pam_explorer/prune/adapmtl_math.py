@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from pam_explorer.core.errors import DataError
+
+
 def adaptive_weights(loss_history: Mapping[str, Sequence[float]], window: int, lam: float,
                      backbone_size: float, head_sizes: Mapping[str, float]) -> dict[str, float]:
     """Eq. 6: beta_t = (r_t / mean_u r_u)^-1 * lam * |W_B| / sum_u |W_u|.
@@ -34,18 +37,18 @@ def task_deltas(metrics: Mapping[str, Any], dense_metrics: Mapping[str, Any],
     metrics / dense_metrics: {task: value} or {task: {metric: value}}. higher_is_better: None
     or True (every metric), False, or {metric (or task, for flat values): bool}."""
     if set(metrics) != set(dense_metrics) or not metrics:
-        raise ValueError(f"metrics and dense_metrics must name the same tasks, got "
+        raise DataError(f"metrics and dense_metrics must name the same tasks, got "
                          f"{sorted(metrics)} and {sorted(dense_metrics)}")
     out = {}
     for t, m in metrics.items():
         m_s = dict(m) if isinstance(m, Mapping) else {t: m}
         m_d = dict(dense_metrics[t]) if isinstance(dense_metrics[t], Mapping) else {t: dense_metrics[t]}
         if set(m_s) != set(m_d) or not m_s:
-            raise ValueError(f"task {t!r}: metrics {sorted(m_s)} vs dense {sorted(m_d)}")
+            raise DataError(f"task {t!r}: metrics {sorted(m_s)} vs dense {sorted(m_d)}")
         terms = []
         for j, v in m_s.items():
             if m_d[j] == 0:
-                raise ValueError(f"task {t!r}, metric {j!r}: the dense value is 0")
+                raise DataError(f"task {t!r}, metric {j!r}: the dense value is 0")
             hib = higher_is_better.get(j, True) if isinstance(higher_is_better, Mapping) else \
                 higher_is_better is not False
             terms.append((1 if hib else -1) * (float(v) - float(m_d[j])) / float(m_d[j]) * 100.0)

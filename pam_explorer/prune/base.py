@@ -1,6 +1,6 @@
 """Pruning contract, registry, and the alternating accuracy-constrained driver shared by P1 and P2.
 
-Every scheme is a :class:`~pam_explorer.merged_net.MergedNet` (B1: one per task, B2: fully shared,
+Every scheme is a :class:`~pam_explorer.merge.merged_net.MergedNet` (B1: one per task, B2: fully shared,
 PAM: merged), so one code path prunes all of them with the same fair rule (DESIGN, "Pruning, fair
 comparison"; PAM paper Sec. 5.1 and 6.1):
 
@@ -33,12 +33,15 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
-from pam_explorer.config import FinetuneConfig
-from pam_explorer.cost import check_structure, costs_from_widths, subset_costs
-from pam_explorer.device import resolve_device
-from pam_explorer.finetune import evaluate, finetune, grad_scales, joint_loss, scale_gradients
-from pam_explorer.merged_net import MergedNet
-from pam_explorer.prune.settings import PruneConfig
+from pam_explorer.core.config import FinetuneConfig
+from pam_explorer.core.device import resolve_device
+from pam_explorer.core.errors import ConfigError, StructureError
+from pam_explorer.core.geometry import check_structure
+from pam_explorer.cost.analytic import costs_from_widths, subset_costs
+from pam_explorer.data.presets import get_preset, task_targets
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.prune.config import PruneConfig
+from pam_explorer.train.finetune import evaluate, finetune, grad_scales, joint_loss, scale_gradients
 
 Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
 Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
@@ -58,7 +61,6 @@ class TaskData:
     @classmethod
     def from_splits(cls, splits: Mapping[str, Any], preset: Any) -> "TaskData":
         """From ``load_preset_data`` splits (MultiLabelSplit per name) and a Preset (or its name)."""
-        from pam_explorer.data.presets import get_preset, task_targets
         preset = get_preset(preset) if isinstance(preset, str) else preset
 
         def split(name: str) -> Split:
@@ -105,11 +107,11 @@ _REGISTRY: dict[str, type[Pruner]] = {}
 
 
 def register_pruner(name: str, cls: type[Pruner], overwrite: bool = False) -> type[Pruner]:
-    """Make ``cls`` available as ``get_pruner(name)``; ValueError on a duplicate name."""
+    """Make ``cls`` available as ``get_pruner(name)``; ConfigError on a duplicate name."""
     if not isinstance(cls, type) or not issubclass(cls, Pruner):
-        raise ValueError(f"pruner {name!r} must be a Pruner subclass, got {cls!r}")
+        raise ConfigError(f"pruner {name!r} must be a Pruner subclass, got {cls!r}")
     if name in _REGISTRY and not overwrite and _REGISTRY[name] is not cls:
-        raise ValueError(f"pruner {name!r} is already registered ({_REGISTRY[name].__name__})")
+        raise ConfigError(f"pruner {name!r} is already registered ({_REGISTRY[name].__name__})")
     _REGISTRY[name] = cls
     return cls
 
@@ -117,7 +119,7 @@ def register_pruner(name: str, cls: type[Pruner], overwrite: bool = False) -> ty
 def get_pruner(name: str) -> Pruner:
     """A fresh instance of the pruner registered as ``name``."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown pruning method {name!r}; known: {list_pruners()}")
+        raise ConfigError(f"unknown pruning method {name!r}; known: {list_pruners()}")
     return _REGISTRY[name]()
 
 
@@ -188,7 +190,7 @@ def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size
         if widths[layer][key] == 0:  # only emptying a group can cut a path
             try:
                 check_structure(net.tasks, net.layer_names, widths, head_layers=net.head_layers)
-            except ValueError:
+            except StructureError:
                 widths[layer][key] += 1
                 continue
         plan[(layer, key)].append(pos)
@@ -211,7 +213,7 @@ def apply_removal(net: MergedNet, plan: Mapping[GroupId, list[int]], scores: Sco
 
 def train_batches(net: MergedNet, train: Split, n_batches: int, stream: BatchStream, lr: float) -> None:
     """Jointly train ``n_batches`` minibatches with a fresh Adam (modules were replaced by the
-    surgery); shared groups get the task-averaged gradient (finetune.scale_gradients)."""
+    surgery); shared groups get the task-averaged gradient (train.finetune.scale_gradients)."""
     params = [p for p in net.parameters() if p.requires_grad]
     if n_batches == 0 or not params:
         return
@@ -230,7 +232,7 @@ def train_batches(net: MergedNet, train: Split, n_batches: int, stream: BatchStr
 def _given_reference(given: Mapping[str, float], tasks: tuple[str, ...]) -> dict[str, float]:
     missing = [t for t in tasks if t not in given]
     if missing:
-        raise ValueError(f"PruneConfig.reference_accuracy has no value for task(s) {missing}")
+        raise ConfigError(f"PruneConfig.reference_accuracy has no value for task(s) {missing}")
     return {t: float(given[t]) for t in tasks}
 
 
@@ -356,6 +358,6 @@ class AlternatingPruner(Pruner):
                 state.frozen.add(task)
 
 
-__all__ = ["PruneConfig", "TaskData", "PruneResult", "Pruner", "AlternatingPruner", "register_pruner",
+__all__ = ["TaskData", "PruneResult", "Pruner", "AlternatingPruner", "register_pruner",
            "get_pruner", "list_pruners", "BatchStream", "subgraph_groups", "plan_removal",
            "apply_removal", "train_batches", "removal_savings", "rank_neurons", "Scores", "Progress", "Split"]

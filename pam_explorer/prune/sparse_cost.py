@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from pam_explorer.cost import all_subsets, subset_key
+from pam_explorer.core.errors import DataError
+from pam_explorer.core.subsets import all_subsets, subset_key
 
 CountFn = Callable[[torch.Tensor], int]
 Components = dict[str, list[str]]  # component -> names (net.named_parameters) of its weights
@@ -62,7 +63,7 @@ def executed_flops(net: nn.Module, example: torch.Tensor, tasks: tuple[str, ...]
     sample. example: (1, C, H, W). count_zeros=False counts only non-zero weights (sparse
     FLOPs); True counts every weight (dense FLOPs). Eval mode, restored afterwards."""
     if example.shape[0] != 1:
-        raise ValueError(f"example must hold one sample (1, C, H, W), got {tuple(example.shape)}")
+        raise DataError(f"example must hold one sample (1, C, H, W), got {tuple(example.shape)}")
     count: CountFn = (lambda w: w.numel()) if count_zeros else (lambda w: int(torch.count_nonzero(w)))
     total = [0]
     handles = [m.register_forward_hook(_macs_hook(total, count)) for m in net.modules()

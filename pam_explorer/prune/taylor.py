@@ -21,9 +21,10 @@ from typing import Iterable
 import torch
 from torch.nn import functional as F
 
-from pam_explorer.merged_net import MergedNet
-from pam_explorer.prune.base import (AlternatingPruner, BatchStream, PruneConfig, Scores, TaskData,
-                                     register_pruner, subgraph_groups)
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.prune.base import (AlternatingPruner, BatchStream, Scores, TaskData, register_pruner,
+                                     subgraph_groups)
+from pam_explorer.prune.config import PruneConfig
 
 
 def per_sample_task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

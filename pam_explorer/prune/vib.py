@@ -24,10 +24,11 @@ import math
 import torch
 from torch import nn
 
-from pam_explorer.finetune import grad_scales, joint_loss, scale_gradients
-from pam_explorer.merged_net import MergedNet
-from pam_explorer.prune.base import (AlternatingPruner, BatchStream, GroupId, Progress, PruneConfig,
-                                     Scores, TaskData, register_pruner, subgraph_groups)
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.prune.base import (AlternatingPruner, BatchStream, GroupId, Progress, Scores, TaskData,
+                                     register_pruner, subgraph_groups)
+from pam_explorer.prune.config import PruneConfig
+from pam_explorer.train.finetune import grad_scales, joint_loss, scale_gradients
 
 INIT_LOGVAR = -6.0
 _EPS = 1e-12  # keeps log(mu^2) finite where a gate's mean reached exactly zero

@@ -1,4 +1,5 @@
-"""Model zoo: a registry of single-task architectures (LeNet-5, VGG-16 slim; room for ResNets).
+"""Stage 1, model zoo: a registry of single-task architectures (LeNet-5, VGG-16 slim; room for
+ResNets), safe checkpoints (safetensors + JSON sidecar) and the committed pre-trained networks.
 
 Every registered model is a :class:`~pam_explorer.zoo.chain.ChainNet` (or, later, a residual
 net) so the layer map, activation capture and merging can read its structure.
@@ -7,9 +8,11 @@ from pam_explorer.zoo.registry import ModelSpec, get_model, list_models, registe
 from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo import lenet as _lenet  # noqa: F401  (registers "lenet5")
 from pam_explorer.zoo import vgg as _vgg  # noqa: F401  (registers "vgg16")
-from pam_explorer.zoo.checkpoint import CheckpointMismatch, load_checkpoint, save_checkpoint
+from pam_explorer.zoo.checkpoint import CheckpointMismatch, load_checkpoint, nets_from_uploads, save_checkpoint
+from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained, pretrained_meta
 
 __all__ = [
     "ModelSpec", "ChainNet", "get_model", "list_models", "register_model", "build_model",
-    "CheckpointMismatch", "load_checkpoint", "save_checkpoint",
+    "CheckpointMismatch", "load_checkpoint", "save_checkpoint", "nets_from_uploads",
+    "has_pretrained", "load_pretrained", "pretrained_meta",
 ]

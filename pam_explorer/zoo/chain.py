@@ -12,6 +12,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from pam_explorer.core.errors import StructureError
+
 
 class ChainNet(nn.Module):
     """blocks: name -> nn.Sequential(neuron layer, per-neuron ops...); head: nn.Linear.
@@ -25,7 +27,7 @@ class ChainNet(nn.Module):
         super().__init__()
         for name, block in blocks.items():
             if not isinstance(block[0], (nn.Conv2d, nn.Linear)):
-                raise ValueError(f"block {name!r} must start with Conv2d or Linear")
+                raise StructureError(f"block {name!r} must start with Conv2d or Linear")
         self.blocks = nn.ModuleDict(blocks)
         self.head = head
         self.arch = arch

@@ -1,24 +1,22 @@
 """Safe checkpoints: safetensors weights + a JSON sidecar describing how to rebuild the net.
 
 Loading never unpickles anything. A checkpoint that does not fit the architecture raises
-:class:`CheckpointMismatch` naming the first mismatched tensor.
+:class:`~pam_explorer.core.errors.CheckpointMismatch` naming the first mismatched tensor; uploaded
+checkpoints (the dashboard's Setup page) load through :func:`nets_from_uploads`.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 from torch import nn
 
+from pam_explorer.core.errors import CheckpointMismatch, ConfigError, DataMissing
 from pam_explorer.zoo.registry import build_model
-
-
-class CheckpointMismatch(ValueError):
-    """The checkpoint's tensors do not fit the architecture."""
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -43,7 +41,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file; anything else gets a clear error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise DataMissing(f"checkpoint {path} does not exist")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -85,3 +83,32 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Modu
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The JSON sidecar of a checkpoint."""
     return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def nets_from_uploads(arch: str, files: Mapping[str, bytes], outputs: Mapping[str, int], in_channels: int,
+                      image_size: int = 32) -> list[nn.Module]:
+    """One network per task from uploaded safetensors bytes, in the order of ``outputs``.
+
+    files: {task: bytes}; outputs: {task: number of labels}, in task order. Safe: safetensors (no
+    pickle) + :func:`load_state_into` (name/shape checks) into
+    ``build_model(arch, outputs[task], in_channels, image_size)``. Raises ConfigError for a
+    missing file, CheckpointMismatch (naming the task) for one that is not safetensors or does
+    not fit.
+    """
+    missing = [t for t in outputs if not files.get(t)]
+    if missing:
+        raise ConfigError(f"upload one .safetensors checkpoint per task; missing: {missing}")
+    nets = []
+    for t, n_out in outputs.items():
+        try:
+            state = load(files[t])
+        except (SafetensorError, ValueError) as exc:
+            raise CheckpointMismatch(
+                f"{t}.safetensors is not a safetensors checkpoint ({exc}); save weights with "
+                "safetensors.torch.save_file(model.state_dict(), path)") from exc
+        model = build_model(arch, n_out, in_channels, image_size)
+        try:
+            nets.append(load_state_into(model, state, source=f"checkpoint of task {t}").eval())
+        except CheckpointMismatch as exc:
+            raise CheckpointMismatch(f"task {t}: {exc}") from exc
+    return nets

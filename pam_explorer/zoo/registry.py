@@ -6,6 +6,8 @@ from typing import Callable
 
 from torch import nn
 
+from pam_explorer.core.errors import ConfigError
+
 Factory = Callable[..., nn.Module]
 
 
@@ -31,7 +33,7 @@ def register_model(name: str, description: str, kind: str = "chain") -> Callable
 
     def deco(factory: Factory) -> Factory:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+            raise ConfigError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, factory, description, kind)
         return factory
 
@@ -40,7 +42,7 @@ def register_model(name: str, description: str, kind: str = "chain") -> Callable
 
 def get_model(name: str) -> ModelSpec:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
+        raise ConfigError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)}")
     return _REGISTRY[name]
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pam_explorer.__main__ import main
+from pam_explorer.cli import main
 
 
 def test_regroup_json_contract(capsys):
@@ -72,7 +72,7 @@ def test_merge_writes_model_flops_latency_and_accuracy(tmp_path, capsys):
     assert max(summary["flops"]["A"], summary["flops"]["B"]) <= summary["flops"]["A+B"]
     assert set(summary["accuracy"]) == {"A", "B"} and all(50 < v <= 100 for v in summary["accuracy"].values())
     from pam_explorer import export
-    from pam_explorer.cost import subset_costs
+    from pam_explorer.cost.analytic import subset_costs
     net = export.load(out / "model.zip")
     assert {s: c["flops"] for s, c in subset_costs(net).items()} == summary["flops"]
     widths = {l: sum(g.values()) for l, g in summary["groups"].items()}
@@ -116,7 +116,7 @@ def test_quick_adapmtl_experiment_reports_sparsity_breakdown(tmp_path, capsys):
 
 def test_run_dir_from_before_a_new_config_field_still_resumes(tmp_path):
     import dataclasses
-    from pam_explorer.experiment import ExperimentConfig, _check_or_write_config
+    from pam_explorer.runs.experiment import ExperimentConfig, _check_or_write_config
     old = dataclasses.asdict(ExperimentConfig(quick=True))
     del old["target_sparsity"]  # a run directory written before the field existed
     (tmp_path / "config.json").write_text(json.dumps(old))

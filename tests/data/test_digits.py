@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from pam_explorer.config import DataConfig
+from pam_explorer.core.config import DataConfig
 from pam_explorer.data import MultiLabelSplit, load_digits_multilabel
 from pam_explorer.data.digits import compose_grid, digit_sources, pool_split
 

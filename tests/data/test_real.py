@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import torchvision.datasets
-from pam_explorer.config import DataConfig
+from pam_explorer.core.config import DataConfig
 from pam_explorer.data import CELEBA_ATTRIBUTES, FASHION_CLASSES
 from pam_explorer.data.real import load_celeba_multilabel, load_fashion_multilabel, read_idx
 

@@ -5,9 +5,10 @@ import random
 
 import torch
 
-from pam_explorer.cost import all_subsets
-from pam_explorer.merge import layer_widths, merge_networks
-from pam_explorer.merged_net import MergedNet
+from pam_explorer.core.subsets import all_subsets
+from pam_explorer.graph.build import layer_widths
+from pam_explorer.merge.build import merge_networks
+from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.zoo import build_model
 
 TASKS = ("A", "B")

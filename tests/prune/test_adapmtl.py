@@ -7,24 +7,25 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from pam_explorer.cost import subset_costs
-from pam_explorer.merge import merge_networks
-from pam_explorer.merged_net import MergedNet
+from pam_explorer.cost.analytic import subset_costs
+from pam_explorer.merge.build import from_single, fully_shared, merge_networks
+from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, list_pruners
-from pam_explorer.prune.adapmtl import (BACKBONE, OVERALL, SHARED, AdapMTLConfig, adaptive_weights,
-                                        alphas_of, bake, component_sparsity, components, delta_t,
-                                        soft_threshold, sparse_forward, sparse_params, sparsity_series,
-                                        task_deltas, threshold_names)
+from pam_explorer.prune.adapmtl import (BACKBONE, SHARED, alphas_of, bake, components, soft_threshold,
+                                        sparse_forward, sparse_params, threshold_names)
+from pam_explorer.prune.adapmtl_math import adaptive_weights, delta_t, task_deltas
+from pam_explorer.prune.config import AdapMTLConfig
+from pam_explorer.prune.sparse_cost import OVERALL, component_sparsity, sparsity_series
 from pam_explorer.prune.sparse_cost import subset_flops
-from prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
+from tests.prune.prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
 
 # --------------------------------------------------------------------------- fixtures
 def scheme_net(scheme: str) -> MergedNet:
     nets = tiny_nets()
     if scheme == "B1":
-        return MergedNet.from_single(nets[0], "A")
+        return from_single(nets[0], "A")
     if scheme == "B2":
-        return MergedNet.fully_shared(nets, TASKS)
+        return fully_shared(nets, TASKS)
     return merge_networks(nets, TASKS, random_grouping(nets))
 
 

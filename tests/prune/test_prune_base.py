@@ -6,22 +6,23 @@ import pytest
 import torch
 
 import pam_explorer.prune.base as base
-from pam_explorer.cost import check_structure, subset_costs
-from pam_explorer.merge import merge_networks
-from pam_explorer.merged_net import MergedNet
+from pam_explorer.core.geometry import check_structure
+from pam_explorer.cost.analytic import subset_costs
+from pam_explorer.merge.build import from_single, fully_shared, merge_networks
+from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.prune import (AlternatingPruner, PruneConfig, PruneResult, Pruner, TaskData, get_pruner,
                                 list_pruners, register_pruner)
 from pam_explorer.prune.base import apply_removal, plan_removal, subgraph_groups
 from pam_explorer.zoo import build_model
-from prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
+from tests.prune.prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
 
 # --------------------------------------------------------------------------- fixtures
 def scheme_net(scheme: str) -> MergedNet:
     nets = tiny_nets()
     if scheme == "B1":
-        return MergedNet.from_single(nets[0], "A")
+        return from_single(nets[0], "A")
     if scheme == "B2":
-        return MergedNet.fully_shared(nets, TASKS)
+        return fully_shared(nets, TASKS)
     return merge_networks(nets, TASKS, random_grouping(nets, random_anchor=True))
 
 
@@ -299,7 +300,7 @@ def test_methods_prune_a_net_merged_from_different_depths(method, data):
     """Task A's head reads fc2, B's reads the taken-over fc3: pruning honours both paths."""
     torch.manual_seed(0)
     nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
-    from pam_explorer.merge import shared_grouping
+    from pam_explorer.merge.build import shared_grouping
     net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS))
     assert net.head_layers == {"A": "fc2", "B": "fc3"}
     res = get_pruner(method).prune(net, data, PruneConfig(**{**FAST, "delta": 100.0, "max_steps": 4}))

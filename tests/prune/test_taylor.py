@@ -5,16 +5,18 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from pam_explorer.config import DataConfig
-from pam_explorer.cost import check_structure, subset_costs
+from pam_explorer.core.config import DataConfig
+from pam_explorer.core.geometry import check_structure
+from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.data import load_preset_data
-from pam_explorer.merged_net import MergedNet
-from pam_explorer.pretrained import has_pretrained, load_pretrained
+from pam_explorer.merge.build import from_single, fully_shared
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, taylor_importance
 from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.taylor import per_sample_task_loss
 from pam_explorer.zoo import build_model
-from prune_fixtures import TASKS, merged_net
+from tests.prune.prune_fixtures import TASKS, merged_net
 
 
 
@@ -82,7 +84,7 @@ def test_sharing_scope_scores_other_tasks_neurons_of_a_shared_net():
     for t, n_out in enumerate((2, 1)):
         torch.manual_seed(t)
         nets.append(build_model("lenet5", n_out, 1, 32, width=0.5))
-    net = MergedNet.fully_shared(nets, TASKS)
+    net = fully_shared(nets, TASKS)
     x, y = batches(1, 16, seed=4)[0]
     data = TaskData((x, {"A": y, "B": y[:, :1]}), (x, {"A": y, "B": y[:, :1]}), (x, {"A": y, "B": y[:, :1]}))
     pruner = get_pruner("taylor")
@@ -103,7 +105,7 @@ def test_prunes_a_pretrained_lenet_within_delta():
     from pam_explorer.data import get_preset
     splits = load_preset_data("digits-2task", DataConfig(n_train=600, n_val=200, n_test=200))
     data = TaskData.from_splits(splits, get_preset("digits-2task"))
-    net = MergedNet.from_single(load_pretrained("digits-2task", TASKS)[1], "B")
+    net = from_single(load_pretrained("digits-2task", TASKS)[1], "B")
     cfg = PruneConfig(delta=1.0, step_fraction=0.2, finetune_batches=5, final_finetune_epochs=1,
                       batch_size=64, score_batches=2, max_steps=6, device="cpu")
     res = get_pruner("taylor").prune(net, data, cfg)

@@ -4,13 +4,13 @@ import math
 import torch
 from torch.testing import assert_close
 
-from pam_explorer.cost import check_structure
-from pam_explorer.merge import merge_networks
+from pam_explorer.core.geometry import check_structure
+from pam_explorer.merge.build import merge_networks
 from pam_explorer.prune import PruneConfig, TaskData, VIBGates, fold_gates, get_pruner, kl_divergence, log_alpha
 from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.vib import INIT_LOGVAR, VIBPruner, train_gates
 from pam_explorer.zoo import build_model
-from prune_fixtures import TASKS, merged_net, synthetic
+from tests.prune.prune_fixtures import TASKS, merged_net, synthetic
 
 
 
@@ -120,7 +120,7 @@ def test_fold_gates_exact_when_heads_read_different_layers():
     """Merged from different depths: A's head reads fc2, which is not the last layer."""
     torch.manual_seed(0)
     nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
-    from pam_explorer.merge import shared_grouping
+    from pam_explorer.merge.build import shared_grouping
     net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS)).eval()
     assert any(core is net.heads["A"] for core, _, _ in net.reader_columns("fc2", "A+B"))
     gates = VIBGates(net)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pam_explorer import export, jobs
-from pam_explorer.config import MIConfig, RegroupConfig
-from pam_explorer.explore import Explorer
+from pam_explorer import export
+from pam_explorer.runs import jobs
+from pam_explorer.core.config import MIConfig, RegroupConfig
+from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.data import get_preset
 from ui import figures as F
 
@@ -228,14 +229,15 @@ def test_five_tasks_full_algorithm_on_request(runs_root):
 def test_unbuildable_grouping_warns_and_keeps_figures(explorer, runs_root, monkeypatch):
     """No alpha of digits-2task gives an unbuildable grouping, so the backend's check is made
     to fail: the explorer warns and still shows the sharing figures; export warns too."""
-    import pam_explorer.cost as cost
-    import pam_explorer.merge as merge
+    import pam_explorer.export.archive as archive
+    import pam_explorer.regroup.explorer as explorer_module
+    from pam_explorer.core.errors import StructureError
 
     def no_path(*a, **k):
-        raise ValueError("layer 'conv2', group 'A': has 3 neuron(s) but no non-empty input group")
+        raise StructureError("layer 'conv2', group 'A': has 3 neuron(s) but no non-empty input group")
 
-    monkeypatch.setattr(cost, "check_structure", no_path)
-    monkeypatch.setattr(merge, "merge_networks", no_path)
+    monkeypatch.setattr(explorer_module, "check_structure", no_path)
+    monkeypatch.setattr(archive, "merge_networks", no_path)
     at = fresh()
     assert any("cannot be built" in w.value and "no non-empty input group" in w.value for w in at.warning)
     assert at.dataframe[0].value.shape[0] == 4 and len(at.get("plotly_chart")) >= 2
@@ -297,7 +299,7 @@ def test_cancel_from_runs_page(runs_root):
 
 def test_preset_without_networks_keeps_setup(runs_root):
     from pam_explorer.data import list_presets
-    from pam_explorer.pretrained import has_pretrained
+    from pam_explorer.zoo.pretrained import has_pretrained
     missing = [p for p in list_presets() if not has_pretrained(p, get_preset(p).task_names)]
     if not missing:
         pytest.skip("every preset has committed networks")

@@ -1,0 +1,121 @@
+"""Implementations of the CLI sub-commands (argument parsing lives in :mod:`pam_explorer.cli.parser`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pam_explorer import export
+from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig, TrainConfig
+from pam_explorer.core.errors import ConfigError, DataMissing
+from pam_explorer.data import get_preset
+from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.runs.bench import bench_greedy
+from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
+from pam_explorer.runs.merge_run import merge_preset
+from pam_explorer.runs.training_run import train_preset
+
+
+def _err(msg: str, end: str = "\n") -> None:
+    print(msg, file=sys.stderr, end=end, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    preset = get_preset(args.preset)
+    out = Path(args.out) if args.out else None
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device)
+    data = DataConfig(n_train=args.n_train, seed=args.seed)
+
+    def progress(task: str, row: dict) -> None:
+        _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  val acc {row['val_accuracy']:.2f}%")
+
+    summary = train_preset(preset, args.arch, cfg, data, out, progress)
+    for task, row in summary["tasks"].items():
+        print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
+              f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
+    return summary
+
+
+def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
+    overrides = []
+    for item in args.override:
+        layer, sep, value = item.partition("=")
+        try:
+            alpha = float(value) if sep else None
+        except ValueError:
+            alpha = None
+        if alpha is None:
+            raise ConfigError(f"--override expects LAYER=ALPHA, got {item!r}")
+        overrides.append((layer, alpha))
+    alpha = default_alpha if args.alpha is None else args.alpha
+    return RegroupConfig(alpha=alpha, overrides=tuple(overrides), algorithm=args.algorithm)
+
+
+def mi_config(args: argparse.Namespace) -> MIConfig:
+    return MIConfig(n_samples=args.samples, sigma2=args.sigma2, pooling=args.pooling,
+                    label_mode=args.label_mode, bound=args.bound)
+
+
+def cmd_regroup(args: argparse.Namespace) -> dict:
+    def progress(layer: str, step: int, total: int) -> None:
+        # a line per 25 % keeps logs short when stderr is not a terminal
+        if step == total or step % max(1, total // 4) == 0:
+            _err(f"  trajectories {layer}: {step}/{total}")
+
+    explorer = Explorer.open(args.preset, mi_config(args), use_cache=not args.no_cache,
+                             progress=progress)
+    cfg = regroup_config(args, explorer.preset.default_alpha)
+    report = explorer.regroup_report(cfg)
+    if not args.json:
+        for row in report["layers"]:
+            groups = ", ".join(f"{k}: {v}" for k, v in row["groups"].items())
+            print(f"{row['name']:>8}  width {row['width']:>4}  shared {row['sharing_ratio']:.2%}  ({groups})")
+    return report
+
+
+def cmd_merge(args: argparse.Namespace) -> dict:
+    def progress(msg: str) -> None:
+        _err(f"  {msg}")
+
+    cfg = regroup_config(args, get_preset(args.preset).default_alpha)
+    summary = merge_preset(args.preset, cfg, mi_config(args), args.finetune_epochs, args.device,
+                           Path(args.out), progress)
+    if not args.json:
+        print(f"merged model -> {summary['model']}")
+        for s, f in summary["flops"].items():
+            print(f"  {s:>6}: {f:>12,} FLOPs  {summary['latency_ms'][s]:8.3f} ms (CPU, batch 1)")
+        print(f"  accuracy (test, %): {summary['accuracy']}")
+    return summary
+
+
+def cmd_experiment(args: argparse.Namespace) -> dict:
+    cfg = ExperimentConfig(preset=args.preset, prune=args.prune, alpha=args.alpha,
+                           schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
+                           finetune_epochs=args.finetune_epochs, quick=args.quick, seed=args.seed,
+                           device=args.device, target_sparsity=args.target_sparsity)
+    report = run_experiment(cfg, Path(args.out),
+                            progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
+    if not args.json:
+        print((Path(args.out) / "table.md").read_text())
+    return report
+
+
+def cmd_export(args: argparse.Namespace) -> dict:
+    src = Path(args.run) / "model.zip"
+    if not src.is_file():
+        raise DataMissing(f"{src} not found: --run must be a finished experiment or merge directory")
+    net = export.load(src)  # validates the file and rebuilds the model before writing anything
+    manifest = export.read_manifest(src)
+    extra = {k: v for k, v in manifest.items() if k not in export.manifest_of(net)}
+    path = export.save(net, Path(args.out), extra)
+    print(f"exported {src} -> {path} ({path.stat().st_size:,} bytes)")
+    return {"out": str(path)}
+
+
+def cmd_bench(args: argparse.Namespace) -> dict:
+    result = bench_greedy(neurons=args.neurons, samples=args.samples, labels=args.labels,
+                          device=args.device, naive_neurons=args.naive_neurons, threads=args.threads)
+    if not args.json:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    return result

@@ -1,0 +1,85 @@
+"""The argument parser of ``python -m pam_explorer {train,regroup,merge,experiment,export,bench}``."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """Command line: ``python -m pam_explorer {train,regroup,bench,...}``.
+
+Machine-readable outputs (``--json``) follow the contract in DESIGN.md; progress goes to stderr
+so stdout stays parseable.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pam_explorer", description=DESCRIPTION)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one single-task network per task of a preset")
+    t.add_argument("--preset", default="digits-2task")
+    t.add_argument("--arch", default="lenet5")
+    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-train", type=int, default=8000)
+    t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset>)")
+    t.add_argument("--device", default="auto")
+
+    r = sub.add_parser("regroup", help="regroup neurons at alpha (trajectories cached)")
+    r.add_argument("--preset", default="digits-2task")
+    r.add_argument("--alpha", type=float, default=None, help="bits; default: the preset's")
+    r.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
+    r.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
+    _mi_args(r)
+    r.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("merge", help="merge the preset's networks at alpha (+ finetune) -> DIR")
+    m.add_argument("--preset", default="digits-2task")
+    m.add_argument("--alpha", type=float, default=None)
+    m.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
+    m.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
+    m.add_argument("--finetune-epochs", type=int, default=0)
+    m.add_argument("--device", default="auto")
+    m.add_argument("--out", required=True)
+    _mi_args(m)
+    m.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("experiment", help="B1 vs B2 vs PAM under one pruning method -> DIR/report.json")
+    e.add_argument("--preset", default="digits-2task")
+    e.add_argument("--prune", default="taylor")
+    e.add_argument("--alpha", type=float, default=None)
+    e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
+    e.add_argument("--finetune-epochs", type=int, default=3)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--target-sparsity", type=float, default=0.9,
+                   help="AdapMTL: overall fraction of zero weights (default 0.9)")
+    e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
+    e.add_argument("--out", required=True)
+    e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="export the merged model of a run directory to one file")
+    x.add_argument("--run", required=True, help="a run directory (experiment or merge --out)")
+    x.add_argument("--out", required=True, help="the .zip file to write")
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    g = bsub.add_parser("greedy", help="time one greedy MI trajectory vs the from-scratch approach")
+    g.add_argument("--neurons", type=int, default=1024)
+    g.add_argument("--samples", type=int, default=128)
+    g.add_argument("--labels", type=int, default=5)
+    g.add_argument("--naive-neurons", type=int, default=None)
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's)")
+    g.add_argument("--json", action="store_true")
+    return p
+
+
+def _mi_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=int, default=256, help="N pictures for the MI estimate")
+    p.add_argument("--sigma2", type=float, default=0.1)
+    p.add_argument("--pooling", choices=["max", "mean"], default="max")
+    p.add_argument("--label-mode", choices=["sum", "joint"], default="sum")
+    p.add_argument("--bound", choices=["kl", "bd"], default="kl")
+    p.add_argument("--no-cache", action="store_true")
+
+
+__all__ = ["build_parser"]

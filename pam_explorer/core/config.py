@@ -1,0 +1,142 @@
+"""Frozen, validated configuration dataclasses with a JSON round trip.
+
+Every config validates itself in ``__post_init__`` (validators of :mod:`pam_explorer.core.validate`)
+and raises :class:`~pam_explorer.core.errors.ConfigError` naming the offending field, so bad input
+fails before any work is done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pam_explorer.core import validate as v
+from pam_explorer.core.errors import ConfigError
+
+T = TypeVar("T")
+
+POOLINGS = ("max", "mean")
+LABEL_MODES = ("sum", "joint")
+BOUNDS = ("kl", "bd")
+ALGORITHMS = ("simplified", "full")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Sizes and seed of a composed multi-label data set (train/val/test pictures)."""
+
+    n_train: int = 8000
+    n_val: int = 1000
+    n_test: int = 2000
+    seed: int = 0
+    image_size: int = 32
+    root: str | None = None  # local root of real data sets (Fashion-MNIST, CelebA)
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_val", "n_test", "image_size"):
+            v.positive_int(self, name)
+        v.integer(self, "seed")
+        if self.image_size < 16:
+            v.fail(self, "image_size", f"must be >= 16 for a 2x2 grid, got {self.image_size}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Single-task pre-training (multi-label BCE)."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        v.positive_int(self, "epochs")
+        v.positive_int(self, "batch_size")
+        v.finite_positive(self, "lr")
+        v.finite_non_negative(self, "weight_decay")
+
+
+@dataclass(frozen=True)
+class MIConfig:
+    """Settings of the mutual-information estimate used for regrouping.
+
+    sigma2 is the noise variance relative to the layer's RMS (activations are divided by
+    the layer RMS before the estimate). MI values are in bits.
+    """
+
+    n_samples: int = 256
+    sigma2: float = 0.1
+    pooling: str = "max"
+    label_mode: str = "sum"
+    bound: str = "kl"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        v.positive_int(self, "n_samples")
+        v.finite_positive(self, "sigma2")
+        v.choice(self, "pooling", POOLINGS)
+        v.choice(self, "label_mode", LABEL_MODES)
+        v.choice(self, "bound", BOUNDS)
+
+
+@dataclass(frozen=True)
+class RegroupConfig:
+    """Alpha (bits) for every layer, with optional per-layer overrides."""
+
+    alpha: float = 0.05
+    overrides: tuple[tuple[str, float], ...] = ()
+    algorithm: str = "simplified"
+
+    def __post_init__(self) -> None:
+        v.alpha(self.alpha, "RegroupConfig.alpha")
+        for item in self.overrides:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+                v.fail(self, "overrides", f"entries must be (layer_name, alpha), got {item!r}")
+            v.alpha(item[1], f"RegroupConfig.overrides[{item[0]}]")
+        v.choice(self, "algorithm", ALGORITHMS)
+
+    def alpha_for(self, layer: str) -> float:
+        return dict(self.overrides).get(layer, self.alpha)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Joint finetuning of a merged network."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        v.non_negative_int(self, "epochs")
+        v.positive_int(self, "batch_size")
+        v.finite_positive(self, "lr")
+
+
+def to_json(cfg: Any) -> str:
+    """Serialise a config dataclass to a JSON string."""
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def from_json(cls: type[T], text: str) -> T:
+    """Rebuild a config dataclass from ``to_json`` output (validation runs again)."""
+    raw = json.loads(text)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in raw and isinstance(raw[f.name], list):
+            raw[f.name] = tuple(tuple(x) if isinstance(x, list) else x for x in raw[f.name])
+    return cls(**raw)  # type: ignore[call-arg]
+
+
+__all__ = [
+    "DataConfig", "TrainConfig", "MIConfig", "RegroupConfig", "FinetuneConfig",
+    "to_json", "from_json", "POOLINGS", "LABEL_MODES", "BOUNDS", "ALGORITHMS",
+]

@@ -1,0 +1,56 @@
+"""Activation capture by forward hooks: per layer, one number per neuron and sample.
+
+A conv channel's map is pooled over space (max by default, mean as option) so that each neuron
+is one scalar per sample, as the MI estimator needs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pam_explorer.core.config import POOLINGS
+from pam_explorer.core.errors import ConfigError
+from pam_explorer.graph.layer_map import layer_map
+
+
+def pool_channels(x: torch.Tensor, pooling: str = "max") -> torch.Tensor:
+    """(N, C, H, W) -> (N, C) by spatial max or mean; (N, C) passes through."""
+    if x.dim() == 2:
+        return x
+    if pooling == "max":
+        return x.flatten(2).amax(dim=2)
+    if pooling == "mean":
+        return x.flatten(2).mean(dim=2)
+    raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+@torch.no_grad()
+def capture_activations(model: nn.Module, images: torch.Tensor, pooling: str = "max",
+                        batch_size: int = 256, device: str | torch.device = "cpu",
+                        layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Outputs of every neuron layer (after its per-neuron ops) on ``images``.
+
+    images: (N, C, H, W). Returns {layer name: (N, width)} float32 on ``device``. Runs in eval
+    mode, in batches of ``batch_size`` so memory stays bounded for large N.
+    """
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    names = layers or [info.name for info in layer_map(model)]
+    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    handles = [model.blocks[n].register_forward_hook(_collector(chunks[n], pooling)) for n in names]
+    was_training = model.training
+    model.eval().to(device)
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            model(images[start:start + batch_size].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {n: torch.cat(c).float() for n, c in chunks.items()}
+
+
+def _collector(store: list[torch.Tensor], pooling: str):
+    def hook(_module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        store.append(pool_channels(out, pooling))
+    return hook

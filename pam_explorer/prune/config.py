@@ -1,0 +1,124 @@
+"""Settings of the pruning methods: PruneConfig (the driver fields every method reads, P1's) and
+AdapMTLConfig (the unstructured method's own), validated by :mod:`pam_explorer.core.validate`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from pam_explorer.core import validate as v
+
+SCORE_SCOPES = ("task", "sharing")
+
+
+@dataclass(frozen=True)
+class AdapMTLConfig:
+    """AdapMTL settings (batch size, weight lr, seed and device come from PruneConfig).
+
+    target_sparsity: overall fraction of zero thresholded weights at which thresholds freeze.
+    epochs: total training epochs (thresholds rise, freeze, then the weights recover).
+    theta_init: initial theta; threshold = sigmoid(theta). -8 gives 3.4e-4: only weights that
+    carry (almost) nothing are zero at the start (on the embedded digits nets about half).
+    theta_lr: Adam rate of the thetas, also the unit of the decoupled push.
+    push: decoupled rise of every unfrozen theta per step, in units of theta_lr (> 1
+    guarantees progress, see the module docstring). Defaults: thresholds grow >= 0.01 logit
+    per step; the digits nets reach 90% after 7-9 of the 30 epochs.
+    window: number of relative loss changes averaged for beta (Eq. 6); betas stay equal until
+    a full window of losses exists (as in the reference trainer).
+    lam: lambda of Eq. 6. shared_threshold: one threshold for all components (ablation "w/o
+    adaptive thresholds"). adaptive_weighting: False gives beta_t = 1 (ablation).
+    log_every: a log row every this many steps (and at every epoch end).
+    """
+
+    target_sparsity: float = 0.9
+    epochs: int = 30
+    theta_init: float = -8.0
+    theta_lr: float = 0.01
+    push: float = 2.0
+    window: int = 50
+    lam: float = 1.0
+    shared_threshold: bool = False
+    adaptive_weighting: bool = True
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        v.in_interval(self, "target_sparsity", 0, 1)
+        for name in ("epochs", "window", "log_every"):
+            v.positive_int(self, name)
+        v.finite(self, "theta_init")
+        for name in ("theta_lr", "lam"):
+            v.finite_positive(self, name)
+        v.finite_non_negative(self, "push")
+        for name in ("shared_threshold", "adaptive_weighting"):
+            v.boolean(self, name)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Settings of every pruning method (P1/P2 and later ones share the driver fields).
+
+    delta: accuracy points a task may lose on validation vs its unpruned reference.
+    step_fraction: fraction of the task subgraph's current neurons removed per step (>= min_step).
+    finetune_batches: joint-finetuning minibatches after each step; score_batches: minibatches
+    for importance estimation (P2). max_steps counts accepted and rejected steps.
+    score_scope: "sharing" (default) scores task t's subgraph, and a neuron shared by tasks tau
+    gets the sum of its importances for every task in tau; "task" scores against t's loss only
+    (the literal alternating rule; it leaves shared neurons that serve the other task through
+    zero-initialised connections at importance 0, so a fully shared B2 cannot be pruned). "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
+    (P2; P1's gates are always trained on every sharing task's loss).
+    patience: consecutive rejected ``min_step`` steps of a task before it is frozen (validation
+    accuracy moves a few tenths of a point between steps, so one rejection is weak evidence).
+    flops_weight: neurons are ranked by importance / (FLOPs their removal saves)^flops_weight,
+    FLOPs summed over every task subset; 0 ranks by importance alone. Without it a few cheap fc
+    neurons go first and the accuracy budget is spent before the costly conv channels are tried
+    (the FLOPs-aware criterion of Molchanov et al., ICLR 2017, in ratio form).
+    reference_accuracy: {task: %} accuracy floor reference instead of the measured unpruned one.
+    adapmtl: an AdapMTLConfig for the "adapmtl" method (None: its defaults).
+    P1 (VIB): vib_epochs of gate + weight training with loss + kl_weight * KL, gates learnt at
+    vib_lr; neurons with log(sigma^2 / mu^2) > log_alpha_threshold are removed first.
+    """
+
+    delta: float = 0.5
+    step_fraction: float = 0.1
+    min_step: int = 1
+    finetune_batches: int = 40
+    final_finetune_epochs: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int = 200
+    score_batches: int = 10
+    vib_epochs: int = 3
+    kl_weight: float = 1e-3
+    vib_lr: float = 2e-2
+    log_alpha_threshold: float = 3.0
+    score_scope: str = "sharing"
+    patience: int = 3
+    flops_weight: float = 1.0
+    reference_accuracy: Mapping[str, float] | None = None
+    adapmtl: AdapMTLConfig | None = None
+
+    def __post_init__(self) -> None:
+        v.finite_non_negative(self, "delta")
+        v.in_interval(self, "step_fraction", 0, 1, closed_high=True)
+        for name in ("min_step", "batch_size", "score_batches", "patience"):
+            v.positive_int(self, name)
+        for name in ("finetune_batches", "final_finetune_epochs", "max_steps", "vib_epochs"):
+            v.non_negative_int(self, name)
+        for name in ("lr", "vib_lr"):
+            v.finite_positive(self, name)
+        v.finite_non_negative(self, "kl_weight")
+        v.finite(self, "log_alpha_threshold")
+        v.choice(self, "score_scope", SCORE_SCOPES)
+        v.finite_non_negative(self, "flops_weight")
+        ref = self.reference_accuracy
+        if ref is not None and (not isinstance(ref, Mapping) or not all(
+                isinstance(k, str) and v.is_number(a) for k, a in ref.items())):
+            v.fail(self, "reference_accuracy", f"must be None or {{task: accuracy in %}}, got {ref!r}")
+        if self.adapmtl is not None and not isinstance(self.adapmtl, AdapMTLConfig):
+            v.fail(self, "adapmtl", f"must be None (defaults) or an AdapMTLConfig, got {self.adapmtl!r}")
+        v.integer(self, "seed")
+        v.device(self)
+
+
+__all__ = ["SCORE_SCOPES", "AdapMTLConfig", "PruneConfig"]

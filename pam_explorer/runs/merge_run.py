@@ -1,0 +1,47 @@
+"""The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from pam_explorer import export
+from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
+from pam_explorer.core.io import write_json_atomic
+from pam_explorer.core.subsets import subset_key
+from pam_explorer.cost.analytic import subset_costs
+from pam_explorer.cost.latency import measure_latency
+from pam_explorer.data import load_preset_data
+from pam_explorer.merge.build import merge_networks
+from pam_explorer.prune import TaskData
+from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.train.finetune import evaluate, finetune
+
+
+def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
+                 out: Path, progress: Callable[[str], None] | None = None) -> dict:
+    """Writes DIR/model.zip and DIR/merge.json {groups, flops, accuracy, ...}; returns the JSON."""
+    say = progress or (lambda _m: None)
+    explorer = Explorer.open(preset, mi)
+    groups = explorer.groups(cfg)
+    net = merge_networks(explorer.nets, explorer.tasks, groups)
+    data = TaskData.from_splits(load_preset_data(explorer.preset, DataConfig()), explorer.preset)
+    before = evaluate(net, *data.test)
+    history = []
+    if finetune_epochs > 0:
+        say(f"finetuning {finetune_epochs} epoch(s)")
+        res = finetune(net, data.train, data.val, FinetuneConfig(epochs=finetune_epochs, device=device),
+                       progress=lambda row: say(f"epoch {row['epoch']}: val {row['val_accuracy']}"))
+        history = res.history
+    net = net.cpu().eval()
+    summary = {"preset": preset, "alpha": cfg.alpha, "overrides": dict(cfg.overrides),
+               "algorithm": cfg.algorithm,
+               "groups": {l: {subset_key(k): len(v) for k, v in g.groups.items()} for l, g in groups.items()},
+               "flops": {s: c["flops"] for s, c in subset_costs(net).items()},
+               # one image per call, CPU: what an edge device running one request would see
+               "latency_ms": {s: round(1e3 * v, 4) for s, v in measure_latency(net).items()},
+               "accuracy_before_finetune": before, "accuracy": evaluate(net, *data.test),
+               "history": history}
+    out.mkdir(parents=True, exist_ok=True)
+    summary["model"] = str(export.save(net, out / "model.zip", {k: v for k, v in summary.items() if k != "history"}))
+    write_json_atomic(out / "merge.json", summary)
+    return summary

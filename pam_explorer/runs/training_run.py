@@ -1,0 +1,46 @@
+"""Train and save the single-task networks of a preset (the CLI ``train`` command)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from pam_explorer.core.config import DataConfig, TrainConfig
+from pam_explorer.core.device import resolve_device
+from pam_explorer.data import Preset, load_preset_data, task_targets
+from pam_explorer.train.train import binary_accuracy, train_single_task
+from pam_explorer.zoo import build_model, save_checkpoint
+from pam_explorer.zoo.pretrained import asset_dir
+
+
+def train_preset(preset: Preset, arch: str = "lenet5", config: TrainConfig = TrainConfig(),
+                 data: DataConfig = DataConfig(), out: Path | None = None,
+                 progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Train one ``arch`` network per task of ``preset``; save each as <out>/<task>.safetensors.
+
+    Returns {"preset", "arch", "tasks": {task: {val_accuracy, test_accuracy, seconds, path}}}.
+    """
+    out = Path(out) if out is not None else asset_dir(preset.name)
+    splits = load_preset_data(preset, data)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    in_ch, size = train.images.shape[1], train.images.shape[-1]
+    summary: dict = {"preset": preset.name, "arch": arch, "tasks": {}}
+    for i, task in enumerate(preset.task_names):
+        torch.manual_seed(config.seed + i)
+        ys = [task_targets(s.labels, preset, task) for s in (train, val, test)]
+        model = build_model(arch, ys[0].shape[1], in_ch, size)
+        cb = (lambda row, _t=task: progress(_t, row)) if progress else None
+        result = train_single_task(model, (train.images, ys[0]), (val.images, ys[1]), config, cb)
+        test_acc = binary_accuracy(model, test.images, ys[2], device=resolve_device(config.device))
+        model.cpu().eval()
+        meta = {"preset": preset.name, "task": task, "labels": list(preset.task_labels[i]),
+                "seed": config.seed, "epochs": config.epochs,
+                "data": {"n_train": data.n_train, "n_val": data.n_val, "n_test": data.n_test,
+                         "seed": data.seed},
+                "val_accuracy": round(result.val_accuracy, 3), "test_accuracy": round(test_acc, 3),
+                "train_seconds": round(result.seconds, 1)}
+        path = save_checkpoint(model, out / f"{task}.safetensors", meta)
+        summary["tasks"][task] = {"val_accuracy": result.val_accuracy, "test_accuracy": test_acc,
+                                  "seconds": result.seconds, "path": str(path)}
+    return summary
