@@ -6,7 +6,7 @@ every number a figure shows can be checked against :class:`pam_explorer.regroup.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -98,8 +98,8 @@ def fig_sharing(table: pd.DataFrame) -> go.Figure:
 def fig_groups(table: pd.DataFrame, keys: Sequence[str]) -> go.Figure:
     """Neurons per group per layer, stacked (shared group last = on top)."""
     return _figure("Neurons per group", [
-        dict(type="bar", x=list(table.index), y=list(table[k]), name=k, marker_color=PALETTE[i % len(PALETTE)])
-        for i, k in enumerate(keys)], barmode="stack")
+        dict(type="bar", x=list(table.index), y=list(table[k]), name=k,
+             marker_color=PALETTE[i % len(PALETTE)]) for i, k in enumerate(keys)], barmode="stack")
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -151,7 +151,8 @@ def fig_phase(curves: Mapping[tuple, Mapping], trajs: Mapping[tuple, Trajectory]
         shapes.append(dict(type="line", xref="x", yref="paper", x0=k + 0.5, x1=k + 0.5, y0=0, y1=1,
                            line=dict(color=color, dash="dot")))
         notes.append(dict(x=k + 0.5, y=0.02 + 0.08 * i, xref="x", yref="paper", showarrow=False,
-                          text=f"cut {subset_key(sub)}: {k}", xanchor="left", font=dict(size=11, color=color)))
+                          text=f"cut {subset_key(sub)}: {k}", xanchor="left",
+                          font=dict(size=11, color=color)))
     if math.isfinite(alpha) and (alpha > 0 or not log_y):
         shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1,
                            y0=math.log10(alpha) if log_y else alpha, y1=math.log10(alpha) if log_y else alpha,
@@ -173,7 +174,8 @@ def fig_shared_vs_alpha(alphas: Sequence[float], counts: Mapping[str, Sequence[i
               for i, (layer, ys) in enumerate(counts.items())]
     if alpha > 0:  # a trace, not a shape: shapes on log axes want log10 coordinates
         traces.append(dict(type="scatter", x=[alpha, alpha], y=[0, 1.05], mode="lines",
-                           name=f"alpha = {alpha:g}", line=dict(color="black", dash="dash"), hoverinfo="skip"))
+                           name=f"alpha = {alpha:g}", line=dict(color="black", dash="dash"),
+                           hoverinfo="skip"))
     return _figure("Shared neurons vs alpha", traces, xaxis=dict(title="alpha [bits]", type="log"),
                    yaxis=dict(title="shared fraction", tickformat=".0%", range=[0, 1.05]))
 

@@ -53,7 +53,7 @@ def alpha_controls(exp, setup) -> RegroupConfig:
                 f"{layer} (empty = global)", min_value=0.0, value=None, key=f"ovr_{layer}",
                 format="%.4g", step=0.01, placeholder="global")
             overrides[layer] = v
-    overrides = {l: v for l, v in overrides.items() if v is not None}
+    overrides = {layer: v for layer, v in overrides.items() if v is not None}
     st.session_state["overrides"] = overrides
     return RegroupConfig(alpha=float(alpha), overrides=tuple(sorted(overrides.items())),
                          algorithm=algorithm if k > 2 else "simplified")
@@ -147,7 +147,11 @@ def main() -> None:
     c2.caption("Predicted FLOPs per task subset before pruning")
     c2.dataframe(flops)
     expected_flops_section(exp, pred)
+    curves_section(exp, setup, cfg)
 
+
+def curves_section(exp, setup, cfg: RegroupConfig) -> None:
+    """MI phase curves of one layer, and shared neurons vs alpha of every layer."""
     st.subheader("MI phase curves and shared neurons vs alpha")
     c1, c2 = st.columns(2)
     with c1:

@@ -69,7 +69,8 @@ def latency_panel(data: bytes) -> None:
         net = export.load(data)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         st.session_state["latency_ms"] = (digest, {
-            d: {k: 1e3 * v for k, v in measure_latency(net, device=d, min_run_time=0.1).items()} for d in devices})
+            d: {k: 1e3 * v for k, v in measure_latency(net, device=d, min_run_time=0.1).items()}
+            for d in devices})
     held, lat = st.session_state.get("latency_ms", (None, None))
     if lat and held == digest:
         df = pd.DataFrame({f"ms ({d}, batch 1)": v for d, v in lat.items()})

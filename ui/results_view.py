@@ -5,7 +5,8 @@ part the report does not have (optional parts are simply not shown).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -46,7 +47,8 @@ def table1(report: Mapping) -> pd.DataFrame | None:
 
 def gains_table(report: Mapping) -> pd.DataFrame | None:
     rows = {}
-    for field, suffix in (("gains", ""), ("sparse_gains", " (sparse FLOPs)"), ("latency_gains", " (CPU latency)")):
+    metrics = (("gains", ""), ("sparse_gains", " (sparse FLOPs)"), ("latency_gains", " (CPU latency)"))
+    for field, suffix in metrics:
         g = report.get(field)
         if isinstance(g, Mapping):
             rows.update({k.replace("_", " ") + suffix: {"average": v.get("average"), "peak": v.get("peak")}
@@ -105,7 +107,8 @@ def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figu
     fig = _fig("PAM sharing ratio per layer", yaxis=dict(range=[0, 1.05], tickformat=".0%"), barmode="group")
     b = sharing_after(pam.get("groups_before_pruning") or {})
     if b is not None:
-        fig.add_bar(x=list(b.index), y=list(b["sharing ratio"]), name="before pruning", marker_color="#BAB0AC")
+        fig.add_bar(x=list(b.index), y=list(b["sharing ratio"]), name="before pruning",
+                    marker_color="#BAB0AC")
     fig.add_bar(x=list(df.index), y=list(df["sharing ratio"]), name="after pruning", marker_color="#4C78A8")
     return fig
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import streamlit as st
 
@@ -96,7 +96,7 @@ def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
         nets = nets if nets is not None else st.session_state.get("uploaded_nets", {}).get(setup.checkpoints)
         if nets is None:
             raise StructureError("the uploaded checkpoints of this setup are no longer in this session; "
-                             "upload them again on the Setup page")
+                                 "upload them again on the Setup page")
     reg = _registry()
     bar = st.progress(0.0, text="Loading networks and MI trajectories ...")
 

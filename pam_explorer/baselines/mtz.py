@@ -40,8 +40,8 @@ need a Hessian of a merged pair, which the paper does not define.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -365,11 +365,12 @@ def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, v
     tasks = check_tasks(tasks)
     if len(tasks) != 2 or len(nets) != 2:
         raise StructureError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
-                         f"tasks {list(tasks)} (more tasks are not supported)")
+                             f"tasks {list(tasks)} (more tasks are not supported)")
     geo = chain_geometry(nets, tasks)
     if len(set(geo.head_layers)) > 1:
         raise StructureError("MTZ zips networks of equal depth only; these end at layers "
-                         f"{dict(zip(tasks, geo.head_layers))} (PAM merges them by taking over the deeper layers)")
+                             f"{dict(zip(tasks, geo.head_layers))} (PAM merges them by taking over the "
+                             "deeper layers)")
     device = resolve_device(config.device)
     cur = merge_networks(nets, tasks, exclusive_grouping(nets, tasks)).to(device).eval()
     images = train[0][:config.n_samples]

@@ -2,7 +2,7 @@
 (every neuron in the group of its one task), so pruning and cost share MergedNet's code path."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

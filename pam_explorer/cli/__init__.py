@@ -26,4 +26,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main"]

@@ -27,7 +27,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
     data = DataConfig(n_train=args.n_train, seed=args.seed)
 
     def progress(task: str, row: dict) -> None:
-        _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  val acc {row['val_accuracy']:.2f}%")
+        _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  "
+             f"val acc {row['val_accuracy']:.2f}%")
 
     summary = train_preset(preset, args.arch, cfg, data, out, progress)
     for task, row in summary["tasks"].items():

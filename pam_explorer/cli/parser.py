@@ -13,7 +13,12 @@ so stdout stays parseable.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pam_explorer", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_train, _regroup, _merge, _experiment, _export, _bench):
+        add(sub)
+    return p
 
+
+def _train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one single-task network per task of a preset")
     t.add_argument("--preset", default="digits-2task")
     t.add_argument("--arch", default="lenet5")
@@ -23,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset>)")
     t.add_argument("--device", default="auto")
 
+
+def _regroup(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("regroup", help="regroup neurons at alpha (trajectories cached)")
     r.add_argument("--preset", default="digits-2task")
     r.add_argument("--alpha", type=float, default=None, help="bits; default: the preset's")
@@ -31,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     _mi_args(r)
     r.add_argument("--json", action="store_true")
 
+
+def _merge(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("merge", help="merge the preset's networks at alpha (+ finetune) -> DIR")
     m.add_argument("--preset", default="digits-2task")
     m.add_argument("--alpha", type=float, default=None)
@@ -42,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _mi_args(m)
     m.add_argument("--json", action="store_true")
 
+
+def _experiment(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("experiment", help="B1 vs B2 vs PAM under one pruning method -> DIR/report.json")
     e.add_argument("--preset", default="digits-2task")
     e.add_argument("--prune", default="taylor")
@@ -56,10 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
 
+
+def _export(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser("export", help="export the merged model of a run directory to one file")
     x.add_argument("--run", required=True, help="a run directory (experiment or merge --out)")
     x.add_argument("--out", required=True, help="the .zip file to write")
 
+
+def _bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
     g = bsub.add_parser("greedy", help="time one greedy MI trajectory vs the from-scratch approach")
@@ -70,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu")
     g.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's)")
     g.add_argument("--json", action="store_true")
-    return p
 
 
 def _mi_args(p: argparse.ArgumentParser) -> None:

@@ -12,8 +12,9 @@ and the groups of the later layers never contain it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.subsets import parse_key, subset_key, subset_masks
@@ -89,7 +90,7 @@ class NetGeometry:
             (names[-1],) * len(self.tasks) if names else ())
         if names and (len(heads) != len(self.tasks) or any(h not in names for h in heads)):
             raise StructureError(f"head_layers must name one layer of {names} per task {list(self.tasks)}, "
-                             f"got {list(heads)}")
+                                 f"got {list(heads)}")
         object.__setattr__(self, "head_layers", heads)  # frozen: normalise once, here
 
     @property
@@ -117,7 +118,7 @@ class NetGeometry:
         return out
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "NetGeometry":
+    def from_dict(cls, raw: Mapping[str, Any]) -> NetGeometry:
         """Inverse of :meth:`to_dict`, also after a JSON round trip (lists become tuples); a
         description without ``head_layers`` means every head reads the last layer."""
         def tup(v: Any) -> Any:
@@ -148,7 +149,7 @@ def _head_indices(tasks: Sequence[str], layer_names: Sequence[str], head_layers:
     per_task = [head_layers.get(t) for t in tasks] if isinstance(head_layers, Mapping) else list(head_layers)
     if len(per_task) != len(tasks) or any(h not in layer_names for h in per_task):
         raise StructureError(f"head_layers must name one layer of {list(layer_names)} per task "
-                         f"{list(tasks)}, got {head_layers!r}")
+                             f"{list(tasks)}, got {head_layers!r}")
     return [list(layer_names).index(h) for h in per_task]
 
 
@@ -183,7 +184,8 @@ def check_structure(tasks: Sequence[str], layer_names: Sequence[str], widths: Wi
         at = widths[layer_names[heads[j]]]
         if not any(w > 0 for k, w in at.items() if masks[k] >> j & 1):
             raise StructureError(f"task {t!r}: its head reads no non-empty group of layer "
-                             f"{layer_names[heads[j]]!r} (groups there: {dict(at)}); the task has no path")
+                                 f"{layer_names[heads[j]]!r} (groups there: {dict(at)}); "
+                                 "the task has no path")
 
 
 def _check_depth(tasks: Sequence[str], layer_names: Sequence[str], heads: Sequence[int], i: int,

@@ -6,8 +6,8 @@ order. Task names are distinct non-empty strings without "+" (the separator) or 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 from pam_explorer.core.errors import StructureError
 
@@ -40,12 +40,12 @@ def parse_key(key: str | Sequence[str], tasks: Sequence[str], where: str = "") -
     unknown = [n for n in names if n not in tasks]
     if unknown:
         raise StructureError(f"{prefix}group key {key!r} names unknown task(s) {unknown}; "
-                         f"tasks are {list(tasks)}")
+                             f"tasks are {list(tasks)}")
     order = [tasks.index(n) for n in names]
     if len(set(order)) != len(order) or order != sorted(order):
         fixed = subset_key(sorted(set(names), key=tasks.index))
         raise StructureError(f"{prefix}group key {key!r} must list distinct tasks in task order "
-                         f"{list(tasks)}, e.g. {fixed!r}")
+                             f"{list(tasks)}, e.g. {fixed!r}")
     return names
 
 

@@ -7,7 +7,8 @@ one check of an MI threshold (bits, >= 0, inf allowed), for configs and function
 from __future__ import annotations
 
 import math
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from pam_explorer.core.errors import ConfigError
 

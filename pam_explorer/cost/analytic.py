@@ -20,7 +20,8 @@ tasks have.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pam_explorer.core.errors import ConfigError, StructureError
 from pam_explorer.core.geometry import CostedNet, NetGeometry, Widths, widths_of
@@ -89,7 +90,7 @@ def separate_costs(nets: Mapping[str, CostedNet]) -> dict[str, dict[str, int]]:
 def _ratios(baseline: Mapping[str, float], scheme: Mapping[str, float]) -> list[float]:
     if set(baseline) != set(scheme) or not baseline:
         raise ConfigError(f"baseline and scheme must cost the same non-empty set of subsets; got "
-                         f"{sorted(baseline)} and {sorted(scheme)}")
+                          f"{sorted(baseline)} and {sorted(scheme)}")
     bad = [k for k in scheme if not scheme[k] > 0]
     if bad:
         raise ConfigError(f"scheme costs must be > 0; subsets {bad} are not")

@@ -9,9 +9,9 @@ grows with the subset sizes (a shared label would add its whole entropy, ~0.93 b
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ class Preset:
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_NUM_LABELS:
             raise ConfigError(f"Preset {self.name!r}: unknown dataset {self.dataset!r}, "
-                             f"known: {sorted(DATASET_NUM_LABELS)}")
+                              f"known: {sorted(DATASET_NUM_LABELS)}")
         if len(self.task_names) != len(self.task_labels) or len(self.task_names) < 1:
             raise ConfigError(f"Preset {self.name!r}: need one label tuple per task name")
         if len(set(self.task_names)) != len(self.task_names) or any("+" in t for t in self.task_names):
@@ -55,7 +55,7 @@ class Preset:
         for t, cols in zip(self.task_names, self.task_labels):
             if not cols or len(set(cols)) != len(cols) or not all(0 <= c < n for c in cols):
                 raise ConfigError(f"Preset {self.name!r}: task {t!r} needs distinct label "
-                                 f"columns in [0, {n}), got {cols!r}")
+                                  f"columns in [0, {n}), got {cols!r}")
 
     @property
     def num_tasks(self) -> int:
@@ -71,7 +71,8 @@ class Preset:
         """Position of a task given by index or name."""
         if isinstance(task, str):
             if task not in self.task_names:
-                raise ConfigError(f"Preset {self.name!r} has no task {task!r}; tasks: {list(self.task_names)}")
+                raise ConfigError(f"Preset {self.name!r} has no task {task!r}; tasks: "
+                                  f"{list(self.task_names)}")
             return self.task_names.index(task)
         if not 0 <= task < self.num_tasks:
             raise ConfigError(f"Preset {self.name!r}: task index {task} out of range [0, {self.num_tasks})")
@@ -144,7 +145,8 @@ def label_mutual_information(
     return max(mi, 0.0)  # clip float round-off below zero
 
 
-def preset_relatedness(preset: Preset | str, splits: Mapping[str, MultiLabelSplit] | MultiLabelSplit) -> float:
+def preset_relatedness(preset: Preset | str,
+                       splits: Mapping[str, MultiLabelSplit] | MultiLabelSplit) -> float:
     """Task relatedness of a preset in bits, measured on the train split.
 
     Two tasks: I(Y^A; Y^B). K > 2 tasks: the mean of I over all K(K-1)/2 task pairs.

@@ -25,7 +25,12 @@ import torch
 from pam_explorer.core.config import DataConfig
 from pam_explorer.core.errors import DataError, DataMissing
 from pam_explorer.data.digits import (
-    MultiLabelSplit, SPLITS, compose_splits, pool_split, resize_cells, split_generator,
+    SPLITS,
+    MultiLabelSplit,
+    compose_splits,
+    pool_split,
+    resize_cells,
+    split_generator,
 )
 
 FASHION_CLASSES: tuple[str, ...] = (

@@ -45,8 +45,8 @@ def manifest_of(net: MergedNet, extra: dict[str, Any] | None = None) -> dict[str
         "group_widths": net.group_widths(),
         "connectivity": connectivity,
         "head_reads": {t: net.head_reads(t) for t in net.tasks},
-        "provenance": {l: {k: [list(p) for p in v] for k, v in d.items()}
-                       for l, d in net.provenance_map().items()},
+        "provenance": {layer: {k: [list(p) for p in v] for k, v in d.items()}
+                       for layer, d in net.provenance_map().items()},
         "flops": {s: c["flops"] for s, c in subset_costs(net).items()},
         "params": {s: c["params"] for s, c in subset_costs(net).items()},
         "preprocessing": {"input": "images (N, C, H, W) float32 in [0, 1]"},
@@ -85,13 +85,15 @@ def load(path_or_bytes: str | Path | bytes) -> MergedNet:
     with _open(path_or_bytes) as zf:
         names = set(zf.namelist())
         if not {MANIFEST, WEIGHTS} <= names:
-            raise ExportError(f"not a PAM Explorer export: expected {MANIFEST} and {WEIGHTS}, found {sorted(names)}")
+            raise ExportError(f"not a PAM Explorer export: expected {MANIFEST} and {WEIGHTS}, found "
+                              f"{sorted(names)}")
         manifest = _manifest(zf)
         state = st_load(zf.read(WEIGHTS))
     if manifest.get("format") != FORMAT:
         raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected {FORMAT!r}")
     geometry = NetGeometry.from_dict(manifest["geometry"])
-    prov = {l: {k: [tuple(p) for p in v] for k, v in d.items()} for l, d in manifest["provenance"].items()}
+    prov = {layer: {k: [tuple(p) for p in v] for k, v in d.items()}
+            for layer, d in manifest["provenance"].items()}
     net = MergedNet.from_widths(geometry, manifest["group_widths"], prov)
     return load_state_into(net, state, source="export").eval()
 

@@ -8,7 +8,7 @@ reading its own network's last layer).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -80,7 +80,8 @@ def _layer_geometry(name: str, block: nn.Sequential, shapes: tuple[torch.Size, t
     n_follow = sum(p.numel() for f in list(block)[1:] for p in f.parameters())
     if isinstance(core, nn.Conv2d):
         if core.groups != 1 or core.padding_mode != "zeros":
-            raise StructureError(f"layer {name!r}: only conv layers with groups=1 and zero padding can be merged")
+            raise StructureError(f"layer {name!r}: only conv layers with groups=1 and zero padding can be "
+                                 "merged")
         return LayerGeometry(name, "conv", tuple(core.kernel_size), tuple(core.stride),
                              core.padding if isinstance(core.padding, str) else tuple(core.padding),
                              tuple(core.dilation), tuple(shapes[0][-2:]), tuple(shapes[1][-2:]), 1,
@@ -117,7 +118,8 @@ def chain_geometry(nets: Sequence[ChainNet], tasks: Sequence[str]) -> NetGeometr
         raise StructureError(f"need one network per task; got {len(nets)} networks for tasks {list(tasks)}")
     for t, net in enumerate(nets):
         if not isinstance(net, ChainNet):
-            raise StructureError(f"network {t} ({tasks[t]!r}) is a {type(net).__name__}; only ChainNet can be merged")
+            raise StructureError(f"network {t} ({tasks[t]!r}) is a {type(net).__name__}; only ChainNet can "
+                                 "be merged")
     layer_order(nets)  # one family, else a StructureError naming the network
     per_net = [_layers_of(net) for net in nets]
     layers = max(per_net, key=len)
@@ -125,12 +127,12 @@ def chain_geometry(nets: Sequence[ChainNet], tasks: Sequence[str]) -> NetGeometr
         for a, b in zip(layers, own):
             if a != b:
                 raise StructureError(f"layer {a.name!r} of network {t} ({tasks[t]!r}) differs from the "
-                                 f"deepest network in kind, kernel, stride, padding, sizes or "
-                                 f"per-neuron ops: {b} vs {a}")
+                                     f"deepest network in kind, kernel, stride, padding, sizes or "
+                                     f"per-neuron ops: {b} vs {a}")
         if (nets[t].in_channels, nets[t].image_size, nets[t].head.bias is not None) != (
                 nets[0].in_channels, nets[0].image_size, nets[0].head.bias is not None):
             raise StructureError(f"network {t} ({tasks[t]!r}) has a different input size or head bias "
-                             f"than network 0")
+                                 f"than network 0")
     last = layers[-1]
     head_factor = last.out_hw[0] * last.out_hw[1] if last.kind == "conv" and last.out_hw else 1
     geo = NetGeometry(tasks, nets[0].in_channels, nets[0].image_size, layers,
@@ -148,11 +150,11 @@ def _check_in_sizes(nets: Sequence[ChainNet], geo: NetGeometry) -> None:
             core = net.blocks[lg.name][0]
             if _in(core) != prev * lg.in_factor:
                 raise StructureError(f"layer {lg.name!r} of network {t} ({task!r}) reads {_in(core)} inputs; "
-                                 f"expected {prev} neurons x {lg.in_factor} features")
+                                     f"expected {prev} neurons x {lg.in_factor} features")
             prev = _out(core)
         if net.head.in_features != prev * geo.head_factor(task):
             raise StructureError(f"head of network {t} ({task!r}) reads {net.head.in_features} inputs; "
-                             f"expected {prev * geo.head_factor(task)}")
+                                 f"expected {prev * geo.head_factor(task)}")
 
 
 

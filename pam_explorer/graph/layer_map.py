@@ -36,7 +36,7 @@ def layer_map(model: nn.Module) -> list[LayerInfo]:
     """The neuron layers of ``model`` in forward order (input and head excluded)."""
     if not isinstance(model, ChainNet):
         raise StructureError(f"layer_map supports chain networks (ChainNet); got {type(model).__name__}. "
-                        "Residual networks are mapped at block outputs (not yet available).")
+                             "Residual networks are mapped at block outputs (not yet available).")
     shapes = _block_output_shapes(model)
     out = []
     for i, (name, block) in enumerate(model.blocks.items()):

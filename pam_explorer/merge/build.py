@@ -24,7 +24,8 @@ original weights; no group after layer N_t contains t (``NetGeometry.head_layers
 from __future__ import annotations
 
 import operator
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,10 +96,11 @@ def _layer_groups(layer: str, entry: Any, tasks: Sequence[str], total: int) -> G
     raw = getattr(entry, "groups", entry)
     if not isinstance(raw, Mapping):
         raise StructureError(f"layer {layer!r}: grouping must be a mapping task subset -> neuron ids, "
-                         f"got {type(raw).__name__}")
+                             f"got {type(raw).__name__}")
     declared = getattr(entry, "width", None)
     if declared is not None and declared != total:
-        raise StructureError(f"layer {layer!r}: grouping says width {declared}, the networks have {total} neurons")
+        raise StructureError(f"layer {layer!r}: grouping says width {declared}, the networks have {total} "
+                             "neurons")
     owner: dict[int, str] = {}
     out: GroupIds = {}
     for key, ids in raw.items():
@@ -108,10 +110,12 @@ def _layer_groups(layer: str, entry: Any, tasks: Sequence[str], total: int) -> G
         try:
             ids_t = tuple(sorted(operator.index(i) for i in ids))
         except TypeError as exc:
-            raise StructureError(f"layer {layer!r}, group {name!r}: neuron ids must be integers ({exc})") from exc
+            raise StructureError(f"layer {layer!r}, group {name!r}: neuron ids must be integers "
+                                 f"({exc})") from exc
         for i in ids_t:
             if not 0 <= i < total:
-                raise StructureError(f"layer {layer!r}, group {name!r}: neuron id {i} is outside [0, {total})")
+                raise StructureError(f"layer {layer!r}, group {name!r}: neuron id {i} is outside [0, "
+                                     f"{total})")
             if i in owner:
                 where = "twice in that group" if owner[i] == name else f"also in group {owner[i]!r}"
                 raise StructureError(f"layer {layer!r}, group {name!r}: neuron id {i} is {where}")
@@ -120,7 +124,7 @@ def _layer_groups(layer: str, entry: Any, tasks: Sequence[str], total: int) -> G
     lost = sorted(set(range(total)) - set(owner))
     if lost:
         raise StructureError(f"layer {layer!r}: neuron id(s) {lost[:10]}{'...' if len(lost) > 10 else ''} "
-                         f"are in no group; every id in [0, {total}) must be in exactly one group")
+                             f"are in no group; every id in [0, {total}) must be in exactly one group")
     return out
 
 
@@ -146,7 +150,8 @@ def _copy_existing(dst: torch.Tensor, srcs: Sequence[torch.Tensor | None], out_p
             cols = k = torch.arange(src.shape[1] // factor)
         else:
             pos = [c for c, (o, _) in enumerate(in_prov) if o == t]
-            cols, k = torch.tensor(pos, dtype=torch.long), torch.tensor([in_prov[c][1] for c in pos], dtype=torch.long)
+            cols = torch.tensor(pos, dtype=torch.long)
+            k = torch.tensor([in_prov[c][1] for c in pos], dtype=torch.long)
         if not cols.numel():
             continue
         step = torch.arange(factor)
@@ -223,8 +228,8 @@ def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Map
     tasks = geo.tasks
     widths = layer_widths(nets)
     groups = normalize_grouping(complete_grouping(nets, tasks, grouping), tasks, widths)
-    check_structure(tasks, geo.layer_names, {l: {k: len(v) for k, v in g.items()} for l, g in groups.items()},
-                    head_layers=geo.head_layers)
+    sizes = {layer: {k: len(v) for k, v in g.items()} for layer, g in groups.items()}
+    check_structure(tasks, geo.layer_names, sizes, head_layers=geo.head_layers)
     masks = subset_masks(tasks)
     prov: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
     modules: dict[str, dict[str, nn.Sequential]] = {}

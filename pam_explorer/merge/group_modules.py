@@ -2,9 +2,10 @@
 
 A group is ``nn.Sequential(core, *per-neuron ops)`` where the core is a Conv2d or Linear holding
 the group's neurons (output channels / units) and the per-neuron ops (BatchNorm, ReLU, pooling,
-dropout) are described by JSON-able :data:`~pam_explorer.core.geometry.FollowerSpec` s (:mod:`pam_explorer.graph.followers`), so a group can be
-rebuilt from its geometry alone. Slicing keeps parameters' device, dtype, ``requires_grad`` and
-train/eval mode, so surgery in the middle of training changes nothing but the shapes.
+dropout) are described by JSON-able :data:`~pam_explorer.core.geometry.FollowerSpec` s
+(:mod:`pam_explorer.graph.followers`), so a group can be rebuilt from its geometry alone.
+Slicing keeps parameters' device, dtype, ``requires_grad`` and train/eval mode, so surgery in the
+middle of training changes nothing but the shapes.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ an empty net for ``load_state_dict``.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -44,7 +44,8 @@ class MergedNet(nn.Module):
         self._mask = subset_masks(self.tasks)  # canonical key order, used for modules and columns
         extra = sorted(set(groups) - set(geometry.layer_names))
         if extra:
-            raise StructureError(f"groups given for unknown layer(s) {extra}; layers are {geometry.layer_names}")
+            raise StructureError(f"groups given for unknown layer(s) {extra}; layers are "
+                                 f"{geometry.layer_names}")
         self.groups = nn.ModuleDict()
         for lg in geometry.layers:
             given = groups.get(lg.name, {})
@@ -136,7 +137,8 @@ class MergedNet(nn.Module):
             tasks = parse_key(tasks, self.tasks) if "+" in tasks else (tasks,)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown or not tasks:
-            raise StructureError(f"requested tasks {list(tasks)} must be a non-empty subset of {list(self.tasks)}")
+            raise StructureError(f"requested tasks {list(tasks)} must be a non-empty subset of "
+                                 f"{list(self.tasks)}")
         return sum(1 << self.tasks.index(t) for t in tasks)
 
     @staticmethod
@@ -200,12 +202,12 @@ class MergedNet(nn.Module):
         if keep_t.dtype == torch.bool:
             if keep_t.shape != (width,):
                 raise StructureError(f"layer {layer!r} group {key!r}: keep mask has shape "
-                                 f"{tuple(keep_t.shape)}, expected ({width},)")
+                                     f"{tuple(keep_t.shape)}, expected ({width},)")
             return keep_t.nonzero().flatten()
         idx = keep_t.long().flatten()
         if idx.numel() and (idx.min() < 0 or idx.max() >= width or idx.unique().numel() != idx.numel()):
             raise StructureError(f"layer {layer!r} group {key!r}: keep indices must be distinct and in "
-                             f"[0, {width}), got {idx.tolist()}")
+                                 f"[0, {width}), got {idx.tolist()}")
         return idx.sort().values
 
     def _readers_with_offsets(self, layer: str, key: str) -> list[tuple[nn.ModuleDict, str, int, int]]:
@@ -240,28 +242,30 @@ class MergedNet(nn.Module):
                 core = group[0]
                 want_kind = nn.Conv2d if lg.kind == "conv" else nn.Linear
                 if not isinstance(core, want_kind):
-                    raise StructureError(f"layer {lg.name!r} group {key!r}: core must be {want_kind.__name__}")
+                    raise StructureError(f"layer {lg.name!r} group {key!r}: core must be "
+                                         f"{want_kind.__name__}")
                 n_in = lg.in_factor * (geo.in_channels if i == 0 else sum(
                     self.width(self.layer_names[i - 1], k) for k in self.reads(lg.name, key)))
                 got = core.in_channels if lg.kind == "conv" else core.in_features
                 if got != n_in:
                     raise StructureError(f"layer {lg.name!r} group {key!r}: core reads {got} inputs, "
-                                     f"its input groups provide {n_in}")
+                                         f"its input groups provide {n_in}")
                 if len(self._provenance[lg.name][key]) != group_width(group):
-                    raise StructureError(f"layer {lg.name!r} group {key!r}: provenance length differs from width")
+                    raise StructureError(f"layer {lg.name!r} group {key!r}: provenance length differs from "
+                                         "width")
         for t, n_out in zip(self.tasks, geo.head_outputs):
             at = geo.head_layer(t)
             n_in = geo.head_factor(t) * sum(self.width(at, k) for k in self.head_reads(t))
             head = self.heads[t]
             if (head.in_features, head.out_features) != (n_in, n_out):
                 raise StructureError(f"head {t!r} is {head.in_features}->{head.out_features}, "
-                                 f"expected {n_in}->{n_out}")
+                                     f"expected {n_in}->{n_out}")
 
     # ----------------------------------------------------------------- builders
     @classmethod
     def from_widths(cls, geometry: NetGeometry, widths: Mapping[str, Mapping[str, int]],
                     provenance: Mapping[str, Mapping[str, Sequence[tuple[int, int]]]] | None = None
-                    ) -> "MergedNet":
+                    ) -> MergedNet:
         """An all-zero net of the given group widths (e.g. to ``load_state_dict`` into)."""
         tasks = geometry.tasks
         check_structure(tasks, geometry.layer_names, widths, head_layers=geometry.head_layers)

@@ -5,14 +5,21 @@ Importing the package registers the built-in methods: "taylor" (P2, Molchanov et
 ``get_pruner(name).prune(net, data, config, progress)`` prunes a copy of a
 :class:`~pam_explorer.merge.merged_net.MergedNet` and returns a :class:`PruneResult`.
 """
-from pam_explorer.prune.config import AdapMTLConfig, PruneConfig
-from pam_explorer.prune.base import (AlternatingPruner, PruneResult, Pruner, TaskData, get_pruner, list_pruners,
-                                     register_pruner)
-from pam_explorer.prune.taylor import TaylorPruner, taylor_importance
-from pam_explorer.prune.vib import VIBGates, VIBPruner, fold_gates, kl_divergence, log_alpha
 from pam_explorer.prune.adapmtl import AdapMTLPruner
 from pam_explorer.prune.adapmtl_math import adaptive_weights, delta_t
+from pam_explorer.prune.base import (
+    AlternatingPruner,
+    Pruner,
+    PruneResult,
+    TaskData,
+    get_pruner,
+    list_pruners,
+    register_pruner,
+)
+from pam_explorer.prune.config import AdapMTLConfig, PruneConfig
 from pam_explorer.prune.sparse_cost import subset_flops
+from pam_explorer.prune.taylor import TaylorPruner, taylor_importance
+from pam_explorer.prune.vib import VIBGates, VIBPruner, fold_gates, kl_divergence, log_alpha
 
 __all__ = ["PruneConfig", "TaskData", "PruneResult", "Pruner", "AlternatingPruner", "register_pruner",
            "get_pruner", "list_pruners", "TaylorPruner", "taylor_importance", "VIBPruner", "VIBGates",

@@ -34,8 +34,9 @@ import copy
 import math
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,12 +46,17 @@ from torch.nn import functional as F
 from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import StructureError
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.prune.base import BatchStream, Progress, PruneResult, Pruner, TaskData, register_pruner
-from pam_explorer.prune.config import AdapMTLConfig, PruneConfig
-from pam_explorer.train.finetune import evaluate, grad_scales, scale_gradients
 from pam_explorer.prune.adapmtl_math import adaptive_weights, delta_t, task_deltas
-from pam_explorer.prune.sparse_cost import (OVERALL, Components, component_sparsity, sparsity_series,
-                                            subset_flops)
+from pam_explorer.prune.base import BatchStream, Progress, Pruner, PruneResult, TaskData, register_pruner
+from pam_explorer.prune.config import AdapMTLConfig, PruneConfig
+from pam_explorer.prune.sparse_cost import (
+    OVERALL,
+    Components,
+    component_sparsity,
+    sparsity_series,
+    subset_flops,
+)
+from pam_explorer.train.finetune import evaluate, grad_scales, scale_gradients
 
 BACKBONE, SHARED = "backbone", "all"
 
@@ -154,7 +160,7 @@ class _Run:
     pinned: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None  # name -> (mask, values)
 
     @classmethod
-    def start(cls, net: MergedNet, cfg: AdapMTLConfig, config: PruneConfig, n_train: int) -> "_Run":
+    def start(cls, net: MergedNet, cfg: AdapMTLConfig, config: PruneConfig, n_train: int) -> _Run:
         comps = components(net)
         owner = threshold_names(comps, cfg.shared_threshold)
         device = next(net.parameters()).device

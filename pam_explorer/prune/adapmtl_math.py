@@ -2,7 +2,8 @@
 relative performance Delta_T against the dense network (paper Eq. 7)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pam_explorer.core.errors import DataError
 
@@ -38,7 +39,7 @@ def task_deltas(metrics: Mapping[str, Any], dense_metrics: Mapping[str, Any],
     or True (every metric), False, or {metric (or task, for flat values): bool}."""
     if set(metrics) != set(dense_metrics) or not metrics:
         raise DataError(f"metrics and dense_metrics must name the same tasks, got "
-                         f"{sorted(metrics)} and {sorted(dense_metrics)}")
+                        f"{sorted(metrics)} and {sorted(dense_metrics)}")
     out = {}
     for t, m in metrics.items():
         m_s = dict(m) if isinstance(m, Mapping) else {t: m}

@@ -28,8 +28,9 @@ import copy
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 
@@ -59,7 +60,7 @@ class TaskData:
     test: Split
 
     @classmethod
-    def from_splits(cls, splits: Mapping[str, Any], preset: Any) -> "TaskData":
+    def from_splits(cls, splits: Mapping[str, Any], preset: Any) -> TaskData:
         """From ``load_preset_data`` splits (MultiLabelSplit per name) and a Preset (or its name)."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
 
@@ -68,7 +69,7 @@ class TaskData:
             return s.images, {t: task_targets(s.labels, preset, t) for t in preset.task_names}
         return cls(split("train"), split("val"), split("test"))
 
-    def to(self, device: torch.device) -> "TaskData":
+    def to(self, device: torch.device) -> TaskData:
         """A copy with every tensor on ``device`` (a no-op copy when already there)."""
         def move(s: Split) -> Split:
             return s[0].to(device), {t: y.to(device) for t, y in s[1].items()}

@@ -2,8 +2,8 @@
 AdapMTLConfig (the unstructured method's own), validated by :mod:`pam_explorer.core.validate`."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from pam_explorer.core import validate as v
 
@@ -63,7 +63,8 @@ class PruneConfig:
     score_scope: "sharing" (default) scores task t's subgraph, and a neuron shared by tasks tau
     gets the sum of its importances for every task in tau; "task" scores against t's loss only
     (the literal alternating rule; it leaves shared neurons that serve the other task through
-    zero-initialised connections at importance 0, so a fully shared B2 cannot be pruned). "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
+    zero-initialised connections at importance 0, so a fully shared B2 cannot be pruned).
+    "sharing" adds, for a neuron shared by tasks tau, the importance for every task in tau
     (P2; P1's gates are always trained on every sharing task's loss).
     patience: consecutive rejected ``min_step`` steps of a task before it is frozen (validation
     accuracy moves a few tenths of a point between steps, so one rejection is weak evidence).

@@ -4,7 +4,7 @@
 component (a named list of weights) and overall; :func:`sparsity_series` thins its log.
 
 Unstructured pruning (AdapMTL) keeps every neuron, so the analytic group-width cost model
-(:func:`pam_explorer.cost.subset_costs`) does not see it. Here every Conv2d/Linear executed
+(:func:`pam_explorer.cost.analytic.subset_costs`) does not see it. Here every Conv2d/Linear executed
 for a task subset counts, for one sample,
 
     MACs = (weights counted) x (output positions that use each weight once)
@@ -12,12 +12,13 @@ for a task subset counts, for one sample,
 with "weights counted" = its non-zero weights (sparse) or all of them (dense); conv: output
 positions = H_out x W_out (true for any ``groups``: each kernel entry meets every output
 position once), linear: the number of feature vectors per sample (1 for (N, F) inputs).
-FLOPs = 2 x MACs, as in ``cost.py``. Measuring on the executed forward pass, rather than
+FLOPs = 2 x MACs, as in ``cost/analytic.py``. Measuring on the executed forward pass, rather than
 from the layer map, keeps it right whatever reads what (e.g. a head reading an earlier layer).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,7 +82,7 @@ def executed_flops(net: nn.Module, example: torch.Tensor, tasks: tuple[str, ...]
 
 def subset_flops(net: nn.Module, example: torch.Tensor, count_zeros: bool = False) -> dict[str, int]:
     """{subset name ("A", "B", "A+B", ...): FLOPs} for every non-empty subset of ``net.tasks``
-    (canonical order of :func:`pam_explorer.cost.all_subsets`); see :func:`executed_flops`."""
+    (canonical order of :func:`pam_explorer.core.subsets.all_subsets`); see :func:`executed_flops`."""
     param = next(net.parameters())
     example = example.to(param.device, param.dtype)
     return {subset_key(s): executed_flops(net, example, s, count_zeros) for s in all_subsets(net.tasks)}

@@ -11,19 +11,25 @@ the per-sample gradient is that sample's own loss gradient (independent of the b
 Scoring runs in eval mode (BatchNorm running statistics, no dropout), so it changes nothing in
 the net. With ``score_scope="sharing"`` a neuron shared by tasks tau scores the sum of its
 importances for every task in tau (else task t's only, as the paper's alternating rule: on a
-fully shared net the other tasks' neurons then score exactly 0 for t). Importances are ranked globally over the layers of t's subgraph, unnormalised, as in the
-gate formulation of the paper.
+fully shared net the other tasks' neurons then score exactly 0 for t). Importances are ranked
+globally over the layers of t's subgraph, unnormalised, as in the gate formulation of the paper.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.nn import functional as F
 
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.prune.base import (AlternatingPruner, BatchStream, Scores, TaskData, register_pruner,
-                                     subgraph_groups)
+from pam_explorer.prune.base import (
+    AlternatingPruner,
+    BatchStream,
+    Scores,
+    TaskData,
+    register_pruner,
+    subgraph_groups,
+)
 from pam_explorer.prune.config import PruneConfig
 
 

@@ -25,8 +25,16 @@ import torch
 from torch import nn
 
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.prune.base import (AlternatingPruner, BatchStream, GroupId, Progress, Scores, TaskData,
-                                     register_pruner, subgraph_groups)
+from pam_explorer.prune.base import (
+    AlternatingPruner,
+    BatchStream,
+    GroupId,
+    Progress,
+    Scores,
+    TaskData,
+    register_pruner,
+    subgraph_groups,
+)
 from pam_explorer.prune.config import PruneConfig
 from pam_explorer.train.finetune import grad_scales, joint_loss, scale_gradients
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Iterable, Mapping
 
 import torch
 
@@ -276,7 +276,7 @@ def regroup_all(layer_trajs: Mapping[str, Mapping[TaskSubset, Trajectory]],
     """
     if config.algorithm == "full" and len(tasks) > 2:
         raise ConfigError("the full Algorithm 3 depends on alpha beyond a prefix cut: "
-                         "use regroup_full with the layer's activations")
+                          "use regroup_full with the layer's activations")
     missing = [name for name in layer_trajs if name not in widths]
     if missing:
         raise DataError(f"no width for layer(s) {missing}")

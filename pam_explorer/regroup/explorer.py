@@ -6,8 +6,8 @@ The full Algorithm 3 (K > 2, n > 1) depends on alpha beyond a cut and is cached 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -19,10 +19,20 @@ from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.cost.analytic import costs_from_widths, predicted_costs
 from pam_explorer.data import Preset, get_preset, load_preset_data, preset_relatedness, task_targets
 from pam_explorer.graph.build import chain_geometry
-from pam_explorer.regroup.algorithms import (LayerGroups, groups_at, max_mi, phases, regroup_full,
-                                             shared_count_vs_alpha)
-from pam_explorer.regroup.trajectories import (PresetTrajectories, compute_trajectories, merged_activations,
-                                               sample_inputs)
+from pam_explorer.regroup.algorithms import (
+    LayerGroups,
+    groups_at,
+    max_mi,
+    phases,
+    regroup_full,
+    shared_count_vs_alpha,
+)
+from pam_explorer.regroup.trajectories import (
+    PresetTrajectories,
+    compute_trajectories,
+    merged_activations,
+    sample_inputs,
+)
 from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo.pretrained import load_pretrained
 
@@ -41,12 +51,13 @@ class Explorer:
 
     @classmethod
     def open(cls, preset: str | Preset, mi: MIConfig = MIConfig(), data: DataConfig = DataConfig(),
-             nets: Sequence[ChainNet] | None = None, use_cache: bool = True, progress=None) -> "Explorer":
+             nets: Sequence[ChainNet] | None = None, use_cache: bool = True, progress=None) -> Explorer:
         """Load data + networks (default: the committed pre-trained ones) and the trajectories."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
         nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names)
         if len(nets) != len(preset.task_names):
-            raise StructureError(f"{len(nets)} networks given for {len(preset.task_names)} tasks of {preset.name}")
+            raise StructureError(f"{len(nets)} networks given for {len(preset.task_names)} tasks of "
+                                 f"{preset.name}")
         trajs = compute_trajectories(preset, nets, data, mi, cache_root() if use_cache else None, progress)
         rel = preset_relatedness(preset, load_preset_data(preset, data))
         return cls(preset, nets, mi, data, trajs, rel, chain_geometry(nets, preset.task_names))

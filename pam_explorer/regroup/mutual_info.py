@@ -26,7 +26,7 @@ what the threshold loop of the paper's Algorithm 2 does.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -90,7 +90,7 @@ def _validate(t: Tensor, Y: Tensor, sigma2: float, bound: str,
         n_classes = torch.unique(Y, dim=0).shape[0]
         if n_classes > 1 and n_classes >= t.shape[0]:
             raise DataError(f"joint label mode needs more samples than classes: N={t.shape[0]}, "
-                             f"{n_classes} distinct label vectors (every sample its own class)")
+                            f"{n_classes} distinct label vectors (every sample its own class)")
     return t, Y.to(t.device)
 
 
@@ -115,7 +115,7 @@ def mi_reference(t_S: Tensor, Y: Tensor, sigma2: float, bound: str = "kl",
     K = torch.exp(-D * (BOUND_FACTOR[bound] / sigma2))
     log_total = torch.log(K.sum(1) / N)                               # (N,)
     if label_mode == "sum":
-        problems = [[Yb[:, l], ~Yb[:, l]] for l in range(Yb.shape[1])]
+        problems = [[Yb[:, j], ~Yb[:, j]] for j in range(Yb.shape[1])]
     else:
         ids = _joint_ids(Yb)
         problems = [[ids == c for c in range(int(ids.max()) + 1)]]

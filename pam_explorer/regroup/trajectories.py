@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import joblib
 import torch
@@ -73,7 +73,8 @@ def sample_inputs(preset: Preset, data: DataConfig, mi: MIConfig) -> tuple[torch
     return train.images[idx], train.labels[idx]
 
 
-def merged_activations(nets: Sequence[nn.Module], images: torch.Tensor, pooling: str) -> dict[str, torch.Tensor]:
+def merged_activations(nets: Sequence[nn.Module], images: torch.Tensor,
+                       pooling: str) -> dict[str, torch.Tensor]:
     """Per layer, the networks' activations side by side: (N, sum of widths).
 
     Each network's layer is RMS-normalised on its own before concatenation, so sigma^2 is
@@ -94,8 +95,8 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
     if cache_dir == DEFAULT_CACHE:
         cache_dir = cache_root()
     maps = [layer_map(n) for n in nets]
-    names = [l.name for l in maps[0]]
-    if any([l.name for l in m] != names for m in maps):
+    names = [info.name for info in maps[0]]
+    if any([info.name for info in m] != names for m in maps):
         raise StructureError("the networks must have the same layers to be merged layer by layer")
     net_widths = {n: tuple(m[i].width for m in maps) for i, n in enumerate(names)}
     key = _cache_key(preset, nets, data, mi)

@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from pam_explorer.regroup.mutual_info import (greedy_reference, greedy_trajectory, mi_reference,
-                                      rms_normalise)
+from pam_explorer.regroup.mutual_info import greedy_reference, greedy_trajectory, mi_reference, rms_normalise
 
 _NAIVE_SIZES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
 from pam_explorer import export
 from pam_explorer.baselines.mtz import MTZConfig, zip_networks
+from pam_explorer.core import validate
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
 from pam_explorer.core.errors import ConfigError, RunConflict
 from pam_explorer.core.io import write_json_atomic, write_text_atomic
@@ -56,13 +57,13 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
         if self.prune not in list_pruners():
-            raise ConfigError(f"ExperimentConfig.prune: unknown method {self.prune!r}; known: {list_pruners()}")
+            raise ConfigError(f"ExperimentConfig.prune: unknown method {self.prune!r}; "
+                              f"known: {list_pruners()}")
         bad = [s for s in self.schemes if s not in SCHEMES] or ([] if self.schemes else ["(none)"])
         if bad:
             raise ConfigError(f"ExperimentConfig.schemes: {bad} not in {list(SCHEMES)}")
         RegroupConfig(alpha=self.resolved_alpha())  # validates alpha
-        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
-            raise ConfigError(f"ExperimentConfig.finetune_epochs: must be an integer >= 0, got {self.finetune_epochs!r}")
+        validate.non_negative_int(self, "finetune_epochs")
         if self.prune == "adapmtl":
             self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
@@ -95,7 +96,8 @@ class ExperimentConfig:
             else MTZConfig(seed=self.seed, device=self.device)
 
     def finetune(self) -> FinetuneConfig:
-        return FinetuneConfig(epochs=1 if self.quick else self.finetune_epochs, seed=self.seed, device=self.device)
+        return FinetuneConfig(epochs=1 if self.quick else self.finetune_epochs, seed=self.seed,
+                              device=self.device)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
@@ -109,7 +111,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | 
     stages = _Stages(out, cfg.schemes, progress)
     schemes = {}
     for name in cfg.schemes:
-        schemes[name] = stages.run(name, lambda n=name: _SCHEME_FNS[n](cfg, nets, preset.task_names, data, stages))
+        schemes[name] = stages.run(
+            name, lambda n=name: _SCHEME_FNS[n](cfg, nets, preset.task_names, data, stages))
     report = {"preset": preset.name, "tasks": list(preset.task_names), "prune": cfg.prune,
               "alpha": cfg.resolved_alpha(), "quick": cfg.quick,
               "reference_accuracy": {t: evaluate(_single(n, t), data.test[0], data.test[1])[t]
@@ -128,7 +131,7 @@ def _single(net: ChainNet, task: str) -> MergedNet:
     return from_single(net, task)
 
 
-def _prune(cfg: ExperimentConfig, net: MergedNet, data: TaskData, stages: "_Stages", label: str):
+def _prune(cfg: ExperimentConfig, net: MergedNet, data: TaskData, stages: _Stages, label: str):
     def cb(row: dict) -> None:
         if row.get("phase") == "adapmtl":  # one line per epoch, not per step
             if row.get("val_accuracy"):
@@ -163,7 +166,8 @@ def _latencies(cfg: ExperimentConfig, net) -> dict:
     return out
 
 
-def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet], device: str = "cpu") -> dict[str, float]:
+def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet],
+                         device: str = "cpu") -> dict[str, float]:
     """B1 runs a subset's networks one after the other: the sum of each one's latency."""
     single = {t: _latency_ms(cfg, n, device)[t] for t, n in nets.items()}
     return {subset_key(s): round(sum(single[t] for t in s), 4) for s in all_subsets(list(nets))}
@@ -196,7 +200,8 @@ def _sparse_fields(result) -> dict:
 
 
 def _slim(row: dict) -> dict:
-    return {k: row[k] for k in ("step", "task", "accepted", "removed", "widths", "flops", "val_accuracy") if k in row}
+    keep = ("step", "task", "accepted", "removed", "widths", "flops", "val_accuracy")
+    return {k: row[k] for k in keep if k in row}
 
 
 def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
@@ -211,7 +216,8 @@ def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
            "accuracy": per("test_accuracy"), "val_accuracy": per("val_accuracy"),
            "reference_val_accuracy": per("reference_accuracy"),
            "widths": {t: n.group_widths() for t, n in pruned.items()},
-           "log": {t: [_slim(r) for r in res.log] if not _unstructured(res) else [] for t, res in results.items()},
+           "log": {t: [_slim(r) for r in res.log] if not _unstructured(res) else []
+                   for t, res in results.items()},
            "seconds": round(time.perf_counter() - t0, 1)}
     if all(_unstructured(r) for r in results.values()):
         rec.update(_separate_sparse_fields(results))
@@ -245,7 +251,8 @@ def _run_b2(cfg, nets, tasks, data: TaskData, stages) -> dict:
     zipped = zip_networks(nets, tasks, data.train, data.val, cfg.mtz()).net
     res = _prune(cfg, zipped, data, stages, "B2")
     export.save(res.net, stages.dir / "B2.zip", {"scheme": "B2"})
-    return {**_scheme_record(cfg, res, time.perf_counter() - t0), "zipped_accuracy": evaluate(zipped, *data.val)}
+    return {**_scheme_record(cfg, res, time.perf_counter() - t0),
+            "zipped_accuracy": evaluate(zipped, *data.val)}
 
 
 def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
@@ -263,8 +270,8 @@ def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
         extra.update(sparse_flops=res.extra["sparse_flops"], sparsity=res.extra["sparsity"])
     export.save(res.net, stages.dir.parent / "model.zip", extra)
     return {**_scheme_record(cfg, res, time.perf_counter() - t0),
-            "groups_before_pruning": {l: {subset_key(k): len(v) for k, v in g.groups.items()}
-                                      for l, g in groups.items()}}
+            "groups_before_pruning": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
+                                      for layer, g in groups.items()}}
 
 
 _SCHEME_FNS = {"B1": _run_b1, "B2": _run_b2, "PAM": _run_pam}
@@ -316,6 +323,6 @@ def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> None:
             have.setdefault(k, default)
         if have != want:
             raise RunConflict(f"{out} holds a run with a different configuration ({have}); "
-                             "use another --out directory (nothing there was changed)")
+                              "use another --out directory (nothing there was changed)")
     else:
         write_json_atomic(path, want)

@@ -6,10 +6,10 @@ A run is a directory ``<root>/<run_id>/`` holding
   "pid", "started", "ended", "exit_code", "message"}  (written atomically);
 * ``log.txt``      stdout + stderr of the command;
 * ``exit_code``    written by a small wrapper (this file run as a script, ``python -I
-  pam_explorer/runs/jobs.py _run DIR ROOT``) when the command ends, so the outcome survives a restart of the app (the
-  wrapper is in its own session and outlives the app). The wrapper's command line does not
-  contain the command's, so a ``pkill -f <command>`` elsewhere kills only the command and the run
-  is still recorded as failed with the signal's exit code (128 + signal);
+  pam_explorer/runs/jobs.py _run DIR ROOT``) when the command ends, so the outcome survives a
+  restart of the app (the wrapper is in its own session and outlives the app). The wrapper's
+  command line does not contain the command's, so a ``pkill -f <command>`` elsewhere kills only
+  the command and the run is still recorded as failed with the signal's exit code (128 + signal);
 * ``progress.json`` optional {"stage", "fraction", "message"} written by the command itself.
 
 ``argv`` is any command; the token ``{run_dir}`` inside it is replaced by the run directory (so
@@ -38,9 +38,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 
 def _core_file(name: str) -> ModuleType:

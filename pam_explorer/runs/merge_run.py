@@ -1,8 +1,8 @@
 """The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pam_explorer import export
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
@@ -35,13 +35,15 @@ def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs:
     net = net.cpu().eval()
     summary = {"preset": preset, "alpha": cfg.alpha, "overrides": dict(cfg.overrides),
                "algorithm": cfg.algorithm,
-               "groups": {l: {subset_key(k): len(v) for k, v in g.groups.items()} for l, g in groups.items()},
+               "groups": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
+                          for layer, g in groups.items()},
                "flops": {s: c["flops"] for s, c in subset_costs(net).items()},
                # one image per call, CPU: what an edge device running one request would see
                "latency_ms": {s: round(1e3 * v, 4) for s, v in measure_latency(net).items()},
                "accuracy_before_finetune": before, "accuracy": evaluate(net, *data.test),
                "history": history}
     out.mkdir(parents=True, exist_ok=True)
-    summary["model"] = str(export.save(net, out / "model.zip", {k: v for k, v in summary.items() if k != "history"}))
+    manifest_extra = {k: v for k, v in summary.items() if k != "history"}
+    summary["model"] = str(export.save(net, out / "model.zip", manifest_extra))
     write_json_atomic(out / "merge.json", summary)
     return summary

@@ -1,7 +1,7 @@
 """Report of an experiment: gains of PAM over B1 and B2, and the paper's Table-1 layout."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from pam_explorer.cost.analytic import average_gain, peak_gain
 

@@ -1,8 +1,8 @@
 """Train and save the single-task networks of a preset (the CLI ``train`` command)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -11,8 +11,8 @@ Cancellation: the progress callback may raise; the exception propagates and trai
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -47,7 +47,7 @@ def _check_split(net: MergedNet, split: Split, name: str, tasks: Sequence[str]) 
         want = (n, net.geometry.head_outputs[j])
         if tuple(targets[t].shape) != want:
             raise DataError(f"{name}: targets of task {t!r} have shape {tuple(targets[t].shape)}, "
-                             f"expected {want}")
+                            f"expected {want}")
 
 
 def grad_scales(net: MergedNet) -> dict[str, float]:

@@ -4,12 +4,17 @@ ResNets), safe checkpoints (safetensors + JSON sidecar) and the committed pre-tr
 Every registered model is a :class:`~pam_explorer.zoo.chain.ChainNet` (or, later, a residual
 net) so the layer map, activation capture and merging can read its structure.
 """
-from pam_explorer.zoo.registry import ModelSpec, get_model, list_models, register_model, build_model
-from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo import lenet as _lenet  # noqa: F401  (registers "lenet5")
 from pam_explorer.zoo import vgg as _vgg  # noqa: F401  (registers "vgg16")
-from pam_explorer.zoo.checkpoint import CheckpointMismatch, load_checkpoint, nets_from_uploads, save_checkpoint
+from pam_explorer.zoo.chain import ChainNet
+from pam_explorer.zoo.checkpoint import (
+    CheckpointMismatch,
+    load_checkpoint,
+    nets_from_uploads,
+    save_checkpoint,
+)
 from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained, pretrained_meta
+from pam_explorer.zoo.registry import ModelSpec, build_model, get_model, list_models, register_model
 
 __all__ = [
     "ModelSpec", "ChainNet", "get_model", "list_models", "register_model", "build_model",

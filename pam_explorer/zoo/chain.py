@@ -22,7 +22,7 @@ class ChainNet(nn.Module):
     before the first linear block.
     """
 
-    def __init__(self, blocks: "OrderedDict[str, nn.Sequential]", head: nn.Linear, arch: str,
+    def __init__(self, blocks: OrderedDict[str, nn.Sequential], head: nn.Linear, arch: str,
                  in_channels: int, image_size: int, hparams: dict | None = None) -> None:
         super().__init__()
         for name, block in blocks.items():
@@ -51,7 +51,7 @@ class ChainNet(nn.Module):
         return self.head(self.body(x))
 
 
-def flat_features(blocks: "OrderedDict[str, nn.Sequential]", in_channels: int, image_size: int) -> int:
+def flat_features(blocks: OrderedDict[str, nn.Sequential], in_channels: int, image_size: int) -> int:
     """Number of features a (1, C, H, W) input has after the given conv blocks, flattened."""
     # two samples so BatchNorm in training mode accepts a 1x1 map
     x = torch.zeros(2, in_channels, image_size, image_size)

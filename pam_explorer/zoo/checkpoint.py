@@ -7,8 +7,9 @@ checkpoints (the dashboard's Setup page) load through :func:`nets_from_uploads`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -50,7 +51,8 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
             "safetensors.torch.save_file(model.state_dict(), path)") from exc
 
 
-def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor],
+                    source: str = "checkpoint") -> nn.Module:
     """Copy ``state`` into ``model`` after checking every tensor name and shape."""
     expected = model.state_dict()
     arch = getattr(model, "arch", type(model).__name__)

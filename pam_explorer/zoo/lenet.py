@@ -6,7 +6,6 @@ from collections import OrderedDict
 from torch import nn
 
 from pam_explorer.core.errors import ConfigError
-
 from pam_explorer.zoo.chain import ChainNet, flat_features
 from pam_explorer.zoo.registry import register_model
 
@@ -22,7 +21,7 @@ def lenet5(num_outputs: int, in_channels: int = 1, image_size: int = 32, width: 
     if not isinstance(extra_fc, int) or isinstance(extra_fc, bool) or extra_fc < 0:
         raise ConfigError(f"extra_fc must be an integer >= 0, got {extra_fc!r}")
     c1, c2, f1, f2 = (max(1, round(w * width)) for w in (6, 16, 120, 84))
-    convs: "OrderedDict[str, nn.Sequential]" = OrderedDict(
+    convs: OrderedDict[str, nn.Sequential] = OrderedDict(
         conv1=nn.Sequential(nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2)),
         conv2=nn.Sequential(nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2)),
     )

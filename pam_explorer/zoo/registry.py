@@ -1,8 +1,8 @@
 """Registry of architectures, shared by the CLI, the dashboard's select boxes and the tests."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

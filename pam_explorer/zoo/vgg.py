@@ -6,7 +6,6 @@ from collections import OrderedDict
 from torch import nn
 
 from pam_explorer.core.errors import ConfigError
-
 from pam_explorer.zoo.chain import ChainNet, flat_features
 from pam_explorer.zoo.registry import register_model
 
@@ -24,7 +23,7 @@ def vgg16(num_outputs: int, in_channels: int = 3, image_size: int = 72, width: f
     """
     if not isinstance(extra_fc, int) or isinstance(extra_fc, bool) or extra_fc < 0:
         raise ConfigError(f"extra_fc must be an integer >= 0, got {extra_fc!r}")
-    blocks: "OrderedDict[str, nn.Sequential]" = OrderedDict()
+    blocks: OrderedDict[str, nn.Sequential] = OrderedDict()
     c_in, idx, size = in_channels, 0, image_size
     for item in _VGG16:
         if item == "M":

@@ -9,8 +9,14 @@ from torch import nn
 from torch.testing import assert_close
 
 from pam_explorer.baselines import MTZConfig, zip_networks
-from pam_explorer.baselines.mtz import (conv_hessian, greedy_pairs, hessian_hat, merge_weights,
-                                        neuron_weights, pair_costs)
+from pam_explorer.baselines.mtz import (
+    conv_hessian,
+    greedy_pairs,
+    hessian_hat,
+    merge_weights,
+    neuron_weights,
+    pair_costs,
+)
 from pam_explorer.zoo import build_model
 from tests.helpers import randomise_bn
 
@@ -28,7 +34,8 @@ def _objective(w, w_a, w_b, h_a, h_b) -> float:
 def test_merge_formula_matches_closed_form_and_cost_is_its_minimum():
     gen = torch.Generator().manual_seed(0)
     h_a, h_b = _spd(4, gen), _spd(4, gen)
-    w_a, w_b = torch.randn(4, generator=gen, dtype=torch.float64), torch.randn(4, generator=gen, dtype=torch.float64)
+    w_a, w_b = (torch.randn(4, generator=gen, dtype=torch.float64),
+                torch.randn(4, generator=gen, dtype=torch.float64))
     merged = merge_weights(w_a[None, None], w_b[None, None], h_a, h_b)[0, 0]  # one neuron, K = 1
     ha, hb, wa, wb = (t.numpy() for t in (h_a, h_b, w_a, w_b))
     assert_close(merged.numpy(), np.linalg.solve(ha + hb, ha @ wa + hb @ wb))
@@ -36,7 +43,8 @@ def test_merge_formula_matches_closed_form_and_cost_is_its_minimum():
     assert_close(grad, np.zeros(4), atol=1e-10, rtol=0)
     best = _objective(merged.numpy(), wa, wb, ha, hb)
     rng = np.random.default_rng(0)
-    assert all(_objective(merged.numpy() + 1e-2 * rng.standard_normal(4), wa, wb, ha, hb) > best for _ in range(20))
+    assert all(_objective(merged.numpy() + 1e-2 * rng.standard_normal(4), wa, wb, ha, hb) > best
+               for _ in range(20))
     h_hat = hessian_hat(h_a, h_b)
     assert_close(h_hat.numpy(), np.linalg.inv(np.linalg.inv(ha) + np.linalg.inv(hb)))
     cost = pair_costs(w_a[None, None], w_b[None, None], h_hat)
@@ -47,7 +55,8 @@ def test_merge_formula_matches_closed_form_and_cost_is_its_minimum():
 def test_conv_costs_and_merge_are_per_kernel_position():
     gen = torch.Generator().manual_seed(1)
     h_a, h_b = _spd(3, gen), _spd(3, gen)
-    wa, wb = torch.randn(2, 3, 2, 2, generator=gen, dtype=torch.float64), torch.randn(3, 3, 2, 2, generator=gen, dtype=torch.float64)
+    wa, wb = (torch.randn(2, 3, 2, 2, generator=gen, dtype=torch.float64),
+              torch.randn(3, 3, 2, 2, generator=gen, dtype=torch.float64))
     na, nb = neuron_weights(wa), neuron_weights(wb)  # (n, K=4, C=3)
     assert_close(na[1, 3], wa[1, :, 1, 1])
     costs = pair_costs(na, nb, hessian_hat(h_a, h_b))
@@ -139,7 +148,8 @@ def test_different_widths_give_max_width_shared_layers(hessian):
         assert net.group_widths()[name] == {"A+B": max(wa, wb)}
     assert [r["layer"] for r in seen] == list(a.blocks)
     assert all(set(r["val_accuracy"]) == {"A", "B"} and r["retrain_loss"] > 0 for r in seen)
-    assert all(len(r["pairs"]) == min(a.blocks[r["layer"]][0].weight.shape[0], b.blocks[r["layer"]][0].weight.shape[0])
+    assert all(len(r["pairs"]) == min(a.blocks[r["layer"]][0].weight.shape[0],
+                                      b.blocks[r["layer"]][0].weight.shape[0])
                for r in result.log)
     out = net(split[0])
     assert out["A"].shape == (32, 3) and out["B"].shape == (32, 2) and not net.training
@@ -154,7 +164,8 @@ def test_first_layer_merge_is_the_pair_mean_and_extras_keep_weights():
     a = build_model("lenet5", 3, 1, 32, width=0.5).eval()  # conv1: 3 channels
     b = build_model("lenet5", 2, 1, 32, width=1.0).eval()  # conv1: 6 channels
     split = _data(16, 1, (3, 2))
-    result = zip_networks([a, b], ["A", "B"], split, split, MTZConfig(n_samples=16, retrain_batches=0, device="cpu"))
+    result = zip_networks([a, b], ["A", "B"], split, split,
+                          MTZConfig(n_samples=16, retrain_batches=0, device="cpu"))
     pairs = result.log[0]["pairs"]
     core = result.net.groups["conv1"]["A+B"][0]
     wa, wb = a.blocks["conv1"][0], b.blocks["conv1"][0]
@@ -177,6 +188,7 @@ def test_errors_name_the_problem():
     split = (torch.rand(4, 1, 32, 32), {t: torch.zeros(4, 2) for t in "ABC"})
     with pytest.raises(ValueError, match="exactly 2"):
         zip_networks(nets, ["A", "B", "C"], split, split, MTZConfig(device="cpu"))
-    deeper = [build_model("lenet5", 2, 1, 32, width=0.2), build_model("lenet5", 2, 1, 32, width=0.2, extra_fc=1)]
+    deeper = [build_model("lenet5", 2, 1, 32, width=0.2),
+              build_model("lenet5", 2, 1, 32, width=0.2, extra_fc=1)]
     with pytest.raises(ValueError, match="equal depth"):
         zip_networks(deeper, ["A", "B"], split, split, MTZConfig(device="cpu"))

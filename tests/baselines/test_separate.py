@@ -9,7 +9,8 @@ from pam_explorer.zoo import build_model
 
 def test_separate_nets_reproduce_each_network():
     torch.manual_seed(0)
-    nets = [build_model("lenet5", 3, 1, 32, width=0.5).eval(), build_model("lenet5", 2, 1, 32, width=1.0).eval()]
+    nets = [build_model("lenet5", 3, 1, 32, width=0.5).eval(),
+            build_model("lenet5", 2, 1, 32, width=1.0).eval()]
     out = separate_nets(nets, ["A", "B"])
     x = torch.rand(8, 1, 32, 32)
     assert list(out) == ["A", "B"]

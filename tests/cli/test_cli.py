@@ -53,8 +53,9 @@ def test_quick_experiment_report_schema_resume_and_export(tmp_path, capsys):
     assert (out / "report.json").is_file()
     # export reloads and runs
     assert main(["export", "--run", str(out), "--out", str(tmp_path / "m.zip")]) == 0
-    from pam_explorer import export
     import torch
+
+    from pam_explorer import export
     net = export.load(tmp_path / "m.zip")
     assert net(torch.rand(2, 1, 32, 32), tasks=["A"])["A"].shape == (2, 5)
     assert export.read_manifest(tmp_path / "m.zip")["flops"] == report["schemes"]["PAM"]["flops"]
@@ -105,10 +106,12 @@ def test_quick_adapmtl_experiment_reports_sparsity_breakdown(tmp_path, capsys):
     assert b1["delta_t"] == pytest.approx(want)
     table = (out / "table.md").read_text()
     assert "sparse FLOPs A+B" in table and "Delta_T" in table
-    from pam_explorer import export
     import torch
+
+    from pam_explorer import export
     net = export.load(out / "model.zip")  # zeros are real zeros in the exported weights
-    zeros = sum(int((p == 0).sum()) for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    zeros = sum(int((p == 0).sum()) for n, p in net.named_parameters()
+                if n.endswith("weight") and p.dim() > 1)
     total = sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.dim() > 1)
     assert zeros / total >= 0.8
     assert net(torch.rand(2, 1, 32, 32))["B"].shape == (2, 5)
@@ -116,6 +119,7 @@ def test_quick_adapmtl_experiment_reports_sparsity_breakdown(tmp_path, capsys):
 
 def test_run_dir_from_before_a_new_config_field_still_resumes(tmp_path):
     import dataclasses
+
     from pam_explorer.runs.experiment import ExperimentConfig, _check_or_write_config
     old = dataclasses.asdict(ExperimentConfig(quick=True))
     del old["target_sparsity"]  # a run directory written before the field existed

@@ -9,12 +9,24 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pam_explorer.core.geometry import check_structure
 from pam_explorer.core.subsets import all_subsets, subset_key
-from pam_explorer.cost.analytic import (average_gain, costs_from_widths, expected_flops, peak_gain,
-                                        predicted_costs, separate_costs, subset_costs)
+from pam_explorer.cost.analytic import (
+    average_gain,
+    costs_from_widths,
+    expected_flops,
+    peak_gain,
+    predicted_costs,
+    separate_costs,
+    subset_costs,
+)
 from pam_explorer.cost.latency import measure_latency
 from pam_explorer.graph.build import chain_geometry
-from pam_explorer.merge.build import (exclusive_grouping, from_single, fully_shared, merge_networks,
-                                      shared_grouping)
+from pam_explorer.merge.build import (
+    exclusive_grouping,
+    from_single,
+    fully_shared,
+    merge_networks,
+    shared_grouping,
+)
 from pam_explorer.zoo import build_model
 from tests.helpers import measured, random_grouping
 
@@ -31,7 +43,8 @@ def make_nets(arch: str, k: int, seed: int = 0) -> list[nn.Module]:
 
 def groupings(nets, tasks):
     return {"shared": shared_grouping(nets, tasks), "exclusive": exclusive_grouping(nets, tasks),
-            "mixed": random_grouping(nets, tasks, 1), "empty": random_grouping(nets, tasks, 2, empty=tasks[:1])}
+            "mixed": random_grouping(nets, tasks, 1),
+            "empty": random_grouping(nets, tasks, 2, empty=tasks[:1])}
 
 
 @pytest.mark.parametrize("arch,k", [("lenet5", 2), ("vgg16", 2), ("lenet5", 3), ("vgg16", 3)])

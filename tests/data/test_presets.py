@@ -8,8 +8,14 @@ import torch
 
 from pam_explorer.core.config import DataConfig
 from pam_explorer.data import (
-    Preset, get_preset, label_mutual_information, list_presets, load_preset_data,
-    preset_relatedness, register_preset, task_targets,
+    Preset,
+    get_preset,
+    label_mutual_information,
+    list_presets,
+    load_preset_data,
+    preset_relatedness,
+    register_preset,
+    task_targets,
 )
 
 BUILTIN = [

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import torchvision.datasets
+
 from pam_explorer.core.config import DataConfig
 from pam_explorer.data import CELEBA_ATTRIBUTES, FASHION_CLASSES
 from pam_explorer.data.real import load_celeba_multilabel, load_fashion_multilabel, read_idx
@@ -160,7 +160,8 @@ def test_celeba_multilabel(tmp_path):
         for img, r in zip(sp.images, rows.tolist()):
             color = torch.tensor(CELEBA_COLORS[r], dtype=torch.float32) / 255
             assert torch.allclose(img.mean(dim=(1, 2)), color, atol=0.05)
-    again = load_celeba_multilabel(DataConfig(n_train=2, n_val=5, n_test=5, image_size=16, root=str(tmp_path)))
+    again = load_celeba_multilabel(DataConfig(n_train=2, n_val=5, n_test=5, image_size=16,
+                                              root=str(tmp_path)))
     assert torch.equal(again["train"].source_ids, s["train"].source_ids)
 
 

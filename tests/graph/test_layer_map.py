@@ -1,4 +1,3 @@
-import torch
 
 from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.zoo import build_model

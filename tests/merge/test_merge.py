@@ -10,8 +10,13 @@ from torch.testing import assert_close
 from pam_explorer.core.geometry import NetGeometry
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.graph.build import chain_geometry, layer_widths
-from pam_explorer.merge.build import (exclusive_grouping, from_single, fully_shared, merge_networks,
-                                      shared_grouping)
+from pam_explorer.merge.build import (
+    exclusive_grouping,
+    from_single,
+    fully_shared,
+    merge_networks,
+    shared_grouping,
+)
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.zoo import build_model
 from tests.helpers import random_grouping, randomise_bn

@@ -17,12 +17,18 @@ from pam_explorer.core.geometry import NetGeometry, check_structure
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.cost.analytic import predicted_costs, separate_costs, subset_costs
 from pam_explorer.graph.build import chain_geometry, common_layers, layer_widths
-from pam_explorer.merge.build import (complete_grouping, exclusive_grouping, from_single, merge_networks,
-                                      shared_grouping, takeover_grouping)
+from pam_explorer.merge.build import (
+    complete_grouping,
+    exclusive_grouping,
+    from_single,
+    merge_networks,
+    shared_grouping,
+    takeover_grouping,
+)
 from pam_explorer.merge.merged_net import MergedNet
-from tests.helpers import measured, randomise_bn
 from pam_explorer.zoo import build_model, load_checkpoint, save_checkpoint
 from pam_explorer.zoo.chain import ChainNet
+from tests.helpers import measured, randomise_bn
 
 
 def _truncate(net: ChainNet, n_fc: int, n_out: int) -> ChainNet:

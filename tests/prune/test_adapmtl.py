@@ -11,13 +11,22 @@ from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.merge.build import from_single, fully_shared, merge_networks
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, list_pruners
-from pam_explorer.prune.adapmtl import (BACKBONE, SHARED, alphas_of, bake, components, soft_threshold,
-                                        sparse_forward, sparse_params, threshold_names)
+from pam_explorer.prune.adapmtl import (
+    BACKBONE,
+    SHARED,
+    alphas_of,
+    bake,
+    components,
+    soft_threshold,
+    sparse_forward,
+    sparse_params,
+    threshold_names,
+)
 from pam_explorer.prune.adapmtl_math import adaptive_weights, delta_t, task_deltas
 from pam_explorer.prune.config import AdapMTLConfig
-from pam_explorer.prune.sparse_cost import OVERALL, component_sparsity, sparsity_series
-from pam_explorer.prune.sparse_cost import subset_flops
+from pam_explorer.prune.sparse_cost import OVERALL, component_sparsity, sparsity_series, subset_flops
 from tests.prune.prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
+
 
 # --------------------------------------------------------------------------- fixtures
 def scheme_net(scheme: str) -> MergedNet:

@@ -10,11 +10,20 @@ from pam_explorer.core.geometry import check_structure
 from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.merge.build import from_single, fully_shared, merge_networks
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.prune import (AlternatingPruner, PruneConfig, PruneResult, Pruner, TaskData, get_pruner,
-                                list_pruners, register_pruner)
+from pam_explorer.prune import (
+    AlternatingPruner,
+    PruneConfig,
+    Pruner,
+    PruneResult,
+    TaskData,
+    get_pruner,
+    list_pruners,
+    register_pruner,
+)
 from pam_explorer.prune.base import apply_removal, plan_removal, subgraph_groups
 from pam_explorer.zoo import build_model
 from tests.prune.prune_fixtures import TASKS, random_grouping, synthetic, tiny_nets
+
 
 # --------------------------------------------------------------------------- fixtures
 def scheme_net(scheme: str) -> MergedNet:
@@ -215,7 +224,7 @@ def test_custom_pruner_contract_is_general(data):
 def test_removal_savings_equal_cost_differences():
     net = scheme_net("PAM")
     groups = subgraph_groups(net, "A")
-    total = lambda w: sum(c["flops"] for c in base.costs_from_widths(net.geometry, w).values())
+    total = lambda w: sum(c["flops"] for c in base.costs_from_widths(net.geometry, w).values())  # noqa: E731
     savings = base.removal_savings(net, groups)
     for layer, key in groups:
         w = net.group_widths()
@@ -261,7 +270,8 @@ def test_blocked_candidates_are_distinct(data, monkeypatch):
         seen.append({g: [net.provenance(*g)[p] for p in ps] for g, ps in plan.items()})
         real_apply(net, plan, scores)
     monkeypatch.setattr(base, "apply_removal", spy)
-    monkeypatch.setattr(base, "evaluate", lambda net, *a, **k: {t: 90.0 if not seen else 10.0 for t in net.tasks})
+    monkeypatch.setattr(base, "evaluate",
+                        lambda net, *a, **k: {t: 90.0 if not seen else 10.0 for t in net.tasks})
     cfg = PruneConfig(**{**FAST, "step_fraction": 0.01, "flops_weight": 0.0, "patience": 3})
     res = FixedPruner().prune(scheme_net("B1"), data, cfg)
     flat = [(g, tuple(v)) for d in seen for g, v in d.items()]
@@ -289,17 +299,20 @@ def test_given_reference_accuracy_sets_the_floor(data, monkeypatch):
     strict = PruneConfig(**{**FAST, "delta": 0.5, "reference_accuracy": {"A": 99.0, "B": 99.0}})
     res = FixedPruner().prune(scheme_net("B2"), data, strict)
     assert res.reference_accuracy == {"A": 99.0, "B": 99.0} and not any(r["accepted"] for r in res.log)
-    loose = PruneConfig(**{**FAST, "delta": 0.5, "reference_accuracy": {"A": 95.2, "B": 95.2}, "max_steps": 2})
+    loose = PruneConfig(**{**FAST, "delta": 0.5, "reference_accuracy": {"A": 95.2, "B": 95.2},
+                           "max_steps": 2})
     assert all(r["accepted"] for r in FixedPruner().prune(scheme_net("B2"), data, loose).log)
     with pytest.raises(ValueError, match="no value for task"):
-        FixedPruner().prune(scheme_net("B2"), data, PruneConfig(**{**FAST, "reference_accuracy": {"A": 90.0}}))
+        FixedPruner().prune(scheme_net("B2"), data,
+                            PruneConfig(**{**FAST, "reference_accuracy": {"A": 90.0}}))
 
 
 @pytest.mark.parametrize("method", ["taylor", "vib"])
 def test_methods_prune_a_net_merged_from_different_depths(method, data):
     """Task A's head reads fc2, B's reads the taken-over fc3: pruning honours both paths."""
     torch.manual_seed(0)
-    nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
+    nets = [build_model("lenet5", 2, 1, 32, width=0.5),
+            build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
     from pam_explorer.merge.build import shared_grouping
     net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS))
     assert net.head_layers == {"A": "fc2", "B": "fc3"}
@@ -307,6 +320,7 @@ def test_methods_prune_a_net_merged_from_different_depths(method, data):
     assert all(r["accepted"] for r in res.log) and len(res.log) == 4
     before, after = subset_costs(net), subset_costs(res.net)
     assert all(after[k]["flops"] < before[k]["flops"] for k in before)
-    check_structure(res.net.tasks, res.net.layer_names, res.net.group_widths(), head_layers=res.net.head_layers)
+    check_structure(res.net.tasks, res.net.layer_names, res.net.group_widths(),
+                    head_layers=res.net.head_layers)
     out = res.net(data.test[0][:4])
     assert out["A"].shape == (4, 2) and out["B"].shape == (4, 1)

@@ -11,13 +11,12 @@ from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.data import load_preset_data
 from pam_explorer.merge.build import from_single, fully_shared
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained
 from pam_explorer.prune import PruneConfig, TaskData, get_pruner, taylor_importance
 from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.taylor import per_sample_task_loss
 from pam_explorer.zoo import build_model
+from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained
 from tests.prune.prune_fixtures import TASKS, merged_net
-
 
 
 def batches(n_batches: int, n: int, seed: int):
@@ -90,7 +89,8 @@ def test_sharing_scope_scores_other_tasks_neurons_of_a_shared_net():
     pruner = get_pruner("taylor")
     own = pruner.importance(net, "A", data, PruneConfig(score_batches=1, batch_size=16, score_scope="task"),
                             BatchStream(16, 16, 0))
-    both = pruner.importance(net, "A", data, PruneConfig(score_batches=1, batch_size=16, score_scope="sharing"),
+    both = pruner.importance(net, "A", data,
+                             PruneConfig(score_batches=1, batch_size=16, score_scope="sharing"),
                              BatchStream(16, 16, 0))
     for layer in net.layer_names:
         origin_b = torch.tensor([o == 1 for o, _ in net.provenance(layer, "A+B")])

@@ -6,22 +6,29 @@ from torch.testing import assert_close
 
 from pam_explorer.core.geometry import check_structure
 from pam_explorer.merge.build import merge_networks
-from pam_explorer.prune import PruneConfig, TaskData, VIBGates, fold_gates, get_pruner, kl_divergence, log_alpha
+from pam_explorer.prune import (
+    PruneConfig,
+    TaskData,
+    VIBGates,
+    fold_gates,
+    get_pruner,
+    kl_divergence,
+    log_alpha,
+)
 from pam_explorer.prune.base import BatchStream, subgraph_groups
 from pam_explorer.prune.vib import INIT_LOGVAR, VIBPruner, train_gates
 from pam_explorer.zoo import build_model
 from tests.prune.prune_fixtures import TASKS, merged_net, synthetic
 
 
-
-
-
 def test_kl_and_log_alpha_hand_values():
     mu = torch.tensor([1.0, 2.0, 0.5])
     logvar = torch.tensor([0.0, math.log(2.0), -6.0])
     assert_close(kl_divergence(mu, logvar),
-                 torch.tensor([0.5 * math.log(2.0), 0.5 * math.log(3.0), 0.5 * math.log1p(0.25 * math.exp(6))]))
-    assert_close(log_alpha(mu, logvar), torch.tensor([0.0, math.log(2.0) - math.log(4.0), -6.0 - math.log(0.25)]))
+                 torch.tensor([0.5 * math.log(2.0), 0.5 * math.log(3.0),
+                               0.5 * math.log1p(0.25 * math.exp(6))]))
+    assert_close(log_alpha(mu, logvar),
+                 torch.tensor([0.0, math.log(2.0) - math.log(4.0), -6.0 - math.log(0.25)]))
 
 
 def test_identity_gates_leave_outputs_unchanged():
@@ -119,7 +126,8 @@ def test_vib_prune_removes_high_log_alpha_first():
 def test_fold_gates_exact_when_heads_read_different_layers():
     """Merged from different depths: A's head reads fc2, which is not the last layer."""
     torch.manual_seed(0)
-    nets = [build_model("lenet5", 2, 1, 32, width=0.5), build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
+    nets = [build_model("lenet5", 2, 1, 32, width=0.5),
+            build_model("lenet5", 1, 1, 32, width=0.5, extra_fc=1)]
     from pam_explorer.merge.build import shared_grouping
     net = merge_networks(nets, TASKS, shared_grouping(nets, TASKS)).eval()
     assert any(core is net.heads["A"] for core, _, _ in net.reader_columns("fc2", "A+B"))

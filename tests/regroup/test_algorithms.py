@@ -7,11 +7,20 @@ import pytest
 import torch
 
 from pam_explorer.core.config import RegroupConfig
-from pam_explorer.regroup.mutual_info import rms_normalise
 from pam_explorer.core.subsets import subset_key as subset_name
-from pam_explorer.regroup.algorithms import (LayerGroups, Trajectory, cut, groups_at, layer_trajectories,
-                                             phases, regroup_all, regroup_from_scratch, regroup_full,
-                                             shared_count_vs_alpha)
+from pam_explorer.regroup.algorithms import (
+    LayerGroups,
+    Trajectory,
+    cut,
+    groups_at,
+    layer_trajectories,
+    phases,
+    regroup_all,
+    regroup_from_scratch,
+    regroup_full,
+    shared_count_vs_alpha,
+)
+from pam_explorer.regroup.mutual_info import rms_normalise
 
 F64 = torch.float64
 SIGMA2 = 0.2

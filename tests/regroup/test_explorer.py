@@ -5,10 +5,10 @@ import torch
 
 from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig
 from pam_explorer.data import get_preset
-from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.merge.build import merge_networks
-from pam_explorer.regroup.algorithms import groups_at
 from pam_explorer.regroup import trajectories as trj
+from pam_explorer.regroup.algorithms import groups_at
+from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.zoo import build_model
 
 DATA = DataConfig(n_train=300, n_val=50, n_test=50)

@@ -6,9 +6,14 @@ import math
 import pytest
 import torch
 
+from pam_explorer.regroup.mutual_info import (
+    greedy_reference,
+    greedy_steps,
+    greedy_trajectory,
+    mi_reference,
+    rms_normalise,
+)
 from pam_explorer.runs.bench import bench_greedy, synthetic_layer
-from pam_explorer.regroup.mutual_info import (greedy_reference, greedy_steps, greedy_trajectory, mi_reference,
-                                              rms_normalise)
 
 F64 = torch.float64
 

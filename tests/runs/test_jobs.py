@@ -1,4 +1,4 @@
-"""Background runs: tiny python commands through pam_explorer.jobs (all state on disk)."""
+"""Background runs: tiny python commands through pam_explorer.runs.jobs (all state on disk)."""
 import sys
 import time
 from pathlib import Path

@@ -6,15 +6,12 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-import importlib
-
-# the package re-exports the function finetune(), which shadows the submodule as an attribute
-ft = importlib.import_module("pam_explorer.train.finetune")
+import pam_explorer.train.finetune as ft
 from pam_explorer.core.config import FinetuneConfig
 from pam_explorer.core.subsets import all_subsets
-from pam_explorer.train.finetune import evaluate, finetune, joint_loss, scale_gradients
 from pam_explorer.graph.build import layer_widths
 from pam_explorer.merge.build import merge_networks
+from pam_explorer.train.finetune import evaluate, finetune, joint_loss, scale_gradients
 from pam_explorer.zoo import build_model
 
 

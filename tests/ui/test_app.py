@@ -11,10 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pam_explorer import export
-from pam_explorer.runs import jobs
 from pam_explorer.core.config import MIConfig, RegroupConfig
-from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.data import get_preset
+from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.runs import jobs
 from ui import figures as F
 
 DEFAULT_ALPHA = get_preset("digits-2task").default_alpha
@@ -142,6 +142,7 @@ def test_bad_upload_shows_error_and_keeps_setup(runs_root):
 
 def test_wrong_shape_upload(tmp_path, runs_root):
     from safetensors.torch import save
+
     from pam_explorer.zoo import build_model
     good = build_model("lenet5", 5, 1, 32).state_dict()
     wrong = build_model("lenet5", 3, 1, 32).state_dict()  # head for 3 labels, task has 5
@@ -179,7 +180,8 @@ def test_runs_and_results_pages(runs_root):
     ok = jobs.submit([sys.executable, "-c", code, "{run_dir}"], runs_root, name="fake")
     jobs.start_next(runs_root)
     _wait(runs_root, ok)
-    bad = jobs.submit([sys.executable, "-c", "print('exploded here'); raise SystemExit(4)"], runs_root, name="bad")
+    bad = jobs.submit([sys.executable, "-c", "print('exploded here'); raise SystemExit(4)"], runs_root,
+                      name="bad")
     jobs.start_next(runs_root)
     _wait(runs_root, bad)
     at = fresh()

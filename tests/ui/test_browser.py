@@ -106,7 +106,8 @@ def sharing_text(driver) -> str:
     try:
         metrics = [m.text for m in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetric"]')]
         charts = driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
-        bars = " ".join(t.text for t in charts[0].find_elements(By.CSS_SELECTOR, "text.bartext")) if charts else ""
+        bars = (" ".join(t.text for t in charts[0].find_elements(By.CSS_SELECTOR, "text.bartext"))
+                if charts else "")
     except StaleElementReferenceException:
         return ""
     shared = [m for m in metrics if "sharing" in m.lower()]

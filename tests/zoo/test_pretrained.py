@@ -2,8 +2,8 @@ import pytest
 
 from pam_explorer.core.config import DataConfig
 from pam_explorer.data import get_preset, load_preset_data, task_targets
-from pam_explorer.zoo.pretrained import load_pretrained, pretrained_meta
 from pam_explorer.train.train import binary_accuracy
+from pam_explorer.zoo.pretrained import load_pretrained, pretrained_meta
 
 
 @pytest.mark.parametrize("preset_name", ["digits-2task", "digits-5task"])

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from pam_explorer.zoo import (CheckpointMismatch, build_model, get_model, list_models,
-                              load_checkpoint, save_checkpoint)
+from pam_explorer.zoo import (
+    CheckpointMismatch,
+    build_model,
+    get_model,
+    list_models,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pam_explorer.zoo.checkpoint import load_state_into
 
 
