@@ -11,6 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from pam_explorer import export
+from pam_explorer.core.config import RegroupConfig
+from pam_explorer.core.subsets import subset_key
+from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs import jobs
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 
@@ -61,3 +64,14 @@ def test_legacy_experiment_resumes_without_recomputing(legacy_root):
     assert report["gains"] == stored["gains"] and report["latency_gains"] == stored["latency_gains"]
     assert report["reference_accuracy"] == pytest.approx(stored["reference_accuracy"])
     assert (out / "table.md").read_text() == (LEGACY / "runs" / rid / "table.md").read_text()
+
+
+def test_legacy_trajectory_cache_is_a_hit(tmp_path, monkeypatch):
+    """A joblib entry the old code wrote (regroup --preset digits-2task, default MI settings)."""
+    shutil.copytree(LEGACY / "cache", tmp_path / "cache")
+    monkeypatch.setenv("PAM_CACHE_ROOT", str(tmp_path / "cache"))
+    explorer = Explorer.open("digits-2task")
+    assert explorer.trajs.cache_hit
+    conv1 = explorer.groups(RegroupConfig(alpha=0.05))["conv1"]
+    # the old code's `regroup --alpha 0.05 --json` printed these sizes for conv1
+    assert {subset_key(k): len(v) for k, v in conv1.groups.items()} == {"A": 4, "B": 1, "A+B": 7}
