@@ -16,7 +16,7 @@ import streamlit as st
 
 from pam_explorer.core import paths
 from pam_explorer.core.config import MIConfig, RegroupConfig
-from pam_explorer.core.errors import PamError, StructureError
+from pam_explorer.core.errors import DataMissing, PamError
 from pam_explorer.data import get_preset
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.zoo import checkpoint
@@ -95,7 +95,7 @@ def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
     if setup.checkpoints != "pretrained":
         nets = nets if nets is not None else st.session_state.get("uploaded_nets", {}).get(setup.checkpoints)
         if nets is None:
-            raise StructureError("the uploaded checkpoints of this setup are no longer in this session; "
+            raise DataMissing("the uploaded checkpoints of this setup are no longer in this session; "
                                  "upload them again on the Setup page")
     reg = _registry()
     bar = st.progress(0.0, text="Loading networks and MI trajectories ...")
