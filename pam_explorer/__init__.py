@@ -11,7 +11,8 @@ from pam_explorer.zoo import build_model, list_models, load_checkpoint, save_che
 from pam_explorer.zoo.pretrained import load_pretrained
 from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.graph.activations import capture_activations
-from pam_explorer.regroup.mutual_info import greedy_trajectory, mi_reference
+from pam_explorer.regroup.greedy import greedy_trajectory
+from pam_explorer.regroup.mutual_info import mi_reference
 from pam_explorer.regroup.algorithms import LayerGroups, cut, groups_at
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.merge.build import merge_networks

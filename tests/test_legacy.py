@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from pam_explorer import export
-from pam_explorer.core.config import RegroupConfig
+from pam_explorer.core.config import MIConfig, RegroupConfig
 from pam_explorer.core.subsets import subset_key
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs import jobs
@@ -66,12 +66,13 @@ def test_legacy_experiment_resumes_without_recomputing(legacy_root):
     assert (out / "table.md").read_text() == (LEGACY / "runs" / rid / "table.md").read_text()
 
 
-def test_legacy_trajectory_cache_is_a_hit(tmp_path, monkeypatch):
-    """A joblib entry the old code wrote (regroup --preset digits-2task, default MI settings)."""
+def test_legacy_pickle_cache_is_ignored_and_the_old_estimator_reproduces(tmp_path, monkeypatch):
+    """A joblib (pickle) entry the old code wrote is never opened (issue 13: nothing in the cache
+    executes); the old estimator (fixed kernel, no chance level) recomputes the same groups that
+    the old code's `regroup --alpha 0.05 --json` printed for conv1."""
     shutil.copytree(LEGACY / "cache", tmp_path / "cache")
     monkeypatch.setenv("PAM_CACHE_ROOT", str(tmp_path / "cache"))
-    explorer = Explorer.open("digits-2task")
-    assert explorer.trajs.cache_hit
+    explorer = Explorer.open("digits-2task", MIConfig(kernel="fixed", null_perms=0))
+    assert not explorer.trajs.cache_hit
     conv1 = explorer.groups(RegroupConfig(alpha=0.05))["conv1"]
-    # the old code's `regroup --alpha 0.05 --json` printed these sizes for conv1
     assert {subset_key(k): len(v) for k, v in conv1.groups.items()} == {"A": 4, "B": 1, "A+B": 7}

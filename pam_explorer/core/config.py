@@ -20,6 +20,9 @@ POOLINGS = ("max", "mean")
 LABEL_MODES = ("sum", "joint")
 BOUNDS = ("kl", "bd")
 ALGORITHMS = ("simplified", "full")
+KERNELS = ("fixed", "scaled")
+NORMALISATIONS = ("rms", "none")
+BOTH_PICKED = ("share", "drop")
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MIConfig:
-    """Settings of the mutual-information estimate used for regrouping.
+    """Settings of the mutual-information estimate used for regrouping (MI values in bits).
 
-    sigma2 is the noise variance relative to the layer's RMS (activations are divided by
-    the layer RMS before the estimate). MI values are in bits.
+    The defaults are this project's estimator, chosen by measurement (docs/estimator.md);
+    :meth:`paper` is the paper's literal one. :attr:`profile` names which one a config is.
     """
 
-    n_samples: int = 256
-    sigma2: float = 0.1
-    pooling: str = "max"
-    label_mode: str = "sum"
-    bound: str = "kl"
-    seed: int = 0
+    n_samples: int = 256  # N pictures of the estimate (the authors: one batch of 128)
+    sigma2: float = 0.1  # kernel noise variance: relative to the layer RMS, or absolute (normalise)
+    pooling: str = "max"  # conv channel map -> one number per sample: "max" | "mean"
+    label_mode: str = "sum"  # "sum" of per-label MI (the authors) | "joint" label vector as one class
+    bound: str = "kl"  # "kl" upper bound (the paper) | "bd" lower bound
+    seed: int = 0  # which N pictures, and the label permutations of the chance level
+    kernel: str = "scaled"  # "fixed": sigma2 per neuron (paper) | "scaled": relative to the set's variance
+    null_perms: int = 16  # label permutations for the chance level; 0 = none (paper). alpha: bits beyond it
+    normalise: str = "rms"  # "rms": each network's layer / its RMS | "none": raw activations (authors)
 
     def __post_init__(self) -> None:
         v.positive_int(self, "n_samples")
@@ -80,15 +86,39 @@ class MIConfig:
         v.choice(self, "pooling", POOLINGS)
         v.choice(self, "label_mode", LABEL_MODES)
         v.choice(self, "bound", BOUNDS)
+        v.integer(self, "seed")
+        v.choice(self, "kernel", KERNELS)
+        v.non_negative_int(self, "null_perms")
+        v.choice(self, "normalise", NORMALISATIONS)
+
+    @classmethod
+    def paper(cls, **changes: Any) -> MIConfig:
+        """The paper's estimator (authors' code): fixed kernel, absolute sigma2 = 0.1 on raw
+        activations, no chance correction, N = 128; ``changes`` override fields."""
+        return dataclasses.replace(cls(n_samples=128, kernel="fixed", null_perms=0, normalise="none"),
+                                   **changes)
+
+    @property
+    def profile(self) -> str:
+        """"default" or "paper" when the estimator settings (all but ``seed``) are those of
+        ``MIConfig()`` or :meth:`paper`, else "custom"."""
+        mine = dataclasses.replace(self, seed=0)
+        return "default" if mine == MIConfig() else "paper" if mine == MIConfig.paper() else "custom"
 
 
 @dataclass(frozen=True)
 class RegroupConfig:
-    """Alpha (bits) for every layer, with optional per-layer overrides."""
+    """Alpha (bits) for every layer, with optional per-layer overrides.
+
+    both_picked: a neuron picked by more than one exclusive set is "share"d (this project's
+    first rule) or "drop"ped from the network (the paper's Algorithm 2 line 16 and the authors'
+    code). The default is chosen by measurement (docs/estimator.md).
+    """
 
     alpha: float = 0.05
     overrides: tuple[tuple[str, float], ...] = ()
     algorithm: str = "simplified"
+    both_picked: str = "share"
 
     def __post_init__(self) -> None:
         v.alpha(self.alpha, "RegroupConfig.alpha")
@@ -97,6 +127,7 @@ class RegroupConfig:
                 v.fail(self, "overrides", f"entries must be (layer_name, alpha), got {item!r}")
             v.alpha(item[1], f"RegroupConfig.overrides[{item[0]}]")
         v.choice(self, "algorithm", ALGORITHMS)
+        v.choice(self, "both_picked", BOTH_PICKED)
 
     def alpha_for(self, layer: str) -> float:
         return dict(self.overrides).get(layer, self.alpha)
@@ -138,5 +169,6 @@ def from_json(cls: type[T], text: str) -> T:
 
 __all__ = [
     "DataConfig", "TrainConfig", "MIConfig", "RegroupConfig", "FinetuneConfig",
-    "to_json", "from_json", "POOLINGS", "LABEL_MODES", "BOUNDS", "ALGORITHMS",
+    "to_json", "from_json", "POOLINGS", "LABEL_MODES", "BOUNDS", "ALGORITHMS", "KERNELS",
+    "NORMALISATIONS", "BOTH_PICKED",
 ]

@@ -7,7 +7,7 @@ The full Algorithm 3 (K > 2, n > 1) depends on alpha beyond a cut and is cached 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -78,18 +78,22 @@ class Explorer:
                 def step(done: int, total: int, i: int = i, name: str = name) -> None:
                     if progress is not None:
                         progress((i + done / total) / len(layers), f"{name}: greedy search {done}/{total}")
-                out[name] = self._full(name, cfg.alpha_for(name), step)
+                out[name] = self._full(name, cfg.alpha_for(name), cfg.both_picked, step)
             return out
         return {name: groups_at(self.trajs.trajectories[name], self.trajs.widths[name], self.tasks,
-                                cfg.alpha_for(name), name)
+                                cfg.alpha_for(name), name, cfg.both_picked)
                 for name in self.trajs.layers}
 
-    def _full(self, layer: str, alpha: float, progress: Callable[[int, int], None]) -> LayerGroups:
-        key = (layer, float(alpha))
+    def _full(self, layer: str, alpha: float, both_picked: str,
+              progress: Callable[[int, int], None]) -> LayerGroups:
+        key = (layer, float(alpha), both_picked)
         if key not in self._full_cache:
             acts, targets = self._activations()
-            self._full_cache[key] = regroup_full(acts[layer], targets, self.tasks, alpha, self.mi.sigma2,
-                                                 self.mi.bound, self.mi.label_mode, progress, layer=layer)
+            mi = self.mi
+            self._full_cache[key] = regroup_full(
+                acts[layer], targets, self.tasks, alpha, mi.sigma2, mi.bound, mi.label_mode, progress,
+                layer=layer, kernel=mi.kernel, null_perms=mi.null_perms, null_seed=mi.seed,
+                both_picked=both_picked)
         else:
             total = 2 ** len(self.tasks) - 2
             progress(total, total)
@@ -99,7 +103,7 @@ class Explorer:
         if self._acts is None:
             images, labels = sample_inputs(self.preset, self.data, self.mi)
             targets = {t: task_targets(labels, self.preset, t) for t in self.tasks}
-            self._acts = (merged_activations(self.nets, images, self.mi.pooling), targets)
+            self._acts = (merged_activations(self.nets, images, self.mi.pooling, self.mi.normalise), targets)
         return self._acts
 
     def regroup_report(self, cfg: RegroupConfig) -> dict:
@@ -108,8 +112,9 @@ class Explorer:
         for name, g in self.groups(cfg).items():
             sizes = {subset_key(k): len(v) for k, v in g.groups.items()}
             layers.append({"name": name, "width": g.width, "alpha": cfg.alpha_for(name),
-                           "groups": sizes, "sharing_ratio": g.sharing_ratio()})
+                           "groups": sizes, "dropped": len(g.dropped), "sharing_ratio": g.sharing_ratio()})
         return {"preset": self.preset.name, "alpha": cfg.alpha, "algorithm": cfg.algorithm,
+                "both_picked": cfg.both_picked, "mi": {**asdict(self.mi), "profile": self.mi.profile},
                 "relatedness_bits": self.relatedness_bits, "cache_hit": self.trajs.cache_hit,
                 "layers": layers}
 
@@ -129,14 +134,15 @@ class Explorer:
         layers = [layer] if layer is not None else list(self.trajs.layers)
         return max((max_mi(self.trajs.trajectories[name]) for name in layers), default=0.0)
 
-    def shared_vs_alpha(self, layer: str, alphas: Sequence[float]) -> list[int]:
+    def shared_vs_alpha(self, layer: str, alphas: Sequence[float], both_picked: str = "share") -> list[int]:
         """Shared-neuron count of ``layer`` for each alpha (the paper's Fig. 7a)."""
         return shared_count_vs_alpha(self.trajs.trajectories[layer], self.trajs.widths[layer],
-                                     self.tasks, alphas)
+                                     self.tasks, alphas, both_picked)
 
     def phase_curve(self, layer: str) -> dict[tuple[str, ...], dict]:
-        """Per exclusive subset: MI after each greedy step (bits) and its annotated phases."""
-        return {sub: {"mi": list(t.mi), "phases": phases(t)}
+        """Per exclusive subset: MI after each greedy step, its chance level and the score
+        alpha is compared with (bits), and the annotated phases."""
+        return {sub: {"mi": list(t.mi), "null": list(t.null), "score": list(t.score), "phases": phases(t)}
                 for sub, t in self.trajs.trajectories[layer].items()}
 
     def predicted_flops(self, cfg: RegroupConfig) -> dict[str, dict[str, int]]:

@@ -1,29 +1,32 @@
-"""MI trajectories of a preset's networks, computed once and cached on disk with joblib.
+"""MI trajectories of a preset's networks, computed once and cached on disk as JSON.
 
 This is the I/O side of regrouping: it loads data and networks, captures activations on N
 samples, runs the greedy trajectories (alpha = infinity) of :mod:`pam_explorer.regroup.algorithms`
-and stores them under ``<cache root>/trajectories/`` (:func:`pam_explorer.core.paths.cache_root`)
-keyed by content (network weights, preset, data and MI
-settings, code version), so a second run — even after a restart — is a cache hit. A corrupt
-cache entry is recomputed, never raised to the caller.
+and stores them under ``<cache root>/trajectories/<key>.json`` (:func:`pam_explorer.core.paths.cache_root`)
+keyed by content (network weights, preset, data and MI settings, code version), so a second run
+— even after a restart — is a cache hit. The entry is plain JSON (nothing in it can execute);
+one that is unreadable or does not match the expected layers, widths and tasks is recomputed
+with a warning and overwritten, never raised to the caller. Entries of the older joblib format
+(``<key>.joblib``, a pickle) are never opened.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import joblib
 import torch
 from torch import nn
 
 from pam_explorer.core.config import DataConfig, MIConfig
-from pam_explorer.core.errors import ConfigError, StructureError
-from pam_explorer.core.io import atomic_path
+from pam_explorer.core.errors import ConfigError, DataError, StructureError
+from pam_explorer.core.io import write_text_atomic
 from pam_explorer.core.paths import cache_root
+from pam_explorer.core.subsets import parse_key, subset_key
 from pam_explorer.data import Preset, load_preset_data, task_targets
 from pam_explorer.graph.activations import capture_activations
 from pam_explorer.graph.layer_map import layer_map
@@ -31,7 +34,8 @@ from pam_explorer.regroup.algorithms import Trajectory, layer_trajectories
 from pam_explorer.regroup.mutual_info import rms_normalise
 
 DEFAULT_CACHE = "default"  # compute_trajectories(cache_dir=...): the cache root of core.paths
-CODE_VERSION = "traj-v1"  # bump when the estimator or the greedy order changes
+CODE_VERSION = "traj-v2"  # bump when the estimator or the greedy order changes
+FORMAT = "pam-explorer-trajectories/1"
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (layer, step, total)
 
@@ -73,15 +77,16 @@ def sample_inputs(preset: Preset, data: DataConfig, mi: MIConfig) -> tuple[torch
     return train.images[idx], train.labels[idx]
 
 
-def merged_activations(nets: Sequence[nn.Module], images: torch.Tensor,
-                       pooling: str) -> dict[str, torch.Tensor]:
+def merged_activations(nets: Sequence[nn.Module], images: torch.Tensor, pooling: str,
+                       normalise: str = "rms") -> dict[str, torch.Tensor]:
     """Per layer, the networks' activations side by side: (N, sum of widths).
 
-    Each network's layer is RMS-normalised on its own before concatenation, so sigma^2 is
-    relative to every original layer's scale.
+    normalise "rms": each network's layer is divided by its own RMS before concatenation, so
+    sigma^2 is relative to every original layer's scale; "none": raw activations (the authors').
     """
     per_net = [capture_activations(net, images, pooling=pooling) for net in nets]
-    return {name: torch.cat([rms_normalise(a[name]) for a in per_net], dim=1) for name in per_net[0]}
+    norm = rms_normalise if normalise == "rms" else (lambda a: a)
+    return {name: torch.cat([norm(a[name]) for a in per_net], dim=1) for name in per_net[0]}
 
 
 def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = DataConfig(),
@@ -89,7 +94,7 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
                          progress: Progress | None = None) -> PresetTrajectories:
     """Trajectories of every layer for the simplified Algorithm 3 (Algorithm 2 when K = 2).
 
-    cache_dir: where ``trajectories/<key>.joblib`` lives; default the cache root
+    cache_dir: where ``trajectories/<key>.json`` lives; default the cache root
     (``$PAM_CACHE_ROOT`` or ``<repo>/cache``), None for no cache.
     """
     if cache_dir == DEFAULT_CACHE:
@@ -99,23 +104,23 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
     if any([info.name for info in m] != names for m in maps):
         raise StructureError("the networks must have the same layers to be merged layer by layer")
     net_widths = {n: tuple(m[i].width for m in maps) for i, n in enumerate(names)}
+    widths = {n: sum(w) for n, w in net_widths.items()}
     key = _cache_key(preset, nets, data, mi)
-    path = None if cache_dir is None else Path(cache_dir) / "trajectories" / f"{key}.joblib"
-    cached = _read(path)
+    path = None if cache_dir is None else Path(cache_dir) / "trajectories" / f"{key}.json"
+    cached = _read(path, preset.task_names, widths)
     if cached is not None:
-        return PresetTrajectories(preset.task_names, tuple(names), {n: sum(w) for n, w in net_widths.items()},
-                                  net_widths, cached, True)
+        return PresetTrajectories(preset.task_names, tuple(names), widths, net_widths, cached, True)
     images, labels = sample_inputs(preset, data, mi)
     targets = {t: task_targets(labels, preset, t) for t in preset.task_names}
-    acts = merged_activations(nets, images, mi.pooling)
+    acts = merged_activations(nets, images, mi.pooling, mi.normalise)
     trajs = {}
     for name in names:
         cb = (lambda s, tot, _n=name: progress(_n, s, tot)) if progress else None
         trajs[name] = layer_trajectories(acts[name], targets, preset.task_names, mi.sigma2,
-                                         mi.bound, mi.label_mode, progress=cb)
+                                         mi.bound, mi.label_mode, progress=cb, layer=name,
+                                         kernel=mi.kernel, null_perms=mi.null_perms, null_seed=mi.seed)
     _write(path, trajs)
-    return PresetTrajectories(preset.task_names, tuple(names), {n: sum(w) for n, w in net_widths.items()},
-                              net_widths, trajs, False)
+    return PresetTrajectories(preset.task_names, tuple(names), widths, net_widths, trajs, False)
 
 
 def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig) -> str:
@@ -124,23 +129,59 @@ def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: 
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _read(path: Path | None):
+LayerTrajectories = dict[str, dict[tuple[str, ...], Trajectory]]
+
+
+def to_json(trajs: LayerTrajectories) -> dict:
+    """JSON-able form of {layer: {subset: Trajectory}} (subsets named "A", "A+B", ...)."""
+    return {"format": FORMAT, "layers": {layer: {subset_key(sub): {
+        "order": list(t.order), "mi": list(t.mi), "null": list(t.null), "candidates": list(t.candidates)}
+        for sub, t in per.items()} for layer, per in trajs.items()}}
+
+
+def from_json(raw: object, tasks: tuple[str, ...], widths: dict[str, int]) -> LayerTrajectories:
+    """Inverse of :func:`to_json`, checked against the expected tasks and layer widths;
+    DataError on anything else (wrong format, layers, subsets, ids, non-finite values)."""
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("layers"), dict):
+        raise DataError(f"not a {FORMAT} document")
+    if set(raw["layers"]) != set(widths):
+        raise DataError(f"layers {sorted(raw['layers'])} differ from {sorted(widths)}")
+    out: LayerTrajectories = {}
+    for layer, per in raw["layers"].items():
+        expected = {(t,) for t in tasks} if len(tasks) > 1 else set()
+        if not isinstance(per, dict) or {parse_key(k, tasks) for k in per} != expected:
+            raise DataError(f"layer {layer!r}: subsets {list(per)} differ from {sorted(expected)}")
+        out[layer] = {parse_key(k, tasks): _trajectory(layer, parse_key(k, tasks), v, widths[layer])
+                      for k, v in per.items()}
+    return out
+
+
+def _trajectory(layer: str, subset: tuple[str, ...], raw: object, width: int) -> Trajectory:
+    if not isinstance(raw, dict):
+        raise DataError(f"layer {layer!r}: a trajectory must be an object")
+    ints = [raw.get("order"), raw.get("candidates")]
+    floats = [raw.get("mi"), raw.get("null")]
+    if not all(isinstance(x, list) and all(type(i) is int and 0 <= i < width for i in x) for x in ints):
+        raise DataError(f"layer {layer!r}: order/candidates must be neuron ids in [0, {width})")
+    if not all(isinstance(x, list) and all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                           and math.isfinite(f) for f in x) for x in floats):
+        raise DataError(f"layer {layer!r}: mi/null must be finite numbers")
+    return Trajectory(layer, subset, tuple(ints[0]), tuple(float(f) for f in floats[0]), tuple(ints[1]),
+                      tuple(float(f) for f in floats[1]))
+
+
+def _read(path: Path | None, tasks: tuple[str, ...], widths: dict[str, int]) -> LayerTrajectories | None:
     if path is None or not path.is_file():
         return None
     try:
-        trajs = joblib.load(path)
-        if not isinstance(trajs, dict) or not all(isinstance(v, dict) for v in trajs.values()):
-            raise ValueError("unexpected cache content")
-        return trajs
-    except Exception as exc:  # noqa: BLE001 - any unreadable entry is recomputed
-        log.warning("recomputing corrupt trajectory cache %s (%s)", path, exc)
-        path.unlink(missing_ok=True)
+        return from_json(json.loads(path.read_text()), tasks, widths)
+    except (OSError, ValueError) as exc:  # PamError is a ValueError; so is a JSON decode error
+        log.warning("recomputing unreadable trajectory cache %s (%s)", path, exc)
         return None
 
 
-def _write(path: Path | None, trajs: dict) -> None:
+def _write(path: Path | None, trajs: LayerTrajectories) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # a crash mid-write never leaves a half entry under the real name
-        joblib.dump(trajs, tmp)
+    write_text_atomic(path, json.dumps(to_json(trajs)))

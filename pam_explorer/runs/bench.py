@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from pam_explorer.regroup.mutual_info import greedy_reference, greedy_trajectory, mi_reference, rms_normalise
+from pam_explorer.regroup.greedy import greedy_reference, greedy_trajectory
+from pam_explorer.regroup.mutual_info import mi_reference, rms_normalise
 
 _NAIVE_SIZES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 
@@ -89,7 +90,7 @@ def bench_greedy(neurons: int = 1024, samples: int = 128, labels: int = 5,
         n_naive = min(n_naive, neurons)
         fast_small, (o_fast, _) = _timed(greedy_trajectory, t[:, :n_naive], Y, sigma2,
                                          device=device)
-        naive, (o_naive, _) = _timed(greedy_reference, t[:, :n_naive], Y, sigma2, device=device)
+        naive, (o_naive, _, _) = _timed(greedy_reference, t[:, :n_naive], Y, sigma2, device=device)
         return {
             "seconds": seconds, "naive_seconds": naive,
             "fast_seconds_at_naive_size": fast_small, "speedup": naive / max(fast_small, 1e-12),

@@ -26,13 +26,58 @@ def test_trajectory_cache_hit_and_corrupt_entry_recomputed(tmp_path, monkeypatch
     second = trj.compute_trajectories(preset, nets, DATA, MI, tmp_path)
     assert not first.cache_hit and second.cache_hit
     assert second.trajectories == first.trajectories
-    (entry,) = (tmp_path / "trajectories").glob("*.joblib")
+    (entry,) = (tmp_path / "trajectories").glob("*.json")
     entry.write_bytes(b"garbage")
     third = trj.compute_trajectories(preset, nets, DATA, MI, tmp_path)
     assert not third.cache_hit and third.trajectories == first.trajectories
+    assert trj.compute_trajectories(preset, nets, DATA, MI, tmp_path).cache_hit  # rewritten
     # a different sigma2 is a different entry
     other = trj.compute_trajectories(preset, nets, DATA, MIConfig(n_samples=48, sigma2=0.5), tmp_path)
-    assert not other.cache_hit and len(list((tmp_path / "trajectories").glob("*.joblib"))) == 2
+    assert not other.cache_hit and len(list((tmp_path / "trajectories").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("payload", [
+    {"format": trj.FORMAT, "layers": {"conv1": {"x": 1}}},            # plausible but wrong
+    {"format": trj.FORMAT, "layers": "conv1"},
+    [1, 2, 3],
+    "__SWAP_ORDER__",                                                  # ids out of range
+    "__NAN__",                                                         # non-finite MI
+])
+def test_wrong_cache_entry_is_recomputed_with_a_warning_and_overwritten(tmp_path, caplog, payload):
+    preset, nets = get_preset("digits-2task"), _nets()
+    first = trj.compute_trajectories(preset, nets, DATA, MI, tmp_path)
+    (entry,) = (tmp_path / "trajectories").glob("*.json")
+    raw = json.loads(entry.read_text())
+    if payload == "__SWAP_ORDER__":
+        raw["layers"]["fc1"]["A"]["order"][0] = 10**6
+        payload = raw
+    elif payload == "__NAN__":
+        entry.write_text(entry.read_text().replace('"mi": [', '"mi": [NaN, ', 1))
+        payload = None
+    if payload is not None:
+        entry.write_text(json.dumps(payload))
+    with caplog.at_level("WARNING"):
+        again = trj.compute_trajectories(preset, nets, DATA, MI, tmp_path)
+    assert not again.cache_hit and again.trajectories == first.trajectories
+    assert "recomputing unreadable trajectory cache" in caplog.text
+    assert trj.compute_trajectories(preset, nets, DATA, MI, tmp_path).cache_hit
+
+
+def test_old_pickle_cache_entries_are_never_opened(tmp_path):
+    """A joblib (pickle) entry named like the cache key must not run: nothing reads *.joblib."""
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "PWNED"), "w"))
+
+    preset, nets = get_preset("digits-2task"), _nets()
+    key = trj._cache_key(preset, nets, DATA, MI)
+    (tmp_path / "trajectories").mkdir()
+    (tmp_path / "trajectories" / f"{key}.joblib").write_bytes(pickle.dumps(Boom()))
+    (tmp_path / "trajectories" / f"{key}.json").write_bytes(pickle.dumps(Boom()))
+    trj.compute_trajectories(preset, nets, DATA, MI, tmp_path)
+    assert not (tmp_path / "PWNED").exists()
 
 
 def test_explorer_groups_report_and_predicted_flops(monkeypatch, tmp_path):
@@ -49,8 +94,8 @@ def test_explorer_groups_report_and_predicted_flops(monkeypatch, tmp_path):
     assert [l["name"] for l in report["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
     assert report["layers"][3]["alpha"] == 0.0
     for row in report["layers"]:
-        assert sum(row["groups"].values()) == row["width"]
-        assert row["sharing_ratio"] == pytest.approx(row["groups"]["A+B"] / row["width"])
+        assert sum(row["groups"].values()) + row["dropped"] == row["width"]
+        assert row["sharing_ratio"] == pytest.approx(row["groups"]["A+B"] / (row["width"] - row["dropped"]))
     flops = ex.predicted_flops(cfg)
     assert flops["B1"]["A+B"] == flops["B1"]["A"] + flops["B1"]["B"]
     try:
@@ -76,7 +121,7 @@ def test_full_algorithm_reports_progress_per_greedy_search(monkeypatch, tmp_path
     torch.manual_seed(0)
     preset = get_preset("digits-5task")
     nets = [build_model("lenet5", 2, 1, 32, width=0.25) for _ in preset.task_names]
-    ex = Explorer.open(preset, MIConfig(n_samples=24), DATA, nets=nets)
+    ex = Explorer.open(preset, MIConfig(n_samples=24, kernel="fixed", null_perms=0), DATA, nets=nets)
     seen = []
     cfg = RegroupConfig(alpha=0.5, algorithm="full")
     groups = ex.groups(cfg, progress=lambda frac, msg: seen.append((frac, msg)))
