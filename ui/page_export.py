@@ -12,7 +12,7 @@ from pam_explorer import export
 from pam_explorer.core.errors import PamError
 from pam_explorer.cost.latency import measure_latency
 from pam_explorer.runs import jobs
-from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_root
+from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_roots
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -82,13 +82,13 @@ def latency_panel(data: bytes) -> None:
 
 def from_run() -> None:
     st.subheader("Model of a finished run")
-    runs = [r for r in jobs.list_runs(runs_root()) if (Path(r["dir"]) / "model.zip").is_file()]
+    runs = [r for r in jobs.list_runs(runs_roots()) if (Path(r["dir"]) / "model.zip").is_file()]
     if not runs:
         st.info("No run directory holds a model.zip yet (launch one on the Runs page).")
         return
     labels = {r["run_id"]: f"{r['run_id']} ({r['state']})" for r in runs}
     rid = st.selectbox("Run", list(labels)[::-1], format_func=labels.get, key="export_run")
-    path = Path(jobs.run_dir(rid, runs_root())) / "model.zip"
+    path = Path(next(r["dir"] for r in runs if r["run_id"] == rid)) / "model.zip"
     try:
         manifest = export.read_manifest(path)
     except PamError as exc:

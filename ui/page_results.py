@@ -9,7 +9,7 @@ import streamlit as st
 
 from pam_explorer.runs import jobs
 from ui import results_view as R
-from ui.state import runs_root
+from ui.state import runs_roots
 
 
 def _fmt(df):
@@ -20,8 +20,7 @@ def _fmt(df):
 
 
 def show_run(r: dict, slot: str) -> None:
-    root = runs_root()
-    rid, state = r["run_id"], r["state"]
+    rid, state, root = r["run_id"], r["state"], r["root"]
     st.markdown(f"**{rid}** · state `{state}`")
     if state in ("failed", "cancelled"):
         (st.error if state == "failed" else st.warning)(
@@ -88,7 +87,7 @@ def sparse_section(report: dict, slot: str) -> None:
 
 def main() -> None:
     st.header("Results")
-    runs = [r for r in jobs.poll(runs_root()) if r["state"] in jobs.FINAL][::-1]
+    runs = [r for r in jobs.poll(runs_roots()) if r["state"] in jobs.FINAL][::-1]
     if not runs:
         st.info("No finished runs yet: launch one on the Runs page.")
         return

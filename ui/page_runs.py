@@ -1,10 +1,11 @@
 """Runs: launch experiments as background processes (pam_explorer.runs.jobs), watch, cancel.
 
 Every run is a separate process with its state on disk under the runs root (``$PAM_RUNS_ROOT``,
-else cache/runs/<run_id>/), so runs survive an app restart. One runs at a time; up to two more
-wait in a FIFO queue. The queue advances when a run's wrapper ends (it starts the next queued run
-itself, as ``python -m pam_explorer.runs.jobs start-next ROOT`` does) and whenever this page polls
-(every 2 s).
+else runs/<run_id>/; runs of older versions under cache/runs/ are listed too), so runs survive an
+app restart. A run is a checked job spec (ui/run_args.py), not a command line. One runs at a time;
+up to two more wait in a FIFO queue. The queue advances when a run's wrapper ends (it starts the
+next queued run itself, as ``python -m pam_explorer.runs.jobs start-next ROOT`` does) and whenever
+this page polls (every 2 s).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.data import list_presets
 from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs
-from ui.run_args import MODES, experiment_argv
-from ui.state import current_setup, regroup_config, runs_root
+from ui.run_args import MODES, experiment_job
+from ui.state import current_setup, regroup_config, runs_root, runs_roots
 
 
 def launch_form() -> None:
@@ -36,10 +37,10 @@ def launch_form() -> None:
         quick = c[4].checkbox("quick", value=False, help="tiny data, few steps: a smoke test")
         device = c[4].selectbox("Device", ("auto", "cpu", "cuda"))
         if st.form_submit_button("Launch", type="primary"):
-            argv = experiment_argv(preset, prune, mode, alpha, quick, device, sparsity)
+            job = experiment_job(preset, prune, mode, alpha, quick, device, sparsity)
             name = f"{preset}-{prune}" + ("-PAM" if mode == MODES[1] else "") + ("-quick" if quick else "")
             try:
-                rid = jobs.submit(argv, runs_root(), name=name)
+                rid = jobs.submit(job, runs_root(), name=name)
             except PamError as exc:  # the queue is full, or a bad argument
                 st.error(str(exc))
             else:
@@ -55,14 +56,14 @@ def _duration(r: dict) -> str:
 
 
 def run_panel(r: dict) -> None:
-    rid, state = r["run_id"], r["state"]
+    rid, state, root = r["run_id"], r["state"], r["root"]
     with st.container(border=True):
         c1, c2 = st.columns([5, 1])
-        c1.markdown(f"**{rid}** · `{state}` · {_duration(r)}  \n`{' '.join(r.get('argv', [])[1:])}`")
+        c1.markdown(f"**{rid}** · `{state}` · {_duration(r)}  \n`{jobs.describe(r)}`")
         if state in jobs.ACTIVE:  # the callback runs before the (fragment) rerun shows the new state
-            c2.button("Cancel", key=f"cancel_{rid}", on_click=jobs.cancel, args=(rid, runs_root()))
+            c2.button("Cancel", key=f"cancel_{rid}", on_click=jobs.cancel, args=(rid, root))
         if state == "running":
-            p = jobs.progress(rid, runs_root()) or {}
+            p = jobs.progress(rid, root) or {}
             frac = p.get("fraction")
             if isinstance(frac, (int, float)):
                 st.progress(min(max(float(frac), 0.0), 1.0),
@@ -70,12 +71,12 @@ def run_panel(r: dict) -> None:
         if state in ("running", "failed"):
             if state == "failed":
                 st.error(f"Run failed (exit code {r.get('exit_code')}). {r.get('message', '')}")
-            st.code(jobs.log_tail(rid, 15, runs_root()) or "(no output yet)", language=None)
+            st.code(jobs.log_tail(rid, 15, root) or "(no output yet)", language=None)
 
 
 @st.fragment(run_every=2)
 def runs_view() -> None:
-    runs = jobs.poll(runs_root())
+    runs = jobs.poll(runs_roots())
     if not runs:
         st.info("No runs yet.")
         return

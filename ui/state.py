@@ -164,10 +164,16 @@ def apply_setup(new: Setup) -> None:
 
 
 def runs_root() -> Path:
-    """Run folders of the Runs and Results pages: ``$PAM_RUNS_ROOT``, else ``<repo>/cache/runs``."""
+    """Where the Runs page starts runs: ``$PAM_RUNS_ROOT``, else ``<repo>/runs``."""
     return paths.runs_root()
+
+
+def runs_roots() -> list[Path]:
+    """Where the Runs, Results and Export pages read runs, new first: runs_root(), and
+    ``<repo>/cache/runs`` (runs of older versions) unless ``$PAM_RUNS_ROOT`` is set."""
+    return paths.runs_roots()
 
 
 __all__ = ["Setup", "current_setup", "preset_arch", "nets_from_uploads", "uploads_hash",
            "cached_explorer", "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
-           "full_done", "effective_config", "runs_root", "DEFAULT_PRESET"]
+           "full_done", "effective_config", "runs_root", "runs_roots", "DEFAULT_PRESET"]

@@ -1,10 +1,17 @@
 """Stage 9, the command line: ``python -m pam_explorer ...`` (parser in :mod:`.parser`, the
 sub-commands in :mod:`.commands`). A :class:`~pam_explorer.core.errors.PamError` is printed as
-``error: <message>`` with exit status 2; any other exception is a bug and keeps its traceback."""
+``error: <message>`` with exit status 2; any other exception is a bug and keeps its traceback.
+
+``--json`` prints strict JSON (RFC 8259: no ``Infinity``/``NaN`` tokens, which JSON parsers
+reject): a non-finite number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"`` (e.g.
+``regroup --alpha inf --json`` gives ``"alpha": "inf"``); Python's ``float()`` reads them back.
+The keys of the contract are unchanged."""
 from __future__ import annotations
 
 import json
+import math
 import sys
+from typing import Any
 
 from pam_explorer.cli import commands
 from pam_explorer.cli.parser import build_parser
@@ -22,8 +29,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=2))
+        print(json.dumps(strict_json(result), indent=2, allow_nan=False))
     return 0
 
 
-__all__ = ["main"]
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by "inf", "-inf" or "nan" (see above)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+__all__ = ["main", "strict_json"]

@@ -8,12 +8,14 @@ from pathlib import Path
 from pam_explorer import export
 from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig, TrainConfig
 from pam_explorer.core.errors import ConfigError, DataMissing
-from pam_explorer.data import get_preset
+from pam_explorer.data import Preset, get_preset
+from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.bench import bench_greedy
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 from pam_explorer.runs.merge_run import merge_preset
 from pam_explorer.runs.training_run import train_preset
+from pam_explorer.zoo.pretrained import load_pretrained
 
 
 def _err(msg: str, end: str = "\n") -> None:
@@ -30,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
         _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  "
              f"val acc {row['val_accuracy']:.2f}%")
 
-    summary = train_preset(preset, args.arch, cfg, data, out, progress)
+    summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force)
     for task, row in summary["tasks"].items():
         print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
               f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
@@ -41,15 +43,27 @@ def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupCon
     overrides = []
     for item in args.override:
         layer, sep, value = item.partition("=")
+        if not sep or not layer:
+            raise ConfigError(f"--override {item!r}: expected LAYER=ALPHA, e.g. conv1=0.1")
         try:
-            alpha = float(value) if sep else None
+            alpha = float(value)
         except ValueError:
-            alpha = None
-        if alpha is None:
-            raise ConfigError(f"--override expects LAYER=ALPHA, got {item!r}")
+            raise ConfigError(f"--override {item!r}: ALPHA must be a number of bits, got {value!r}") from None
         overrides.append((layer, alpha))
     alpha = default_alpha if args.alpha is None else args.alpha
     return RegroupConfig(alpha=alpha, overrides=tuple(overrides), algorithm=args.algorithm)
+
+
+def check_override_layers(cfg: RegroupConfig, preset: Preset) -> None:
+    """ConfigError for an --override of a layer the preset's networks do not have (it would be
+    ignored), listing the known ones; checked on the committed networks before any MI work."""
+    if not cfg.overrides:
+        return
+    known = [info.name for info in layer_map(load_pretrained(preset.name, preset.task_names)[0])]
+    for layer, alpha in cfg.overrides:
+        if layer not in known:
+            raise ConfigError(f"--override {layer}={alpha:g}: unknown layer {layer!r}; the layers of "
+                              f"{preset.name} are {', '.join(known)}")
 
 
 def mi_config(args: argparse.Namespace) -> MIConfig:
@@ -63,9 +77,10 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
         if step == total or step % max(1, total // 4) == 0:
             _err(f"  trajectories {layer}: {step}/{total}")
 
-    explorer = Explorer.open(args.preset, mi_config(args), use_cache=not args.no_cache,
-                             progress=progress)
-    cfg = regroup_config(args, explorer.preset.default_alpha)
+    preset = get_preset(args.preset)
+    cfg = regroup_config(args, preset.default_alpha)
+    check_override_layers(cfg, preset)
+    explorer = Explorer.open(preset, mi_config(args), use_cache=not args.no_cache, progress=progress)
     report = explorer.regroup_report(cfg)
     if not args.json:
         for row in report["layers"]:
@@ -78,9 +93,11 @@ def cmd_merge(args: argparse.Namespace) -> dict:
     def progress(msg: str) -> None:
         _err(f"  {msg}")
 
-    cfg = regroup_config(args, get_preset(args.preset).default_alpha)
+    preset = get_preset(args.preset)
+    cfg = regroup_config(args, preset.default_alpha)
+    check_override_layers(cfg, preset)
     summary = merge_preset(args.preset, cfg, mi_config(args), args.finetune_epochs, args.device,
-                           Path(args.out), progress)
+                           Path(args.out), progress, force=args.force)
     if not args.json:
         print(f"merged model -> {summary['model']}")
         for s, f in summary["flops"].items():

@@ -27,6 +27,8 @@ def _train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--n-train", type=int, default=8000)
     t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset>)")
     t.add_argument("--device", default="auto")
+    t.add_argument("--force", action="store_true",
+                   help="replace checkpoints of another (or an unknown) training configuration in --out")
 
 
 def _regroup(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +50,7 @@ def _merge(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--finetune-epochs", type=int, default=0)
     m.add_argument("--device", default="auto")
     m.add_argument("--out", required=True)
+    m.add_argument("--force", action="store_true", help="replace a merge of another configuration in --out")
     _mi_args(m)
     m.add_argument("--json", action="store_true")
 

@@ -31,12 +31,14 @@ from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, TaskData, get_pruner, list_pruners
 from pam_explorer.prune.adapmtl_math import delta_t
 from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.report import gains, markdown_table
 from pam_explorer.train.finetune import evaluate, finetune
 from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo.pretrained import load_pretrained
 
 SCHEMES = ("B1", "B2", "PAM")
+OUTPUTS = ("config.json", "report.json", "table.md", "model.zip", "stages")  # what DIR receives
 Progress = Callable[[dict], None]
 
 
@@ -103,6 +105,12 @@ class ExperimentConfig:
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
                    nets: Sequence[ChainNet] | None = None) -> dict:
     """Run (or resume) every scheme of ``cfg`` and write DIR/report.json and DIR/table.md."""
+    with claim(out, "experiment", dataclasses.asdict(cfg), OUTPUTS, defaults=_DEFAULTS):  # lock, refuse
+        return _run_experiment(cfg, Path(out), progress, nets)
+
+
+def _run_experiment(cfg: ExperimentConfig, out: Path, progress: Progress | None,
+                    nets: Sequence[ChainNet] | None) -> dict:
     out = Path(out)
     _check_or_write_config(cfg, out)
     preset = get_preset(cfg.preset)

@@ -2,28 +2,52 @@
 
 A run is a directory ``<root>/<run_id>/`` holding
 
-* ``status.json``  {"state": queued|running|done|failed|cancelled, "argv", "name", "created",
-  "pid", "started", "ended", "exit_code", "message"}  (written atomically);
+* ``status.json``  {"state": queued|running|done|failed|cancelled, "job", "name", "created",
+  "pid", "pgid", "started", "ended", "exit_code", "message"}  (written atomically);
 * ``log.txt``      stdout + stderr of the command;
 * ``exit_code``    written by a small wrapper (this file run as a script, ``python -I
   pam_explorer/runs/jobs.py _run DIR ROOT``) when the command ends, so the outcome survives a
-  restart of the app (the wrapper is in its own session and outlives the app). The wrapper's
-  command line does not contain the command's, so a ``pkill -f <command>`` elsewhere kills only
-  the command and the run is still recorded as failed with the signal's exit code (128 + signal);
+  restart of the app. The wrapper's command line does not contain the command's, so a ``pkill -f
+  <command>`` elsewhere kills only the command and the run is still recorded as failed with the
+  signal's exit code (128 + signal);
 * ``progress.json`` optional {"stage", "fraction", "message"} written by the command itself.
 
-``argv`` is any command; the token ``{run_dir}`` inside it is replaced by the run directory (so
-``--out {run_dir}`` puts the command's outputs next to its log). At most one run is running at a
-time; further runs wait in a FIFO queue (``MAX_QUEUED`` of them). The queue advances in two ways:
-the wrapper calls :func:`start_next` when its command ends (so it advances with no app open), and
-every :func:`poll` (the dashboard calls it every 2 s) does :func:`refresh` + :func:`start_next`.
-A lock file serialises concurrent pollers. ``python -m pam_explorer.runs.jobs start-next ROOT``
-advances a queue from a shell.
+**Only commands the project builds run.** ``job`` is a spec ``{"command": "experiment", "args":
+{...}}`` checked against an allow-list (:mod:`pam_explorer.runs.job_spec`) when it is submitted,
+again before it starts, and again by the wrapper, which rebuilds the command line from it
+(``python -m pam_explorer <command> ... --out <run dir>``). A status.json without a valid job (a
+planted one, or one of an older version with a free ``argv``) is listed and read but never
+executed: a queued one is marked failed, saying why.
 
-The root defaults to :func:`pam_explorer.core.paths.runs_root` (``$PAM_RUNS_ROOT``, else
-``<repo>/cache/runs``). The wrapper imports nothing of the package (``-I``: no repository on
-sys.path, no package ``__init__`` with torch); it loads the two standard-library modules it
-needs, ``core/paths.py``, ``core/io.py`` and ``core/errors.py``, from their files.
+**A run is its process group.** The wrapper starts in a new session, so it leads a process group
+(``pgid`` in status.json) that the command and its children join; each of them carries
+``PAM_RUN_DIR=<run dir>`` in its environment. The run's processes are the live members of that
+group with that variable (so a recycled group id, or a planted pgid, never matches another
+program's processes). The rule: a run is ``running`` until its exit code is recorded or none
+of its processes lives. The wrapper records the exit code after its command ended and it killed
+the command's strays, so a recorded code means only the wrapper itself may still be there
+(starting the next run): the run is then ``done``/``failed`` by that code. If the wrapper is
+killed, the command keeps its run ``running`` (it finishes its work, can be cancelled, and the
+next queued run waits for it); when the last of its processes is gone the run is ``failed``
+with a message saying no exit code was recorded. :func:`cancel` kills all of its processes
+(TERM, then KILL).
+
+**Terminal states are final**: done, failed and cancelled are never overwritten. A cancel that
+lands as a run ends checks, under the lock and after the kill, whether the wrapper recorded an
+exit code (it cannot once killed): if so the run ended by itself and keeps that outcome.
+
+At most one run is running at a time per root; further runs wait in a FIFO queue (``MAX_QUEUED``
+of them). The queue advances when a run's wrapper ends (it calls :func:`start_next`, so it
+advances with no app open) and on every :func:`poll` (the dashboard calls it every 2 s). A lock
+file per root serialises every change of state. ``python -m pam_explorer.runs.jobs start-next
+ROOT`` advances a queue from a shell.
+
+Runs are started under :func:`pam_explorer.core.paths.runs_root` (``$PAM_RUNS_ROOT``, else
+``<repo>/runs``); :func:`list_runs` and :func:`poll` also read the folder runs lived in before,
+``<repo>/cache/runs`` (``paths.runs_roots()``, new first); each run dict says its ``root``.
+The wrapper imports nothing of the package (``-I``: no repository on sys.path, no package
+``__init__`` with torch); it loads the standard-library modules it needs, ``core/paths.py``,
+``core/io.py``, ``core/errors.py`` and ``runs/job_spec.py``, from their files.
 """
 from __future__ import annotations
 
@@ -38,38 +62,53 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+PACKAGE = Path(__file__).resolve().parents[1]
 
-def _core_file(name: str) -> ModuleType:
-    """Load pam_explorer/core/<name>.py (standard library only) by its path: the wrapper script."""
-    spec = importlib.util.spec_from_file_location(f"_pam_core_{name}", Path(__file__).resolve().parents[1]
-                                                  / "core" / f"{name}.py")
+
+def _module_file(relpath: str, **provide: ModuleType) -> ModuleType:
+    """Load pam_explorer/<relpath> (standard library only) by its path: the wrapper script."""
+    spec = importlib.util.spec_from_file_location("_pam_" + relpath.replace("/", "_")[:-3],
+                                                  PACKAGE / relpath)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    module.__dict__.update(provide)
     spec.loader.exec_module(module)
     return module
 
 
 if __package__:  # imported as pam_explorer.runs.jobs (or run with -m)
     from pam_explorer.core import errors, io, paths
+    from pam_explorer.runs import job_spec
 else:  # the wrapper: ``python -I .../runs/jobs.py _run DIR ROOT``
-    errors, io, paths = (_core_file(name) for name in ("errors", "io", "paths"))
+    errors, io, paths = (_module_file(f"core/{name}.py") for name in ("errors", "io", "paths"))
+    job_spec = _module_file("runs/job_spec.py", errors=errors)
 
 REPO = paths.REPO  # commands run with the repository as working directory
 MAX_QUEUED = 2
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
+RUN_ENV = "PAM_RUN_DIR"  # every process of a run carries its folder in this variable
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # reaps children of this process (no zombies)
 
 
 # --------------------------------------------------------------------------- files
 def _root(root: str | Path | None) -> Path:
-    return Path(root) if root is not None else paths.runs_root()
+    # absolute: the run folder is also the PAM_RUN_DIR that identifies the run's processes
+    return (Path(root) if root is not None else paths.runs_root()).absolute()
+
+
+def _roots(root: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    if root is None:
+        return [r.absolute() for r in paths.runs_roots()]
+    if isinstance(root, (str, Path)):
+        return [_root(root)]
+    return [_root(r) for r in root]
 
 
 def run_dir(run_id: str, root: str | Path | None = None) -> Path:
@@ -91,12 +130,16 @@ def read_status(run_id: str, root: str | Path | None = None) -> dict:
     st = _read_json(d / "status.json")
     if st is None:
         raise errors.DataMissing(f"run {run_id!r} has no readable status.json in {d}")
-    return {**st, "run_id": run_id, "dir": str(d)}
+    return {**st, "run_id": run_id, "dir": str(d), "root": str(_root(root))}
 
 
 def _update(run_id: str, root: Path, **changes: Any) -> dict:
+    """Merge ``changes`` into status.json; a terminal state (done, failed, cancelled) is never
+    changed: the file is then left as it is and returned."""
     path = run_dir(run_id, root) / "status.json"
     st = _read_json(path) or {}
+    if st.get("state") in FINAL:
+        return st
     st.update(changes)
     io.write_json_atomic(path, st)
     return st
@@ -114,34 +157,76 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- processes
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of ``pid`` (clock ticks since boot) or None if it is gone or a zombie."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of ``pid`` (clock ticks since boot) or None if it is gone or a zombie."""
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return None
     return fields[19]
 
 
-def _alive(st: dict) -> bool:
-    pid = st.get("pid")
-    if not isinstance(pid, int):
-        return False
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        _CHILDREN.pop(pid, None)
-        return False
-    if Path("/proc").is_dir():
-        start = _proc_start_time(pid)
-        return start is not None and start == st.get("pid_start", start)  # pid not reused
+def _reap() -> None:
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            _CHILDREN.pop(pid, None)
+
+
+def _carries(pid: int, run_dir_: str) -> bool:
     try:
-        os.kill(pid, 0)
-        return True
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
+    return f"{RUN_ENV}={run_dir_}".encode() in env
+
+
+def _members(st: Mapping) -> list[int]:
+    """Live processes of the run ``st`` (not this one): its process group's members that carry
+    its folder in PAM_RUN_DIR. Without /proc: the group if it exists (less strict)."""
+    _reap()
+    pgid = st.get("pgid", st.get("pid"))  # runs of older versions: the wrapper led the group
+    if not isinstance(pgid, int) or isinstance(pgid, bool) or pgid <= 1:
+        return []
+    if not Path("/proc/self/stat").exists():
+        if pgid == os.getpgrp():
+            return []
+        try:
+            os.killpg(pgid, 0)
+            return [pgid]
+        except OSError:
+            return []
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        fields = _proc_stat(int(entry.name))
+        if fields and fields[0] not in ("Z", "X") and fields[2] == str(pgid) \
+                and _carries(int(entry.name), str(st.get("dir", ""))):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill(st: Mapping, grace_s: float) -> None:
+    """TERM every process of the run, then KILL what is left after ``grace_s``; returns when
+    none lives (or after a few more seconds)."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            pids = _members(st)
+            if not pids:
+                return
+            for pid in pids:  # again each round: a child forked meanwhile is hit too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            time.sleep(0.05)
 
 
 def _exit_code(d: Path) -> int | None:
@@ -152,101 +237,136 @@ def _exit_code(d: Path) -> int | None:
 
 
 # --------------------------------------------------------------------------- API
-def submit(argv: Sequence[str], root: str | Path | None = None, name: str = "run",
+def submit(job: Mapping, root: str | Path | None = None, name: str = "run",
            max_queued: int = MAX_QUEUED) -> str:
-    """Queue ``argv`` as a new run; returns its id. Does not start it (see :func:`start_next`)."""
-    argv = [str(a) for a in argv]
-    if not argv:
-        raise errors.ConfigError("argv must not be empty")
+    """Queue ``job`` ({"command": ..., "args": {...}}, see job_spec) as a new run; returns its id.
+    Does not start it (see :func:`start_next`). ConfigError if the job is not allowed."""
+    job = job_spec.check(job)
     root = _root(root)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "run"
     with _locked(root):
         queued = [r for r in list_runs(root) if r["state"] == "queued"]
         if len(queued) >= max_queued:
             raise errors.QueueFull(f"{len(queued)} runs are already queued (at most {max_queued}); "
-                            "wait for one to start or cancel one")
+                                   "wait for one to start or cancel one")
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
         d = root / run_id
         d.mkdir(parents=True)
-        argv = [a.replace("{run_dir}", str(d)) for a in argv]
-        io.write_json_atomic(d / "status.json", {"state": "queued", "argv": argv, "name": name,
-                                        "created": time.time()})
+        io.write_json_atomic(d / "status.json", {"state": "queued", "job": job, "name": name,
+                                                 "created": time.time()})
     return run_id
 
 
-def list_runs(root: str | Path | None = None) -> list[dict]:
-    """Every run under ``root`` (status + run_id + dir), oldest first."""
-    root = _root(root)
-    if not root.is_dir():
-        return []
-    runs = []
-    for d in root.iterdir():
-        st = _read_json(d / "status.json") if d.is_dir() else None
-        if st is not None:
-            runs.append({**st, "run_id": d.name, "dir": str(d)})
-    return sorted(runs, key=lambda r: (r.get("created", 0.0), r["run_id"]))
+def describe(r: Mapping) -> str:
+    """The command of a run, for display; older runs show their stored argv (never executed)."""
+    if "job" in r:
+        return job_spec.describe(r["job"])
+    argv = r.get("argv")
+    if isinstance(argv, list):
+        return " ".join(str(a) for a in argv[1:]) + " (older format: shown, not executed)"
+    return "(no command)"
+
+
+def list_runs(root: str | Path | Sequence[str | Path] | None = None) -> list[dict]:
+    """Every run under ``root`` (one folder or several; None: ``paths.runs_roots()``), as status
+    + run_id + dir + root, oldest first; a run id found in two roots is the first root's."""
+    runs: dict[str, dict] = {}
+    for base in _roots(root):
+        if not base.is_dir():
+            continue
+        for d in base.iterdir():
+            st = _read_json(d / "status.json") if d.is_dir() and d.name not in runs else None
+            if st is not None and isinstance(st.get("state"), str):
+                runs[d.name] = {**st, "run_id": d.name, "dir": str(d), "root": str(base)}
+    return sorted(runs.values(), key=lambda r: (_num(r.get("created")), r["run_id"]))
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0.0
 
 
 def refresh(root: str | Path | None = None) -> list[dict]:
-    """Mark runs whose process ended: exit code 0 -> done, else failed. Returns list_runs."""
+    """Settle runs whose processes are all gone (exit code 0 -> done, else failed; no exit code
+    -> failed with a message). Returns list_runs(root)."""
     root = _root(root)
+    with _locked(root):
+        return _refresh(root)
+
+
+def _refresh(root: Path) -> list[dict]:
     for r in list_runs(root):
-        if r["state"] != "running":
-            continue
-        d = Path(r["dir"])
-        code = _exit_code(d)
-        if code is not None:
-            _update(r["run_id"], root, state="done" if code == 0 else "failed", exit_code=code,
-                    ended=time.time())
-        elif not _alive(r):
-            time.sleep(0.05)  # the wrapper may be writing exit_code right now
-            code = _exit_code(d)
-            if code is not None:
-                _update(r["run_id"], root, state="done" if code == 0 else "failed",
-                        exit_code=code, ended=time.time())
-            else:
-                _update(r["run_id"], root, state="failed", ended=time.time(),
-                        message="the process ended without recording an exit code (killed?)")
+        if r["state"] == "running":
+            _settle(r, root)
     return list_runs(root)
+
+
+def _settle(r: Mapping, root: Path) -> None:
+    """Under the root lock: a run with an exit code (its command and strays are gone; only the
+    wrapper may still be starting the next run) or none of whose processes lives gets its
+    final state."""
+    code = _exit_code(Path(r["dir"]))
+    if code is not None:
+        _update(r["run_id"], root, state="done" if code == 0 else "failed", exit_code=code,
+                ended=time.time())
+    elif _members(r):
+        return  # running: wrapper, command or a child of it still lives
+    else:
+        _update(r["run_id"], root, state="failed", ended=time.time(),
+                message="the run's processes ended without recording an exit code (the wrapper was "
+                        "killed?); files it wrote may be incomplete")
 
 
 def start_next(root: str | Path | None = None) -> str | None:
-    """Start the oldest queued run if none is running; returns its id (or None)."""
+    """Start the oldest queued run if none is running; returns its id (or None). A queued run
+    whose job is not allowed is marked failed (nothing runs) and the next one is tried."""
     root = _root(root)
     with _locked(root):
-        runs = refresh(root)
+        runs = _refresh(root)
         if any(r["state"] == "running" for r in runs):
             return None
-        queued = [r for r in runs if r["state"] == "queued"]
-        if not queued:
-            return None
-        r = queued[0]
-        d = Path(r["dir"])
-        env = {**os.environ, "PAM_RUN_DIR": str(d), "PYTHONUNBUFFERED": "1"}
-        # -I: the wrapper imports nothing from the repository (nor the package's __init__)
-        wrapper = [sys.executable, "-I", str(Path(__file__).resolve()), "_run", str(d), str(root)]
-        with open(d / "log.txt", "ab") as log:
+        for r in (r for r in runs if r["state"] == "queued"):
             try:
-                proc = subprocess.Popen(wrapper, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-            except OSError as exc:
-                _update(r["run_id"], root, state="failed", message=f"could not start: {exc}",
-                        ended=time.time())
-                return None
-        _CHILDREN[proc.pid] = proc
-        _update(r["run_id"], root, state="running", pid=proc.pid, started=time.time(),
-                pid_start=_proc_start_time(proc.pid))
-        return r["run_id"]
+                job_spec.check(r.get("job"))
+            except errors.ConfigError as exc:
+                _update(r["run_id"], root, state="failed", ended=time.time(),
+                        message=f"not started, nothing was run: {exc}")
+                continue
+            return _start(r, root)
+        return None
 
 
-def poll(root: str | Path | None = None) -> list[dict]:
-    """refresh + start_next: what the dashboard calls periodically."""
-    start_next(root)
-    return list_runs(root)
+def _start(r: Mapping, root: Path) -> str | None:
+    d = Path(r["dir"])
+    env = {**os.environ, RUN_ENV: str(d), "PYTHONUNBUFFERED": "1"}
+    # -I: the wrapper imports nothing from the repository (nor the package's __init__)
+    wrapper = [sys.executable, "-I", str(Path(__file__).resolve()), "_run", str(d), str(root)]
+    with open(d / "log.txt", "ab") as log:
+        try:
+            proc = subprocess.Popen(wrapper, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        except OSError as exc:
+            _update(r["run_id"], root, state="failed", message=f"could not start: {exc}", ended=time.time())
+            return None
+    _CHILDREN[proc.pid] = proc
+    _update(r["run_id"], root, state="running", pid=proc.pid, pgid=proc.pid, started=time.time(),
+            pid_start=_proc_start_time(proc.pid))
+    return r["run_id"]
+
+
+def poll(root: str | Path | Sequence[str | Path] | None = None) -> list[dict]:
+    """What the dashboard calls periodically: start_next on the first root (the one runs start
+    in), refresh of the others that exist (older folders), list_runs of all."""
+    roots = _roots(root)
+    start_next(roots[0])
+    for other in roots[1:]:
+        if other.is_dir():
+            refresh(other)
+    return list_runs(roots)
 
 
 def cancel(run_id: str, root: str | Path | None = None, grace_s: float = 3.0) -> dict:
-    """Cancel a queued run, or kill a running run's process group (TERM, then KILL)."""
+    """Cancel a queued run, or kill a running run's processes (TERM, then KILL). A run that
+    already ended (or ends while the cancel lands) keeps its own final state."""
     root = _root(root)
     with _locked(root):
         st = read_status(run_id, root)
@@ -254,19 +374,14 @@ def cancel(run_id: str, root: str | Path | None = None, grace_s: float = 3.0) ->
             return _update(run_id, root, state="cancelled", ended=time.time())
         if st["state"] != "running":
             return st
-        if _exit_code(Path(st["dir"])) is not None:  # it ended on its own just now
-            refresh(root)
-            return read_status(run_id, root)
-        pid = st.get("pid")
-        if isinstance(pid, int) and _alive(st):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.time() + grace_s
-            while time.time() < deadline and _alive(st):
-                time.sleep(0.05)
-            if _alive(st):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+        d = Path(st["dir"])
+        if _exit_code(d) is None:
+            _kill(st, grace_s)
+        # killed, the wrapper records nothing: an exit code now was written before the signal
+        code = _exit_code(d)
+        if code is not None:
+            return _update(run_id, root, state="done" if code == 0 else "failed", exit_code=code,
+                           ended=time.time())
         return _update(run_id, root, state="cancelled", ended=time.time())
 
 
@@ -299,15 +414,22 @@ def report(run_id: str, root: str | Path | None = None) -> dict | None:
 
 
 def _run_wrapped(d: Path, root: Path) -> int:
-    """The wrapper: run the run's argv (output -> inherited log), record its exit code, advance."""
+    """The wrapper: rebuild the command from the checked job, run it (output -> inherited log),
+    kill its strays, record its exit code, advance the queue."""
     st = _read_json(d / "status.json") or {}
-    argv = st.get("argv") or []
     try:
-        code = subprocess.call(argv, cwd=REPO, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        print(f"could not start {argv[:1]}: {exc}", flush=True)
-        code = 127
+        argv = job_spec.argv(st.get("job"), d)
+    except errors.ConfigError as exc:
+        print(f"not run: {exc}", flush=True)
+        code = 126
+    else:
+        try:
+            code = subprocess.call(argv, cwd=REPO, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            print(f"could not start {argv[:1]}: {exc}", flush=True)
+            code = 127
     code = 128 - code if code < 0 else code  # killed by signal N -> 128 + N, as a shell reports
+    _kill({"pgid": os.getpgrp(), "dir": str(d)}, grace_s=1.0)
     io.write_text_atomic(d / "exit_code", f"{code}\n")
     start_next(root)
     return 0

@@ -1,6 +1,7 @@
 """The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,12 +15,27 @@ from pam_explorer.data import load_preset_data
 from pam_explorer.merge.build import merge_networks
 from pam_explorer.prune import TaskData
 from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.runs.outdir import claim
 from pam_explorer.train.finetune import evaluate, finetune
+
+OUTPUTS = ("model.zip", "merge.json")
 
 
 def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
-                 out: Path, progress: Callable[[str], None] | None = None) -> dict:
-    """Writes DIR/model.zip and DIR/merge.json {groups, flops, accuracy, ...}; returns the JSON."""
+                 out: Path, progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
+    """Writes DIR/model.zip and DIR/merge.json {groups, flops, accuracy, ...}; returns the JSON.
+
+    DIR is claimed first (:func:`pam_explorer.runs.outdir.claim`): a file, an unwritable folder,
+    another command's folder, or a merge of another configuration (unless ``force``) is refused
+    before anything is computed."""
+    config = {"preset": preset, "regroup": dataclasses.asdict(cfg), "mi": dataclasses.asdict(mi),
+              "finetune_epochs": finetune_epochs, "device": device}
+    with claim(out, "merge", config, OUTPUTS, force=force):
+        return _merge(preset, cfg, mi, finetune_epochs, device, Path(out), progress)
+
+
+def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
+           out: Path, progress: Callable[[str], None] | None) -> dict:
     say = progress or (lambda _m: None)
     explorer = Explorer.open(preset, mi)
     groups = explorer.groups(cfg)

@@ -1,6 +1,7 @@
 """Train and save the single-task networks of a preset (the CLI ``train`` command)."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from pam_explorer.core.config import DataConfig, TrainConfig
 from pam_explorer.core.device import resolve_device
 from pam_explorer.data import Preset, load_preset_data, task_targets
+from pam_explorer.runs.outdir import claim
 from pam_explorer.train.train import binary_accuracy, train_single_task
 from pam_explorer.zoo import build_model, save_checkpoint
 from pam_explorer.zoo.pretrained import asset_dir
@@ -16,12 +18,24 @@ from pam_explorer.zoo.pretrained import asset_dir
 
 def train_preset(preset: Preset, arch: str = "lenet5", config: TrainConfig = TrainConfig(),
                  data: DataConfig = DataConfig(), out: Path | None = None,
-                 progress: Callable[[str, dict], None] | None = None) -> dict:
+                 progress: Callable[[str, dict], None] | None = None, force: bool = False) -> dict:
     """Train one ``arch`` network per task of ``preset``; save each as <out>/<task>.safetensors.
 
     Returns {"preset", "arch", "tasks": {task: {val_accuracy, test_accuracy, seconds, path}}}.
+    ``out`` (default: the preset's assets folder) is claimed first
+    (:func:`pam_explorer.runs.outdir.claim`): checkpoints of another or an unknown training
+    configuration there (the committed ones included) are replaced only with ``force``.
     """
     out = Path(out) if out is not None else asset_dir(preset.name)
+    marker = {"preset": preset.name, "arch": arch, "train": dataclasses.asdict(config),
+              "data": dataclasses.asdict(data)}
+    outputs = [f"{t}{ext}" for t in preset.task_names for ext in (".safetensors", ".json")]
+    with claim(out, "train", marker, outputs, force=force):
+        return _train(preset, arch, config, data, out, progress)
+
+
+def _train(preset: Preset, arch: str, config: TrainConfig, data: DataConfig, out: Path,
+           progress: Callable[[str, dict], None] | None) -> dict:
     splits = load_preset_data(preset, data)
     train, val, test = splits["train"], splits["val"], splits["test"]
     in_ch, size = train.images.shape[1], train.images.shape[-1]

@@ -1,11 +1,15 @@
 """Safe checkpoints: safetensors weights + a JSON sidecar describing how to rebuild the net.
 
 Loading never unpickles anything. A checkpoint that does not fit the architecture raises
-:class:`~pam_explorer.core.errors.CheckpointMismatch` naming the first mismatched tensor; uploaded
-checkpoints (the dashboard's Setup page) load through :func:`nets_from_uploads`.
+:class:`~pam_explorer.core.errors.CheckpointMismatch` naming the first mismatched tensor; a tensor
+with NaN or inf values, or a sidecar that is not JSON, lacks a key or names an unknown
+hyper-parameter, raises :class:`~pam_explorer.core.errors.DataError` naming the tensor or the
+file. Uploaded checkpoints (the dashboard's Setup page) load through :func:`nets_from_uploads`.
+Both files are written atomically (core/io.py).
 """
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,11 +17,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load, load_file, save_file
+from safetensors.torch import load, load_file, save
 from torch import nn
 
-from pam_explorer.core.errors import CheckpointMismatch, ConfigError, DataMissing
-from pam_explorer.zoo.registry import build_model
+from pam_explorer.core.errors import CheckpointMismatch, ConfigError, DataError, DataMissing, PamError
+from pam_explorer.core.io import write_bytes_atomic, write_text_atomic
+from pam_explorer.zoo.registry import build_model, get_model
+
+SIDECAR_KEYS = ("arch", "num_outputs", "in_channels", "image_size")  # + optional "hparams"
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -25,7 +32,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
+    write_bytes_atomic(path, save(state))
     info = {
         "arch": getattr(model, "arch", None),
         "num_outputs": getattr(model, "num_outputs", None),
@@ -34,7 +41,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
         "hparams": getattr(model, "hparams", {}),
         **(meta or {}),
     }
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(info, indent=2, sort_keys=True))
     return path
 
 
@@ -67,6 +74,11 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor],
     extra = sorted(set(state) - set(expected))
     if extra:
         raise CheckpointMismatch(f"{source} has tensor(s) {extra[:5]} that {arch} does not have")
+    for key, tensor in state.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"tensor {key!r} in the {source} has non-finite values "
+                            f"({int(torch.isnan(tensor).sum())} NaN, {int(torch.isinf(tensor).sum())} inf); "
+                            "a network with them computes NaN outputs, so it is not loaded")
     model.load_state_dict(state)
     return model
 
@@ -76,15 +88,58 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Modu
     path = Path(path)
     state = read_state(path)
     if model is None:
-        info = json.loads(path.with_suffix(".json").read_text())
-        model = build_model(info["arch"], info["num_outputs"], info["in_channels"],
-                            info["image_size"], **info.get("hparams", {}))
+        model = _model_from_sidecar(path.with_suffix(".json"), read_meta(path))
     return load_state_into(model, state, source=path.name)
 
 
+def _model_from_sidecar(side: Path, info: dict[str, Any]) -> nn.Module:
+    """An untrained network as the sidecar describes it; DataError naming ``side`` otherwise."""
+    missing = [k for k in SIDECAR_KEYS if k not in info]
+    if missing:
+        raise DataError(f"checkpoint sidecar {side} lacks key(s) {missing}; it needs {list(SIDECAR_KEYS)} "
+                        "(and optionally hparams)")
+    bad = [k for k in SIDECAR_KEYS[1:] if not (isinstance(info[k], int) and not isinstance(info[k], bool)
+                                              and info[k] > 0)]
+    if bad:
+        raise DataError(f"checkpoint sidecar {side}: {bad[0]} must be a positive integer, "
+                        f"got {info[bad[0]]!r}")
+    hparams = info.get("hparams") or {}
+    if not isinstance(hparams, dict):
+        raise DataError(f"checkpoint sidecar {side}: hparams must be a JSON object, got {hparams!r}")
+    try:
+        factory = get_model(info["arch"]).factory
+    except PamError as exc:
+        raise DataError(f"checkpoint sidecar {side}: {exc}") from exc
+    known = [n for n in inspect.signature(factory).parameters if n not in
+             ("num_outputs", "in_channels", "image_size")]
+    unknown = sorted(set(hparams) - set(known))
+    if unknown:
+        raise DataError(f"checkpoint sidecar {side}: unknown hparam(s) {unknown} for {info['arch']}; "
+                        f"known: {known}")
+    try:
+        return build_model(info["arch"], info["num_outputs"], info["in_channels"], info["image_size"],
+                           **hparams)
+    except (TypeError, ValueError) as exc:  # a value of the wrong kind (PamError is a ValueError)
+        raise DataError(f"checkpoint sidecar {side}: cannot build {info['arch']} from it ({exc})") from exc
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The JSON sidecar of a checkpoint."""
-    return json.loads(Path(path).with_suffix(".json").read_text())
+    """The JSON sidecar of a checkpoint (a JSON object); DataMissing / DataError naming the file."""
+    side = Path(path).with_suffix(".json")
+    try:
+        text = side.read_text()
+    except FileNotFoundError as exc:
+        raise DataMissing(f"checkpoint sidecar {side} does not exist; it describes the network "
+                          f"({', '.join(SIDECAR_KEYS)}, hparams)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"checkpoint sidecar {side} cannot be read ({exc})") from exc
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"checkpoint sidecar {side} is not valid JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise DataError(f"checkpoint sidecar {side} must hold a JSON object, got {type(info).__name__}")
+    return info
 
 
 def nets_from_uploads(arch: str, files: Mapping[str, bytes], outputs: Mapping[str, int], in_channels: int,

@@ -3,7 +3,7 @@
 Layout: ``<assets root>/<preset>/<task>.safetensors`` + ``<task>.json`` (architecture, preset,
 seed, accuracy); the assets root is ``$PAM_ASSETS_ROOT`` or ``<repo>/assets``
 (:func:`pam_explorer.core.paths.assets_root`). They are reproduced by
-``python -m pam_explorer train --preset <preset> --save``.
+``python -m pam_explorer train --preset <preset> --force`` (it replaces the committed ones).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def load_pretrained(preset: str, tasks: tuple[str, ...], root: Path | None = Non
     if missing:
         raise DataMissing(
             f"no pre-trained networks for preset {preset!r} (missing {missing} in {d}); "
-            f"create them with: python -m pam_explorer train --preset {preset} --save")
+            f"create them with: python -m pam_explorer train --preset {preset}")
     return [load_checkpoint(d / f"{t}.safetensors").eval() for t in tasks]
 
 

@@ -1,5 +1,4 @@
-"""Background runs: tiny python commands through pam_explorer.runs.jobs (all state on disk)."""
-import sys
+"""Background runs: tiny `selftest` jobs through pam_explorer.runs.jobs (all state on disk)."""
 import time
 from pathlib import Path
 
@@ -8,7 +7,15 @@ import pytest
 from pam_explorer.core.errors import QueueFull
 from pam_explorer.runs import jobs
 
-PY = sys.executable
+
+@pytest.fixture(autouse=True)
+def _selftest_jobs(monkeypatch):
+    monkeypatch.setenv("PAM_JOBS_SELFTEST", "1")
+
+
+def job(**args) -> dict:
+    """A selftest job: print / stderr / sleep / exit / progress / report (see runs/job_spec.py)."""
+    return {"command": "selftest", "args": args}
 
 
 def wait_for(root, run_id, states=jobs.FINAL, timeout=20.0):
@@ -23,12 +30,10 @@ def wait_for(root, run_id, states=jobs.FINAL, timeout=20.0):
 
 
 def test_done_log_and_progress(tmp_path):
-    code = ("import json, os, sys; print('hello'); print('to stderr', file=sys.stderr); "
-            "d = sys.argv[1]; json.dump({'stage': 'x', 'fraction': 0.5, 'message': 'half'}, "
-            "open(os.path.join(d, 'progress.json'), 'w'))")
-    rid = jobs.submit([PY, "-c", code, "{run_dir}"], tmp_path, name="ok run")
+    spec = job(print="hello", stderr="to stderr", progress={"stage": "x", "fraction": 0.5, "message": "half"})
+    rid = jobs.submit(spec, tmp_path, name="ok run")
     st = jobs.read_status(rid, tmp_path)
-    assert st["state"] == "queued" and st["argv"][-1] == str(tmp_path / rid)
+    assert st["state"] == "queued" and st["job"] == spec and "argv" not in st
     assert jobs.start_next(tmp_path) == rid
     st = wait_for(tmp_path, rid)
     assert st["state"] == "done" and st["exit_code"] == 0
@@ -38,7 +43,7 @@ def test_done_log_and_progress(tmp_path):
 
 
 def test_failed(tmp_path):
-    rid = jobs.submit([PY, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path)
+    rid = jobs.submit(job(print="boom", exit=3), tmp_path)
     jobs.start_next(tmp_path)
     st = wait_for(tmp_path, rid)
     assert st["state"] == "failed" and st["exit_code"] == 3
@@ -46,8 +51,8 @@ def test_failed(tmp_path):
 
 
 def test_cancel_running_and_queued(tmp_path):
-    rid = jobs.submit([PY, "-c", "import time; print('start', flush=True); time.sleep(60)"], tmp_path)
-    queued = jobs.submit([PY, "-c", "pass"], tmp_path)
+    rid = jobs.submit(job(print="start", sleep=60), tmp_path)
+    queued = jobs.submit(job(), tmp_path)
     assert jobs.start_next(tmp_path) == rid
     wait_for(tmp_path, rid, states=("running",))
     pid = jobs.read_status(rid, tmp_path)["pid"]
@@ -61,15 +66,13 @@ def test_cancel_running_and_queued(tmp_path):
 
 
 def test_queue_order_one_at_a_time(tmp_path):
-    order = tmp_path / "order.txt"
-    code = ("import sys, time; time.sleep(0.3); open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')")
     root = tmp_path / "runs"
-    first = jobs.submit([PY, "-c", code, str(order), "0"], root)
+    first = jobs.submit(job(sleep=0.3), root)
     jobs.start_next(root)
-    second = jobs.submit([PY, "-c", code, str(order), "1"], root)
-    third = jobs.submit([PY, "-c", code, str(order), "2"], root)
+    second = jobs.submit(job(sleep=0.3), root)
+    third = jobs.submit(job(sleep=0.3), root)
     with pytest.raises(QueueFull):  # two queued already
-        jobs.submit([PY, "-c", "pass"], root)
+        jobs.submit(job(), root)
     states = [r["state"] for r in jobs.poll(root)]
     assert states.count("running") <= 1
     for rid in (first, second, third):
@@ -80,11 +83,14 @@ def test_queue_order_one_at_a_time(tmp_path):
             time.sleep(0.05)
             jobs.refresh(root)
         assert jobs.read_status(rid, root)["state"] == "done"
-    assert order.read_text().split() == ["0", "1", "2"]
+    # in order, one after the other: each started after the previous one recorded its exit code
+    ended = [(root / rid / "exit_code").stat().st_mtime for rid in (first, second, third)]
+    started = [jobs.read_status(rid, root)["started"] for rid in (first, second, third)]
+    assert started[0] < ended[0] <= started[1] + 0.01 < ended[1] <= started[2] + 0.01 < ended[2]
 
 
 def test_state_survives_restart(tmp_path):
-    rid = jobs.submit([PY, "-c", "import sys; sys.exit(1)"], tmp_path)
+    rid = jobs.submit(job(exit=1), tmp_path)
     jobs.start_next(tmp_path)
     st = jobs.read_status(rid, tmp_path)
     deadline = time.time() + 10
@@ -93,18 +99,18 @@ def test_state_survives_restart(tmp_path):
     jobs._CHILDREN.clear()  # a restarted app knows nothing but the files
     assert [r["state"] for r in jobs.refresh(tmp_path)] == ["failed"]
     # a 'running' run whose process vanished without an exit code -> failed, with a message
-    ghost = jobs.submit([PY, "-c", "pass"], tmp_path)
+    ghost = jobs.submit(job(), tmp_path)
     jobs._update(ghost, tmp_path, state="running", pid=2 ** 22 + 7, pid_start="1")
     runs = {r["run_id"]: r for r in jobs.refresh(tmp_path)}
     assert runs[ghost]["state"] == "failed" and "exit code" in runs[ghost]["message"]
     assert runs[rid]["state"] == "failed" and runs[rid]["exit_code"] == 1
 
 
-def test_bad_run_id_and_empty_argv(tmp_path):
+def test_bad_run_id_and_empty_job(tmp_path):
     with pytest.raises(ValueError):
         jobs.run_dir("../x", tmp_path)
     with pytest.raises(ValueError):
-        jobs.submit([], tmp_path)
+        jobs.submit({}, tmp_path)
     assert jobs.list_runs(tmp_path / "none") == []
     assert jobs.log_tail("nope", 5, tmp_path) == "" and jobs.progress("nope", tmp_path) is None
 
@@ -113,7 +119,7 @@ def test_command_killed_outside_is_failed_with_signal_code(tmp_path):
     """A `pkill -f <command>` elsewhere hits only the command: the wrapper records 128 + signal."""
     import os
     import signal
-    rid = jobs.submit([PY, "-c", "import time; time.sleep(60)"], tmp_path)
+    rid = jobs.submit(job(sleep=60), tmp_path)
     jobs.start_next(tmp_path)
     wrapper = jobs.read_status(rid, tmp_path)["pid"]
     children = Path(f"/proc/{wrapper}/task/{wrapper}/children")

@@ -3,7 +3,6 @@ and numbers exactly as the backend computes them; export; bad uploads; runs and 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ def explorer() -> Explorer:
 def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("PAM_RUNS_ROOT", str(root))
+    monkeypatch.setenv("PAM_JOBS_SELFTEST", "1")  # tiny `selftest` jobs stand in for experiments
     return root
 
 
@@ -176,11 +176,10 @@ def test_runs_and_results_pages(runs_root):
                                        "val_accuracy": {"B": 95.0}}]}
                           for s, f in (("B1", 100), ("B2", 80), ("PAM", 50))},
               "gains": {"vs_B1": {"average": 2.0, "peak": 2.2}, "vs_B2": {"average": 1.6, "peak": 1.7}}}
-    code = f"import json, sys; json.dump({report!r}, open(sys.argv[1] + '/report.json', 'w'))"
-    ok = jobs.submit([sys.executable, "-c", code, "{run_dir}"], runs_root, name="fake")
+    ok = jobs.submit({"command": "selftest", "args": {"report": report}}, runs_root, name="fake")
     jobs.start_next(runs_root)
     _wait(runs_root, ok)
-    bad = jobs.submit([sys.executable, "-c", "print('exploded here'); raise SystemExit(4)"], runs_root,
+    bad = jobs.submit({"command": "selftest", "args": {"print": "exploded here", "exit": 4}}, runs_root,
                       name="bad")
     jobs.start_next(runs_root)
     _wait(runs_root, bad)
@@ -289,7 +288,7 @@ def test_valid_upload_and_mi_settings_apply(runs_root):
 
 
 def test_cancel_from_runs_page(runs_root):
-    rid = jobs.submit([sys.executable, "-c", "import time; time.sleep(60)"], runs_root, name="sleeper")
+    rid = jobs.submit({"command": "selftest", "args": {"sleep": 60}}, runs_root, name="sleeper")
     jobs.start_next(runs_root)
     at = fresh()
     at.switch_page("ui/page_runs.py").run()
@@ -317,10 +316,12 @@ def test_preset_without_networks_keeps_setup(runs_root):
 
 def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
     """A real quick AdapMTL experiment launched as a background job, then its results page."""
-    from ui.run_args import MODES, experiment_argv
-    argv = experiment_argv("digits-2task", "adapmtl", MODES[0], None, True, "cpu", 0.8)
+    from pam_explorer.runs import job_spec
+    from ui.run_args import MODES, experiment_job
+    spec = experiment_job("digits-2task", "adapmtl", MODES[0], None, True, "cpu", 0.8)
+    argv = job_spec.argv(spec, runs_root / "x")
     assert argv[argv.index("--target-sparsity") + 1] == "0.8"
-    rid = jobs.submit(argv, runs_root, name="adapmtl-quick")
+    rid = jobs.submit(spec, runs_root, name="adapmtl-quick")
     jobs.start_next(runs_root)
     _wait(runs_root, rid, timeout=300)
     assert jobs.read_status(rid, runs_root)["state"] == "done", jobs.log_tail(rid, 30, runs_root)
