@@ -106,11 +106,24 @@ def cmd_merge(args: argparse.Namespace) -> dict:
     return summary
 
 
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """"0,1,2" -> (0, 1, 2); ConfigError naming the option otherwise."""
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{option} expects comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} expects at least one integer, got {text!r}")
+    return values
+
+
 def cmd_experiment(args: argparse.Namespace) -> dict:
+    seeds = (args.seed,) if args.seed is not None else parse_ints(args.seeds, "--seeds")
     cfg = ExperimentConfig(preset=args.preset, prune=args.prune, alpha=args.alpha,
                            schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
-                           finetune_epochs=args.finetune_epochs, quick=args.quick, seed=args.seed,
-                           device=args.device, target_sparsity=args.target_sparsity)
+                           finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
+                           device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
+                           rank=args.rank, regroup=args.regroup)
     report = run_experiment(cfg, Path(args.out),
                             progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
     if not args.json:

@@ -63,9 +63,20 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
     e.add_argument("--finetune-epochs", type=int, default=3)
     e.add_argument("--device", default="auto")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seeds", default="0", metavar="S1,S2,...",
+                   help="every scheme runs under every seed; mean and 95%% CI over them (default 0)")
+    e.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds S)")
     e.add_argument("--target-sparsity", type=float, default=0.9,
                    help="AdapMTL: overall fraction of zero weights (default 0.9)")
+    e.add_argument("--floor", choices=["original", "own"], default="original",
+                   help="accuracy floor: the original networks' validation accuracy minus delta "
+                        "(default), or each scheme's own unpruned accuracy")
+    e.add_argument("--rank", choices=["published", "flops-aware"], default="published",
+                   help="neuron ranking of every scheme: the method's published score (default), or "
+                        "score / FLOPs saved")
+    e.add_argument("--regroup", choices=["default", "paper", "legacy"], default="default",
+                   help="PAM's regrouping: this project's estimator (default), the paper's literal "
+                        "one, or the estimator of the first versions")
     e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pam_explorer.core import validate as v
 
 SCORE_SCOPES = ("task", "sharing")
+TAYLOR_MODES = ("batch", "sample")
+RANKS = {"published": 0.0, "flops-aware": 1.0}  # rank name -> PruneConfig.flops_weight
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,13 @@ class PruneConfig:
     patience: consecutive rejected ``min_step`` steps of a task before it is frozen (validation
     accuracy moves a few tenths of a point between steps, so one rejection is weak evidence).
     flops_weight: neurons are ranked by importance / (FLOPs their removal saves)^flops_weight,
-    FLOPs summed over every task subset; 0 ranks by importance alone. Without it a few cheap fc
-    neurons go first and the accuracy budget is spent before the costly conv channels are tried
-    (the FLOPs-aware criterion of Molchanov et al., ICLR 2017, in ratio form).
+    FLOPs summed over every task subset; 0 (default, "published" rank) ranks by the method's own
+    importance alone, as P1 and P2 publish it; 1 is the "flops-aware" rank (the FLOPs-aware
+    criterion of Molchanov et al., ICLR 2017, in ratio form), an option applied alike to every
+    scheme (:data:`RANKS`).
+    taylor_mode: P2's score. "batch" (default, Molchanov et al. 2019): per minibatch the gate
+    gradient summed over the batch, times the gate, squared; averaged over score_batches
+    minibatches. "sample": the same per sample, squared, averaged over the samples.
     reference_accuracy: {task: %} accuracy floor reference instead of the measured unpruned one.
     adapmtl: an AdapMTLConfig for the "adapmtl" method (None: its defaults).
     P1 (VIB): vib_epochs of gate + weight training with loss + kl_weight * KL, gates learnt at
@@ -95,7 +101,8 @@ class PruneConfig:
     log_alpha_threshold: float = 3.0
     score_scope: str = "sharing"
     patience: int = 3
-    flops_weight: float = 1.0
+    flops_weight: float = 0.0
+    taylor_mode: str = "batch"
     reference_accuracy: Mapping[str, float] | None = None
     adapmtl: AdapMTLConfig | None = None
 
@@ -111,6 +118,7 @@ class PruneConfig:
         v.finite_non_negative(self, "kl_weight")
         v.finite(self, "log_alpha_threshold")
         v.choice(self, "score_scope", SCORE_SCOPES)
+        v.choice(self, "taylor_mode", TAYLOR_MODES)
         v.finite_non_negative(self, "flops_weight")
         ref = self.reference_accuracy
         if ref is not None and (not isinstance(ref, Mapping) or not all(
@@ -122,4 +130,4 @@ class PruneConfig:
         v.device(self)
 
 
-__all__ = ["SCORE_SCOPES", "AdapMTLConfig", "PruneConfig"]
+__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "AdapMTLConfig", "PruneConfig"]

@@ -3,11 +3,13 @@
 Think of a gate g = 1 multiplying every output channel of every group (after its per-neuron ops:
 what the readers consume). Its gradient is dL/dg = sum over spatial positions of a * dL/da, with
 a the group output, so no gate parameters are needed: forward hooks keep the group outputs and
-one autograd call gives dL/da. Importance of neuron c = (g * dL/dg)^2 per sample, averaged over
-the samples of ``score_batches`` minibatches.
+one autograd call gives dL/da. Importance of neuron c (``mode``):
 
-Choices: the loss is task t's per-sample BCE (mean over its labels), summed over the batch, so
-the per-sample gradient is that sample's own loss gradient (independent of the batch size).
+* "batch" (Molchanov et al. 2019, Eq. 8 on the gate): (g * dL/dg)^2 with L the minibatch's mean
+  loss, averaged over the ``score_batches`` minibatches;
+* "sample": (g * dL_n/dg)^2 per sample n, averaged over all their samples.
+
+The loss is task t's BCE (mean over its labels) per sample; "batch" averages it over the batch.
 Scoring runs in eval mode (BatchNorm running statistics, no dropout), so it changes nothing in
 the net. With ``score_scope="sharing"`` a neuron shared by tasks tau scores the sum of its
 importances for every task in tau (else task t's only, as the paper's alternating rule: on a
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 import torch
 from torch.nn import functional as F
 
+from pam_explorer.core.errors import ConfigError
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.prune.base import (
     AlternatingPruner,
@@ -30,7 +33,7 @@ from pam_explorer.prune.base import (
     register_pruner,
     subgraph_groups,
 )
-from pam_explorer.prune.config import PruneConfig
+from pam_explorer.prune.config import TAYLOR_MODES, PruneConfig
 
 
 def per_sample_task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -40,9 +43,13 @@ def per_sample_task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 
 def taylor_importance(net: MergedNet, task: str,
-                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Scores:
-    """{(layer, key): (width,) mean over samples of (sum_positions a * dL_t/da)^2} for the
-    non-empty groups of ``task``'s subgraph. batches: (images (N, C, H, W), targets (N, L_t))."""
+                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]], mode: str = "batch") -> Scores:
+    """{(layer, key): (width,) importance} for the non-empty groups of ``task``'s subgraph:
+    mean over minibatches of (mean over the batch of c_n)^2 ("batch") or mean over samples of
+    c_n^2 ("sample"), with c_n = sum over positions of a * dL_n/da (N, C) for sample n.
+    batches: (images (N, C, H, W), targets (N, L_t))."""
+    if mode not in TAYLOR_MODES:
+        raise ConfigError(f"Taylor mode must be one of {list(TAYLOR_MODES)}, got {mode!r}")
     groups = subgraph_groups(net, task)
     total = {g: torch.zeros(net.width(*g), device=next(net.parameters()).device) for g in groups}
     outputs: dict[tuple[str, str], torch.Tensor] = {}
@@ -62,8 +69,8 @@ def taylor_importance(net: MergedNet, task: str,
                 if grad is not None:
                     a = outputs[g].detach()
                     contrib = (a * grad).flatten(2).sum(2) if a.dim() > 2 else a * grad  # (N, C)
-                    total[g] += contrib.pow(2).sum(0)
-            count += images.shape[0]
+                    total[g] += contrib.mean(0).pow(2) if mode == "batch" else contrib.pow(2).sum(0)
+            count += 1 if mode == "batch" else images.shape[0]
     finally:
         for h in hooks:
             h.remove()
@@ -80,11 +87,13 @@ class TaylorPruner(AlternatingPruner):
                    stream: BatchStream) -> Scores:
         images, targets = data.train
         idx = [stream.next().to(images.device) for _ in range(config.score_batches)]
-        scores = taylor_importance(net, task, ((images[i], targets[task][i]) for i in idx))
+        mode = config.taylor_mode
+        scores = taylor_importance(net, task, ((images[i], targets[task][i]) for i in idx), mode)
         if config.score_scope == "sharing":  # same minibatches, each other task's own loss
             for other in net.tasks:
                 if other != task and any(other in key.split("+") for _, key in scores):
-                    extra = taylor_importance(net, other, ((images[i], targets[other][i]) for i in idx))
+                    extra = taylor_importance(net, other, ((images[i], targets[other][i]) for i in idx),
+                                              mode)
                     for g in scores:
                         if g in extra:
                             scores[g] = scores[g] + extra[g]

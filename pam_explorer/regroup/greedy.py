@@ -25,9 +25,18 @@ from typing import NamedTuple
 import torch
 
 from pam_explorer.core.errors import ConfigError
-from pam_explorer.regroup.mutual_info import (BOUND_FACTOR, KERNELS, LN2, MIN_SCALE, _ClassColumns,
-                                              _validate, label_permutations, mi_reference,
-                                              neuron_weights, null_reference)
+from pam_explorer.regroup.mutual_info import (
+    BOUND_FACTOR,
+    KERNELS,
+    LN2,
+    MIN_SCALE,
+    _ClassColumns,
+    _validate,
+    label_permutations,
+    mi_reference,
+    neuron_weights,
+    null_reference,
+)
 
 Tensor = torch.Tensor
 Progress = Callable[[int, int], None]
@@ -58,6 +67,14 @@ def _kernel_block(tc: Tensor, factor: float) -> Tensor:
     """Per-neuron kernels for columns tc (n, B) -> (n, B, n) with out[i, b, k] = K_b[i, k]."""
     k = torch.exp((tc.unsqueeze(2) - tc.t().unsqueeze(0)).pow_(2).mul_(-factor))
     return k.masked_fill_(k < _TINY, 0.0)
+
+
+def _pick(scores: Tensor, ids: Tensor) -> int:
+    """Position of the minimum of ``scores`` (n,); near-ties (within rounding) go to the lowest
+    neuron id in ``ids`` (n,)."""
+    best = scores.min()
+    tol = 64 * torch.finfo(scores.dtype).eps * max(1.0, abs(float(best)))
+    return int(torch.where(scores <= best + tol, ids, ids.new_tensor(2**62)).argmin())
 
 
 def _null(cols: list[_ClassColumns], K: Tensor) -> float:
@@ -121,6 +138,14 @@ class _FixedState:
             out.append(self.cols.mi(R))
         return torch.cat(out)
 
+    def step(self) -> tuple[int, float]:
+        """Add the argmin candidate to S; (its neuron id, I(S; Y) of the grown set)."""
+        scores = self.scores()
+        pos = _pick(scores, self.ids[:self.n_active])
+        neuron, mi = int(self.ids[pos]), float(scores[pos])
+        self.add(pos)
+        return neuron, mi
+
     def add(self, pos: int) -> None:
         """Move active candidate at ``pos`` into S."""
         k_new = self.kernels(pos, pos + 1)[:, 0, :]
@@ -151,13 +176,18 @@ class _FixedState:
 
 
 class _ScaledState:
-    """Scaled kernel: squared distances D_S of S (diagonal +inf, so K_ii = 0 off-diagonal),
-    its scale s_S, and the active candidates as a prefix ``ids[:n_active]`` (swap-remove).
+    """Scaled kernel: squared distances D_S of S (diagonal +inf, so K_ii = 0 off-diagonal), its
+    scale s_S, the active non-constant candidates as a prefix ``ids[:n_active]`` (swap-remove)
+    and the constant ones apart: adding a constant neuron changes neither D_S nor s_S, so its
+    score is I(S; Y) itself, computed once per step (dead ReLU units are often half a layer).
     Kernels can widen again as S grows, so no sample is ever dropped."""
 
     def __init__(self, t: Tensor, cols: _ClassColumns, perm_cols: list[_ClassColumns], ids: Tensor,
                  factor: float, weights: Tensor, max_chunk_bytes: int) -> None:
         N = t.shape[0]
+        const = (t[:, ids] == t[:1, ids]).all(0)                        # exactly constant columns
+        self.consts = sorted(int(i) for i in ids[const])
+        ids = ids[~const].clone()
         self.t, self.cols, self.perm_cols, self.ids, self.factor = t, cols, perm_cols, ids, factor
         self.w, self.n_active, self.s = weights, ids.numel(), 0.0
         self.floor = math.log(torch.finfo(t.dtype).tiny)  # exp(floor) is the smallest normal float
@@ -166,13 +196,17 @@ class _ScaledState:
         self.chunk = max(1, max_chunk_bytes // max(1, 2 * N * N * t.element_size()))
         self.dall = self._dists(0, self.n_active) if self.n_active <= self.chunk else None
 
+    @property
+    def remaining(self) -> int:
+        return self.n_active + len(self.consts)
+
     def _dists(self, a: int, b: int) -> Tensor:
         tc = self.t[:, self.ids[a:b]]                                   # (N, B)
         return (tc.unsqueeze(2) - tc.t().unsqueeze(0)).pow_(2)          # (N, B, N)
 
     def scores(self) -> Tensor:
-        """I(S ∪ {j}; Y) in bits for every active candidate j -> (n_active,)."""
-        out = []
+        """I(S ∪ {j}; Y) in bits for every active non-constant candidate j -> (n_active,)."""
+        out = [torch.zeros(0, dtype=self.t.dtype, device=self.t.device)]
         Wt = self.cols.cols.t().unsqueeze(0).expand(self.t.shape[0], -1, -1)   # (n, M', n)
         for a in range(0, self.n_active, self.chunk):
             b = min(a + self.chunk, self.n_active)
@@ -182,6 +216,23 @@ class _ScaledState:
             K = torch.add(self.DS.unsqueeze(1), D).mul_(f).clamp_(min=self.floor).exp_()   # (n, B, n)
             out.append(self.cols.mi(torch.bmm(Wt, K.transpose(1, 2))))                     # (n, M', B)
         return torch.cat(out)
+
+    def _kernel_of_s(self) -> Tensor:
+        return torch.exp(self.DS * (-self.factor / max(self.s, MIN_SCALE)))  # (n, n), zero diagonal
+
+    def step(self) -> tuple[int, float]:
+        """Add the argmin candidate to S; (its neuron id, I(S; Y) of the grown set)."""
+        scores, ids = self.scores(), self.ids[:self.n_active]
+        if self.consts:  # every constant candidate scores I(S; Y); the lowest id stands for them
+            here = float(self.cols.mi((self._kernel_of_s() @ self.cols.cols).unsqueeze(2))[0])
+            scores = torch.cat([scores, scores.new_tensor([here])])
+            ids = torch.cat([ids, ids.new_tensor([self.consts[0]])])
+        pos = _pick(scores, ids)
+        if pos == self.n_active:
+            return self.consts.pop(0), float(scores[pos])
+        neuron, mi = int(self.ids[pos]), float(scores[pos])
+        self.add(pos)
+        return neuron, mi
 
     def add(self, pos: int) -> None:
         """Move active candidate at ``pos`` into S."""
@@ -195,9 +246,7 @@ class _ScaledState:
             self.dall[:, pos, :] = self.dall[:, last, :]
 
     def null(self) -> float:
-        if not self.perm_cols:
-            return 0.0
-        return _null(self.perm_cols, torch.exp(self.DS * (-self.factor / max(self.s, MIN_SCALE))))
+        return _null(self.perm_cols, self._kernel_of_s()) if self.perm_cols else 0.0
 
 
 def _candidates(t: Tensor, candidates: Tensor | None) -> Tensor:
@@ -237,15 +286,8 @@ def greedy_steps(t: Tensor, Y: Tensor, sigma2: float, bound: str = "kl",
     factor = BOUND_FACTOR[bound] / sigma2
     state = (_FixedState(t, cols, perm_cols, ids, factor, max_chunk_bytes) if kernel == "fixed" else
              _ScaledState(t, cols, perm_cols, ids, factor, neuron_weights(t), max_chunk_bytes))
-    eps = torch.finfo(t.dtype).eps
-    big = ids.new_tensor(2**62)
-    while state.n_active > 0:
-        scores = state.scores()                                      # (n_active,)
-        best = scores.min()
-        tol = 64 * eps * max(1.0, abs(float(best)))
-        pos = int(torch.where(scores <= best + tol, ids[:state.n_active], big).argmin())
-        neuron, mi = int(ids[pos]), float(scores[pos])
-        state.add(pos)
+    for _ in range(ids.numel()):
+        neuron, mi = state.step()
         yield Step(neuron, mi, state.null())
 
 

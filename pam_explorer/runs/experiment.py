@@ -1,60 +1,78 @@
-"""B1 vs B2 vs PAM under one pruning method, on one preset -> DIR/report.json + DIR/table.md.
+"""B1 vs B2 vs PAM under one pruning method, on one preset, over seeds -> DIR/report.json + table.md.
 
-Every scheme is pruned by the same method and the same accuracy-constrained rule (see
-:mod:`pam_explorer.prune.base`). Stages are cached in DIR/stages/ (metrics JSON + the pruned
-network as an export zip), so an interrupted run resumes where it stopped; DIR/progress.json
-tells the dashboard how far it is.
+Fair comparison (DESIGN "Pruning, fair comparison"): every scheme is pruned by the same method
+and rule, against ONE accuracy floor per task (``floor="original"``: the original single-task
+network's validation accuracy minus delta; ``"own"``: each scheme's unpruned accuracy, the
+earlier rule), ranking neurons the method's published way (``rank="published"``) or FLOPs-aware
+(``"flops-aware"``) alike for every scheme. Every scheme runs under every seed (pruning,
+finetuning, MTZ and MI-sample randomness; the data split stays the networks' own). The report
+gives per-seed figures and, over seeds, means with 95 % bootstrap CIs, gains paired by seed, the
+thread count and the configuration that produced every figure.
+
+Stages (one scheme under one seed) are resumable from DIR/stages/<scheme>_s<seed>.json and, keyed
+by content, shared through the stage cache (:mod:`pam_explorer.runs.stage_cache`): B1 and B2 of a
+seed are computed once for every PAM configuration. DIR/progress.json tells the dashboard how far
+it is. Folders written before seeds existed (one seed, stages/<scheme>.json) still resume.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from pam_explorer import export
-from pam_explorer.baselines.mtz import MTZConfig, zip_networks
+from pam_explorer.baselines.mtz import MTZConfig
 from pam_explorer.core import validate
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
 from pam_explorer.core.errors import ConfigError, RunConflict
 from pam_explorer.core.io import write_json_atomic, write_text_atomic
-from pam_explorer.core.subsets import all_subsets, subset_key
-from pam_explorer.cost.analytic import separate_costs, subset_costs
-from pam_explorer.cost.latency import measure_latency
+from pam_explorer.core.paths import cache_root
 from pam_explorer.data import get_preset, load_preset_data
-from pam_explorer.merge.build import from_single, merge_networks
-from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.prune import AdapMTLConfig, PruneConfig, TaskData, get_pruner, list_pruners
-from pam_explorer.prune.adapmtl_math import delta_t
-from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.graph.layer_map import layer_map
+from pam_explorer.merge.build import from_single
+from pam_explorer.prune import AdapMTLConfig, PruneConfig, TaskData, list_pruners
+from pam_explorer.prune.config import RANKS
+from pam_explorer.regroup.trajectories import weights_hash
+from pam_explorer.runs import report as rep
 from pam_explorer.runs.outdir import claim
-from pam_explorer.runs.report import gains, markdown_table
-from pam_explorer.train.finetune import evaluate, finetune
+from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
+from pam_explorer.runs.stage_cache import StageCache, stage_key
+from pam_explorer.train.finetune import evaluate
 from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo.pretrained import load_pretrained
 
 SCHEMES = ("B1", "B2", "PAM")
+FLOORS = ("original", "own")
+REGROUP_PROFILES = ("default", "paper", "legacy")
 OUTPUTS = ("config.json", "report.json", "table.md", "model.zip", "stages")  # what DIR receives
+TIMING_FIELDS = ("latency_ms", "latency_ms_cuda", "seconds", "latency_gains", "time")  # not deterministic
 Progress = Callable[[dict], None]
+# values of fields added since a run folder was written, as the code that wrote it behaved
+LEGACY = {"floor": "own", "rank": "flops-aware", "regroup": "legacy"}
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """What to run; ``quick`` shrinks data, steps and epochs to a smoke test of every stage."""
+    """What to run. ``quick`` shrinks data, steps and epochs to a smoke test of every stage."""
 
     preset: str = "digits-2task"
     prune: str = "taylor"
-    alpha: float | None = None  # None: the preset's default
+    alpha: float | None = None  # bits; None: the regroup profile's default for the preset
     schemes: tuple[str, ...] = SCHEMES
-    finetune_epochs: int = 3
+    finetune_epochs: int = 3  # PAM's joint finetuning before pruning
     quick: bool = False
-    seed: int = 0  # pruning / finetuning / MTZ randomness; the data split is the nets' own
+    seeds: tuple[int, ...] = (0,)  # pruning / finetuning / MTZ / MI-sample randomness
     device: str = "auto"
     target_sparsity: float = 0.9  # AdapMTL only: overall fraction of zero weights
+    floor: str = "original"  # accuracy floor: "original" networks' val accuracy - delta | "own"
+    rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
+    regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
@@ -64,252 +82,220 @@ class ExperimentConfig:
         bad = [s for s in self.schemes if s not in SCHEMES] or ([] if self.schemes else ["(none)"])
         if bad:
             raise ConfigError(f"ExperimentConfig.schemes: {bad} not in {list(SCHEMES)}")
-        RegroupConfig(alpha=self.resolved_alpha())  # validates alpha
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(
+                validate.is_int(s) and s >= 0 for s in self.seeds):
+            raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers >= 0, got {self.seeds!r}")
+        if self.alpha is not None:
+            validate.alpha(self.alpha, "ExperimentConfig.alpha")
         validate.non_negative_int(self, "finetune_epochs")
+        validate.choice(self, "floor", FLOORS)
+        validate.choice(self, "rank", tuple(RANKS))
+        validate.choice(self, "regroup", REGROUP_PROFILES)
         if self.prune == "adapmtl":
             self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentConfig:
+        """From a config.json, also one written before seeds, floors, ranks and regroup profiles
+        existed (one ``seed``; the fields it lacks take the values that code ran with)."""
+        raw = dict(raw)
+        if "seed" in raw:
+            raw["seeds"] = [raw.pop("seed")]
+        raw = {**LEGACY, **raw} if "floor" not in raw else raw
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"ExperimentConfig: unknown field(s) {unknown} in the run's config")
+        for key in ("schemes", "seeds"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
     def resolved_alpha(self) -> float:
-        return get_preset(self.preset).default_alpha if self.alpha is None else self.alpha
+        if self.alpha is not None:
+            return self.alpha
+        return {"default": get_preset(self.preset).default_alpha, "paper": 0.05, "legacy": 0.5}[self.regroup]
+
+    def regroup_config(self, layers: Sequence[tuple[str, str]] = ()) -> RegroupConfig:
+        """The PAM grouping rule; ``layers``: (name, kind) of the networks' layers. The paper
+        profile without an explicit alpha uses the authors' thresholds: 0.05 bits for fc layers
+        and 0.01 for conv layers (their LFW settings), and drops neurons picked twice."""
+        overrides = tuple((n, 0.01) for n, kind in layers if kind == "conv") \
+            if self.regroup == "paper" and self.alpha is None else ()
+        both = "drop" if self.regroup == "paper" else "share"
+        return RegroupConfig(alpha=self.resolved_alpha(), overrides=overrides, both_picked=both)
 
     def data(self) -> DataConfig:
         # the data seed stays the one the committed networks were trained with: another seed
         # draws other source pools, and their test pictures would overlap the nets' training ones
         return DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
 
-    def mi(self) -> MIConfig:
-        return MIConfig(n_samples=64 if self.quick else 256, seed=self.seed)
+    def mi(self, seed: int) -> MIConfig:
+        base = {"default": MIConfig(), "paper": MIConfig.paper(),
+                "legacy": MIConfig(kernel="fixed", null_perms=0)}[self.regroup]
+        n = min(base.n_samples, 64) if self.quick else base.n_samples
+        return dataclasses.replace(base, n_samples=n, seed=seed)
 
     def adapmtl(self) -> AdapMTLConfig:
         # quick: a few fast-rising steps so the freeze is reached on the tiny data too
         return AdapMTLConfig(target_sparsity=self.target_sparsity, epochs=3, theta_lr=0.3) if self.quick \
             else AdapMTLConfig(target_sparsity=self.target_sparsity)
 
-    def prune_config(self) -> PruneConfig:
-        adapmtl = self.adapmtl() if self.prune == "adapmtl" else None
+    def prune_config(self, seed: int, reference: Mapping[str, float] | None) -> PruneConfig:
+        """``reference``: the floor's reference accuracy per task (None: each scheme's own)."""
+        common = dict(seed=seed, device=self.device, flops_weight=RANKS[self.rank],
+                      reference_accuracy=dict(reference) if reference is not None else None,
+                      adapmtl=self.adapmtl() if self.prune == "adapmtl" else None)
+        if self.regroup == "legacy":
+            common["taylor_mode"] = "sample"
         if self.quick:
             return PruneConfig(max_steps=4, finetune_batches=3, final_finetune_epochs=1, score_batches=2,
-                               vib_epochs=1, step_fraction=0.2, seed=self.seed, device=self.device,
-                               adapmtl=adapmtl)
-        return PruneConfig(seed=self.seed, device=self.device, adapmtl=adapmtl)
+                               vib_epochs=1, step_fraction=0.2, **common)
+        return PruneConfig(**common)
 
-    def mtz(self) -> MTZConfig:
-        return MTZConfig(n_samples=128, retrain_batches=3, seed=self.seed, device=self.device) if self.quick \
-            else MTZConfig(seed=self.seed, device=self.device)
+    def mtz(self, seed: int) -> MTZConfig:
+        return MTZConfig(n_samples=128, retrain_batches=3, seed=seed, device=self.device) if self.quick \
+            else MTZConfig(seed=seed, device=self.device)
 
-    def finetune(self) -> FinetuneConfig:
-        return FinetuneConfig(epochs=1 if self.quick else self.finetune_epochs, seed=self.seed,
-                              device=self.device)
+    def finetune(self, seed: int) -> FinetuneConfig:
+        return FinetuneConfig(epochs=1 if self.quick else self.finetune_epochs, seed=seed, device=self.device)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
-                   nets: Sequence[ChainNet] | None = None) -> dict:
-    """Run (or resume) every scheme of ``cfg`` and write DIR/report.json and DIR/table.md."""
-    with claim(out, "experiment", dataclasses.asdict(cfg), OUTPUTS, defaults=_DEFAULTS):  # lock, refuse
-        return _run_experiment(cfg, Path(out), progress, nets)
+                   nets: Sequence[ChainNet] | None = None, cache: str | Path | None = "default") -> dict:
+    """Run (or resume) every scheme of ``cfg`` under every seed; write DIR/report.json and
+    DIR/table.md; return the report. ``cache``: stage-cache root ("default": the cache root,
+    None: no sharing between runs)."""
+    with claim(out, "experiment", _jsonable(cfg), OUTPUTS,
+               defaults=lambda raw: _jsonable(ExperimentConfig.from_dict(raw))):
+        return _run(cfg, Path(out), progress, nets, StageCache(cache_root() if cache == "default" else cache))
 
 
-def _run_experiment(cfg: ExperimentConfig, out: Path, progress: Progress | None,
-                    nets: Sequence[ChainNet] | None) -> dict:
-    out = Path(out)
-    _check_or_write_config(cfg, out)
+def _jsonable(cfg: ExperimentConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequence[ChainNet] | None,
+         cache: StageCache) -> dict:
+    legacy = _check_or_write_config(cfg, out)
     preset = get_preset(cfg.preset)
     nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names)
     data = TaskData.from_splits(load_preset_data(preset, cfg.data()), preset)
-    stages = _Stages(out, cfg.schemes, progress)
-    schemes = {}
-    for name in cfg.schemes:
-        schemes[name] = stages.run(
-            name, lambda n=name: _SCHEME_FNS[n](cfg, nets, preset.task_names, data, stages))
-    report = {"preset": preset.name, "tasks": list(preset.task_names), "prune": cfg.prune,
-              "alpha": cfg.resolved_alpha(), "quick": cfg.quick,
-              "reference_accuracy": {t: evaluate(_single(n, t), data.test[0], data.test[1])[t]
-                                     for n, t in zip(nets, preset.task_names)},
-              "schemes": schemes, "gains": gains(schemes), "latency_gains": gains(schemes, "latency_ms")}
-    if any("sparse_flops" in s for s in schemes.values()):
-        report["sparse_gains"] = gains(schemes, "sparse_flops")
-        report["target_sparsity"] = cfg.target_sparsity
+    singles = [from_single(n, t) for n, t in zip(nets, preset.task_names)]
+    original_val = {t: evaluate(s, *data.val)[t] for s, t in zip(singles, preset.task_names)}
+    original_test = {t: evaluate(s, *data.test)[t] for s, t in zip(singles, preset.task_names)}
+    layers = [(info.name, info.kind) for info in layer_map(nets[0])]
+    stages = _Stages(out, [(seed, s) for seed in cfg.seeds for s in cfg.schemes], progress, legacy)
+    per_seed: dict[int, dict] = {}
+    for seed in cfg.seeds:
+        settings = _settings(cfg, seed, None if cfg.floor == "own" else original_val, layers)
+        payload = {"preset": preset.name, "weights": weights_hash(nets), "seed": seed,
+                   "quick": cfg.quick, "method": cfg.prune}
+        per_seed[seed] = {name: stages.run(seed, name, lambda n=name: SCHEME_FNS[n](
+            settings, nets, preset.task_names, data, stages.detail, stages.dir, stages.tag(seed)),
+            cache, stage_key({**payload, **_stage_inputs(name, settings)})) for name in cfg.schemes}
+    report = _report(cfg, preset, per_seed, original_test, original_val, layers)
+    _export_model(stages, cfg, out)
     write_json_atomic(out / "report.json", report)
-    write_text_atomic(out / "table.md", markdown_table(report))
+    write_text_atomic(out / "table.md", rep.markdown_table(report))
     stages.report(1.0, "done", "report written")
     return report
 
 
-def _single(net: ChainNet, task: str) -> MergedNet:
-    return from_single(net, task)
+def _settings(cfg: ExperimentConfig, seed: int, reference: Mapping[str, float] | None,
+              layers: Sequence[tuple[str, str]]) -> SchemeSettings:
+    return SchemeSettings(cfg.preset, cfg.prune, cfg.prune_config(seed, reference), cfg.mtz(seed),
+                          cfg.finetune(seed), cfg.mi(seed), cfg.regroup_config(layers), cfg.data(),
+                          0.02 if cfg.quick else 0.2)
 
 
-def _prune(cfg: ExperimentConfig, net: MergedNet, data: TaskData, stages: _Stages, label: str):
-    def cb(row: dict) -> None:
-        if row.get("phase") == "adapmtl":  # one line per epoch, not per step
-            if row.get("val_accuracy"):
-                stages.detail(f"{label}: AdapMTL epoch {row['epoch']}, sparsity "
-                              f"{row['sparsity']['overall']:.3f}, val {row['val_accuracy']}")
-        elif row.get("phase") == "frozen" and "sparsity" in row:
-            stages.detail(f"{label}: AdapMTL thresholds frozen at step {row['step']}")
-        elif "step" in row:
-            stages.detail(f"{label}: prune step {row.get('step')} ({row.get('task')}) "
-                          f"{'accepted' if row.get('accepted') else 'rejected'}")
-    return get_pruner(cfg.prune).prune(net, data, cfg.prune_config(), progress=cb)
+def _stage_inputs(name: str, s: SchemeSettings) -> dict:
+    """What a stage's result depends on beyond preset, networks, seed and method."""
+    inputs = {"scheme": name, "prune": dataclasses.asdict(s.prune), "data": dataclasses.asdict(s.data)}
+    if name == "B2":
+        inputs["mtz"] = dataclasses.asdict(s.mtz)
+    if name == "PAM":
+        inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
+                      finetune=dataclasses.asdict(s.finetune))
+    return inputs
 
 
-def _costs(costs: dict) -> dict:
-    return {"flops": {s: c["flops"] for s, c in costs.items()},
-            "params": {s: c["params"] for s, c in costs.items()}}
+def _report(cfg: ExperimentConfig, preset, per_seed: dict[int, dict], original_test: dict,
+            original_val: dict, layers) -> dict:
+    seeds = list(per_seed)
+    records = [per_seed[s] for s in seeds]
+    schemes = rep.summarise_schemes(records)
+    regroup = cfg.regroup_config(layers)
+    report = {"preset": preset.name, "tasks": list(preset.task_names), "prune": cfg.prune,
+              "alpha": cfg.resolved_alpha(), "quick": cfg.quick, "seeds": seeds,
+              "config": {**_jsonable(cfg), "mi": {**dataclasses.asdict(cfg.mi(seeds[0])),
+                                                   "profile": cfg.mi(seeds[0]).profile},
+                         "regroup_config": dataclasses.asdict(regroup),
+                         "prune_config": dataclasses.asdict(cfg.prune_config(seeds[0], None))},
+              "torch_threads": torch.get_num_threads(),
+              "reference_accuracy": original_test, "reference_val_accuracy": original_val,
+              "floor": {t: a - cfg.prune_config(0, None).delta for t, a in original_val.items()}
+              if cfg.floor == "original" else "each scheme's own unpruned validation accuracy - delta",
+              "schemes": schemes,
+              "per_seed": {str(s): {"schemes": r, "gains": rep.gains(r)} for s, r in per_seed.items()},
+              "gains": rep.summarise_gains([rep.gains(r) for r in records]),
+              "latency_gains": rep.summarise_gains([rep.gains(r, "latency_ms") for r in records]),
+              "floor_check": rep.floor_check(schemes, original_test, cfg.prune_config(0, None).delta,
+                                             records)}
+    if any("sparse_flops" in s for s in schemes.values()):
+        report["sparse_gains"] = report["gains"]
+        report["target_sparsity"] = cfg.target_sparsity
+    return report
 
 
-def _latency_ms(cfg: ExperimentConfig, net: MergedNet, device: str = "cpu") -> dict[str, float]:
-    """{subset: ms} of one forward pass with one image (an edge request), median."""
-    return {k: round(1e3 * v, 4) for k, v in
-            measure_latency(net, device=device, min_run_time=0.02 if cfg.quick else 0.2).items()}
-
-
-def _latencies(cfg: ExperimentConfig, net) -> dict:
-    """"latency_ms" (CPU) and, when a GPU is present, "latency_ms_cuda"; ``net`` is a MergedNet
-    or B1's {task: MergedNet}."""
-    measure = _separate_latency_ms if isinstance(net, dict) else _latency_ms
-    out = {"latency_ms": measure(cfg, net)}
-    if torch.cuda.is_available():
-        out["latency_ms_cuda"] = measure(cfg, net, "cuda")
-    return out
-
-
-def _separate_latency_ms(cfg: ExperimentConfig, nets: dict[str, MergedNet],
-                         device: str = "cpu") -> dict[str, float]:
-    """B1 runs a subset's networks one after the other: the sum of each one's latency."""
-    single = {t: _latency_ms(cfg, n, device)[t] for t, n in nets.items()}
-    return {subset_key(s): round(sum(single[t] for t in s), 4) for s in all_subsets(list(nets))}
-
-
-def _scheme_record(cfg: ExperimentConfig, result, seconds: float) -> dict:
-    """B2 / PAM: costs, latency, accuracies, the slimmed log (structured methods) or the
-    sparsity breakdown, sparse FLOPs and Delta_T (unstructured: AdapMTL)."""
-    rec = {**_costs(subset_costs(result.net)), **_latencies(cfg, result.net),
-           "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
-           "reference_val_accuracy": dict(result.reference_accuracy),
-           "log": [_slim(r) for r in result.log] if not _unstructured(result) else [],
-           "widths": result.net.group_widths(), "seconds": round(seconds, 1)}
-    return {**rec, **(_sparse_fields(result) if _unstructured(result) else {})}
-
-
-def _unstructured(result) -> bool:
-    """Weights zeroed, no neuron removed: the method reports sparse FLOPs and sparsity instead
-    of a per-step width log (the Pruner contract's ``structured`` flag)."""
-    return not get_pruner(result.method).structured
-
-
-def _sparse_fields(result) -> dict:
-    x = result.extra
-    return {"sparse_flops": x["sparse_flops"], "dense_flops": x["dense_flops"], "sparsity": x["sparsity"],
-            "sparsity_series": x["sparsity_series"], "delta_t": x["delta_t"],
-            "dense_test_accuracy": x["dense_test_accuracy"], "frozen_at_step": x["frozen_at_step"],
-            "thresholds": x["thresholds"], "component_sizes": x["component_sizes"],
-            "overall_sparsity": x["sparsity"]["overall"]}
-
-
-def _slim(row: dict) -> dict:
-    keep = ("step", "task", "accepted", "removed", "widths", "flops", "val_accuracy")
-    return {k: row[k] for k in keep if k in row}
-
-
-def _run_b1(cfg, nets, tasks, data: TaskData, stages) -> dict:
-    t0, pruned, results = time.perf_counter(), {}, {}
-    for net, task in zip(nets, tasks):
-        sub = TaskData(*((s[0], {task: s[1][task]}) for s in (data.train, data.val, data.test)))
-        res = _prune(cfg, _single(net, task), sub, stages, f"B1 {task}")
-        export.save(res.net, stages.dir / f"B1_{task}.zip", {"scheme": "B1", "task": task})
-        pruned[task], results[task] = res.net, res
-    per = lambda attr: {t: getattr(r, attr)[t] for t, r in results.items()}  # noqa: E731
-    rec = {**_costs(separate_costs(pruned)), **_latencies(cfg, pruned),
-           "accuracy": per("test_accuracy"), "val_accuracy": per("val_accuracy"),
-           "reference_val_accuracy": per("reference_accuracy"),
-           "widths": {t: n.group_widths() for t, n in pruned.items()},
-           "log": {t: [_slim(r) for r in res.log] if not _unstructured(res) else []
-                   for t, res in results.items()},
-           "seconds": round(time.perf_counter() - t0, 1)}
-    if all(_unstructured(r) for r in results.values()):
-        rec.update(_separate_sparse_fields(results))
-    return rec
-
-
-def _separate_sparse_fields(results: dict) -> dict:
-    """B1 under AdapMTL: a subset runs its tasks' networks, so sparse/dense FLOPs add up;
-    sparsity breakdowns stay per task network; Delta_T over all tasks at once."""
-    fields = {t: _sparse_fields(r) for t, r in results.items()}
-    add = lambda key: {subset_key(s): sum(fields[t][key][t] for t in s)  # noqa: E731
-                       for s in all_subsets(list(results))}
-    dense_acc = {t: f["dense_test_accuracy"][t] for t, f in fields.items()}
-    return {"sparse_flops": add("sparse_flops"), "dense_flops": add("dense_flops"),
-            "sparsity": {t: f["sparsity"] for t, f in fields.items()},
-            "sparsity_series": {t: f["sparsity_series"] for t, f in fields.items()},
-            "delta_t": delta_t({t: r.test_accuracy[t] for t, r in results.items()}, dense_acc),
-            "dense_test_accuracy": dense_acc,
-            "frozen_at_step": {t: f["frozen_at_step"] for t, f in fields.items()},
-            "thresholds": {t: f["thresholds"] for t, f in fields.items()},
-            "component_sizes": {t: f["component_sizes"] for t, f in fields.items()},
-            # zeros over weights of all task networks together
-            "overall_sparsity": sum(f["overall_sparsity"] * sum(f["component_sizes"].values())
-                                    for f in fields.values())
-            / sum(sum(f["component_sizes"].values()) for f in fields.values())}
-
-
-def _run_b2(cfg, nets, tasks, data: TaskData, stages) -> dict:
-    t0 = time.perf_counter()
-    stages.detail("B2: zipping the networks (MTZ)")
-    zipped = zip_networks(nets, tasks, data.train, data.val, cfg.mtz()).net
-    res = _prune(cfg, zipped, data, stages, "B2")
-    export.save(res.net, stages.dir / "B2.zip", {"scheme": "B2"})
-    return {**_scheme_record(cfg, res, time.perf_counter() - t0),
-            "zipped_accuracy": evaluate(zipped, *data.val)}
-
-
-def _run_pam(cfg, nets, tasks, data: TaskData, stages) -> dict:
-    t0 = time.perf_counter()
-    stages.detail("PAM: MI trajectories and regrouping")
-    explorer = Explorer.open(cfg.preset, cfg.mi(), cfg.data(), nets=nets)
-    groups = explorer.groups(RegroupConfig(alpha=cfg.resolved_alpha()))
-    merged = merge_networks(nets, tasks, groups)
-    stages.detail("PAM: joint finetuning")
-    finetune(merged, data.train, data.val, cfg.finetune())
-    res = _prune(cfg, merged, data, stages, "PAM")
-    extra = {"scheme": "PAM", "alpha": cfg.resolved_alpha(), "preset": cfg.preset,
-             "accuracy": res.test_accuracy, "prune": cfg.prune}
-    if _unstructured(res):
-        extra.update(sparse_flops=res.extra["sparse_flops"], sparsity=res.extra["sparsity"])
-    export.save(res.net, stages.dir.parent / "model.zip", extra)
-    return {**_scheme_record(cfg, res, time.perf_counter() - t0),
-            "groups_before_pruning": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
-                                      for layer, g in groups.items()}}
-
-
-_SCHEME_FNS = {"B1": _run_b1, "B2": _run_b2, "PAM": _run_pam}
+def _export_model(stages: _Stages, cfg: ExperimentConfig, out: Path) -> None:
+    """DIR/model.zip: PAM's pruned network of the first seed (what `export --run` serves)."""
+    if "PAM" in cfg.schemes:
+        src = stages.dir / f"PAM{stages.tag(cfg.seeds[0])}.zip"
+        if src.is_file():
+            shutil.copyfile(src, out / "model.zip")
 
 
 class _Stages:
-    """Resumable stages: DIR/stages/<scheme>.json, and DIR/progress.json for the dashboard."""
+    """Resumable stages: DIR/stages/<scheme>_s<seed>.json (+ zips), DIR/progress.json."""
 
-    def __init__(self, out: Path, names: Sequence[str], progress: Progress | None) -> None:
+    def __init__(self, out: Path, order: list[tuple[int, str]], progress: Progress | None,
+                 legacy: bool) -> None:
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.out, self.names, self.cb, self.current = out, list(names), progress, ""
+        self.out, self.order, self.cb, self.current, self.legacy = out, order, progress, order[0], legacy
 
-    def run(self, name: str, fn: Callable[[], dict]) -> dict:
-        path = self.dir / f"{name}.json"
+    def tag(self, seed: int) -> str:
+        return "" if self.legacy else f"_s{seed}"
+
+    def run(self, seed: int, name: str, fn: Callable[[], tuple[dict, dict]], cache: StageCache,
+            key: str) -> dict:
+        path = self.dir / f"{name}{self.tag(seed)}.json"
+        label = name if self.legacy else f"{name} seed {seed}"
+        self.current = (seed, name)
         if path.is_file():
-            self.report(self._fraction(name, 1.0), name, f"{name}: resumed from {path.name}")
+            self.report(self._fraction(1.0), label, f"{label}: resumed from {path.name}")
             return json.loads(path.read_text())
-        self.current = name
-        self.report(self._fraction(name, 0.0), name, f"{name}: started")
-        record = fn()
+        hit = cache.get(key)
+        if hit is not None:
+            record, folder = hit
+            for f in record.pop("_files", []):
+                shutil.copyfile(folder / f, self.dir / f.replace(".zip", f"{self.tag(seed)}.zip"))
+            self.report(self._fraction(1.0), label, f"{label}: reused from the stage cache")
+        else:
+            self.report(self._fraction(0.0), label, f"{label}: started")
+            record, files = fn()
+            cache.put(key, record, files)
         write_json_atomic(path, record)
-        self.report(self._fraction(name, 1.0), name, f"{name}: done")
+        self.report(self._fraction(1.0), label, f"{label}: done")
         return record
 
-    def _fraction(self, name: str, within: float) -> float:
-        return (self.names.index(name) + within) / len(self.names)
+    def _fraction(self, within: float) -> float:
+        return (self.order.index(self.current) + within) / len(self.order)
 
     def detail(self, message: str) -> None:
-        self.report(self._fraction(self.current, 0.5), self.current, message)
+        seed, name = self.current
+        self.report(self._fraction(0.5), name if self.legacy else f"{name} seed {seed}", message)
 
     def report(self, fraction: float, stage: str, message: str) -> None:
         row = {"stage": stage, "fraction": round(fraction, 4), "message": message, "time": time.time()}
@@ -318,19 +304,20 @@ class _Stages:
             self.cb(row)
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
-
-
-def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> None:
+def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> bool:
+    """Write DIR/config.json, or check that the one there is ``cfg``; True for a folder written
+    before seeds existed (its stages are named without a seed)."""
     out.mkdir(parents=True, exist_ok=True)
-    path, want = out / "config.json", dataclasses.asdict(cfg)
-    if path.is_file():
-        have = json.loads(path.read_text())
-        have["schemes"] = tuple(have.get("schemes", ()))
-        for k, default in _DEFAULTS.items():  # a field added since that run was made: its default
-            have.setdefault(k, default)
-        if have != want:
-            raise RunConflict(f"{out} holds a run with a different configuration ({have}); "
-                              "use another --out directory (nothing there was changed)")
-    else:
+    path, want = out / "config.json", _jsonable(cfg)
+    if not path.is_file():
         write_json_atomic(path, want)
+        return False
+    raw = json.loads(path.read_text())
+    have = dataclasses.asdict(ExperimentConfig.from_dict(raw))
+    if have != want:
+        raise RunConflict(f"{out} holds a run with a different configuration ({have}); "
+                          "use another --out directory (nothing there was changed)")
+    return "seed" in raw
+
+
+__all__ = ["ExperimentConfig", "run_experiment", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "TIMING_FIELDS"]

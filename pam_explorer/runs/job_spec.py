@@ -64,6 +64,12 @@ def _device(where: str, v: Any) -> list[str]:
     return [v]
 
 
+def _counts(where: str, v: Any) -> list[str]:
+    if not (isinstance(v, (list, tuple)) and v):
+        _fail(where, f"must be a non-empty list of integers >= 0, got {v!r}")
+    return [",".join(_count(where, x)[0] for x in v)]
+
+
 def _names(where: str, v: Any) -> list[str]:
     if not (isinstance(v, (list, tuple)) and v):
         _fail(where, f"must be a non-empty list of names, got {v!r}")
@@ -81,8 +87,9 @@ Kind = Callable[[str, Any], list[str]] | str
 
 COMMANDS: dict[str, dict[str, Kind]] = {
     "experiment": {"preset": _name, "prune": _name, "alpha": _number, "schemes": _names,
-                   "finetune_epochs": _count, "seed": _count, "device": _device,
-                   "target_sparsity": _number, "quick": FLAG},
+                   "finetune_epochs": _count, "seed": _count, "seeds": _counts, "device": _device,
+                   "target_sparsity": _number, "quick": FLAG, "floor": _name, "rank": _name,
+                   "regroup": _name},
     "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
               "pooling": _name, "label_mode": _name, "bound": _name},

@@ -30,11 +30,11 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pam_explorer.core.errors import ConfigError, RunConflict
+from pam_explorer.core.errors import ConfigError, PamError, RunConflict
 from pam_explorer.core.io import write_bytes_atomic, write_json_atomic
 
 MARKER = ".pam-run.json"
@@ -45,11 +45,12 @@ BOOKKEEPING = frozenset({MARKER, LOCK, ".lock", "status.json", "log.txt", "exit_
 
 @contextlib.contextmanager
 def claim(out: str | Path, command: str, config: Mapping[str, Any], outputs: Sequence[str] = (), *,
-          force: bool = False, defaults: Mapping[str, Any] | None = None) -> Iterator[Path]:
+          force: bool = False, defaults: Mapping[str, Any] | Callable | None = None) -> Iterator[Path]:
     """Hold ``out`` for ``command`` (see the module docstring); yields it as a Path.
 
     outputs: names of the files/folders the command writes into ``out`` (one of them found there
     without a marker saying who wrote it is refused); defaults: values of config fields added
+    since a folder was written, or a function mapping a stored config to the current form;
     since a folder was written (an old marker's missing field counts as its default).
     """
     out = Path(out)
@@ -102,7 +103,7 @@ def producer(out: str | Path) -> tuple[str | None, dict | None]:
 
 
 def _check(out: Path, command: str, want: dict, outputs: Sequence[str], force: bool,
-           defaults: Mapping[str, Any] | None) -> None:
+           defaults: Mapping[str, Any] | Callable | None) -> None:
     have_cmd, have_cfg = producer(out)
     if have_cmd is None:
         return
@@ -125,12 +126,23 @@ def _check(out: Path, command: str, want: dict, outputs: Sequence[str], force: b
     raise RunConflict(f"--out {out} holds `{command}` results of {what}; {hint} (nothing there was changed)")
 
 
-def _same(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | None) -> bool:
-    return {**_jsonable(defaults or {}), **have} == want
+def _complete(have: Mapping, defaults: Mapping[str, Any] | Callable | None) -> dict:
+    """The stored configuration as the current code reads it: missing fields from ``defaults``,
+    or ``defaults(have)`` when it is a function (e.g. a config class's from_dict)."""
+    if callable(defaults):
+        try:
+            return _jsonable(defaults(have))
+        except PamError:
+            return dict(have)
+    return {**_jsonable(defaults or {}), **have}
 
 
-def _diff(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | None) -> str:
-    have = {**_jsonable(defaults or {}), **have}
+def _same(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | Callable | None) -> bool:
+    return _complete(have, defaults) == want
+
+
+def _diff(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | Callable | None) -> str:
+    have = _complete(have, defaults)
     keys = [k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
     return ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in keys[:4])
 

@@ -1,15 +1,26 @@
-"""Report of an experiment: gains of PAM over B1 and B2, and the paper's Table-1 layout."""
+"""Report of an experiment: per-seed figures, their mean and 95 % CI over seeds, gains of PAM
+over B1 and B2 paired by seed, and the paper's Table-1 layout in markdown.
+
+Gains (paper Sec. 6.1): average = mean over task subsets of c_baseline / c_PAM, peak = max. They
+are computed per seed (the same seed's B1, B2 and PAM) and then summarised over seeds (mean,
+std, percentile-bootstrap 95 % CI, and whether the CI excludes 1 = "no difference").
+"""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pam_explorer.cost.analytic import average_gain, peak_gain
+from pam_explorer.runs import stats
+
+PER_SUBSET = ("flops", "params", "latency_ms", "latency_ms_cuda", "sparse_flops", "dense_flops")
+PER_TASK = ("accuracy", "val_accuracy")
+SCALARS = ("delta_t", "overall_sparsity", "seconds")
 
 
 def gains(schemes: Mapping[str, Mapping], metric: str = "flops") -> dict[str, dict[str, float]]:
     """{"vs_B1"|"vs_B2": {"average", "peak"}} of PAM's ``metric`` (per task subset: "flops",
-    "latency_ms", "sparse_flops") against each present baseline (paper Sec. 6.1: mean / max
-    over task subsets of c_baseline / c_PAM); {} when PAM or the metric is missing."""
+    "latency_ms", "sparse_flops") against each present baseline; {} when PAM or the metric is
+    missing."""
     if "PAM" not in schemes or metric not in schemes["PAM"]:
         return {}
     pam = schemes["PAM"][metric]
@@ -18,46 +29,142 @@ def gains(schemes: Mapping[str, Mapping], metric: str = "flops") -> dict[str, di
             for b in ("B1", "B2") if b in schemes and metric in schemes[b]}
 
 
+def summarise_gains(per_seed: Sequence[Mapping[str, Mapping[str, float]]]) -> dict:
+    """Per-seed gains (outputs of :func:`gains`) -> {"vs_B1": {"average": mean, "peak": mean,
+    "average_std", "average_ci95", "average_verdict", the same for peak, "n", "per_seed":
+    {"average": [...], "peak": [...]}}}; a baseline missing in some seed is left out."""
+    out: dict = {}
+    keys = set.intersection(*(set(g) for g in per_seed)) if per_seed else set()
+    for key in sorted(keys):
+        row: dict = {"n": len(per_seed), "per_seed": {}}
+        for kind in ("average", "peak"):
+            s = stats.summary([g[key][kind] for g in per_seed])
+            row.update({kind: s["mean"], f"{kind}_std": s["std"], f"{kind}_ci95": s["ci95"],
+                        f"{kind}_verdict": stats.verdict(s["ci95"])})
+            row["per_seed"][kind] = s["values"]
+        out[key] = row
+    return out
+
+
+def summarise_schemes(per_seed: Sequence[Mapping[str, Mapping]]) -> dict:
+    """Per-seed scheme records -> {scheme: mean figures}: per subset and per task the mean over
+    seeds, with ``<field>_ci95`` ({key: [lo, hi]}) and, for accuracy, ``accuracy_min`` (the worst
+    seed); scalars (Delta_T, overall sparsity, seconds) as means. Fields absent in a seed are
+    left out. Detail fields (widths, pruning log, groups, sparsity breakdowns) are the first
+    seed's, so a view of one run still finds them; ``per_seed`` in the report has all of them."""
+    out: dict = {}
+    for name in per_seed[0]:
+        recs = [s[name] for s in per_seed if name in s]
+        row: dict = {k: v for k, v in recs[0].items()
+                     if k not in PER_SUBSET + PER_TASK + SCALARS}
+        for field in PER_SUBSET + PER_TASK:
+            if all(field in r for r in recs):
+                keys = list(recs[0][field])
+                row[field] = {k: stats.mean([r[field][k] for r in recs]) for k in keys}
+                row[f"{field}_ci95"] = {k: stats.bootstrap_ci([r[field][k] for r in recs]) for k in keys}
+        if "accuracy" in row:
+            row["accuracy_min"] = {t: min(r["accuracy"][t] for r in recs) for t in recs[0]["accuracy"]}
+        for field in SCALARS:
+            if all(isinstance(r.get(field), (int, float)) for r in recs):
+                row[field] = stats.mean([r[field] for r in recs])
+        out[name] = row
+    return out
+
+
+def floor_check(schemes: Mapping[str, Mapping], original: Mapping[str, float], delta: float,
+                per_seed: Sequence[Mapping[str, Mapping]]) -> dict:
+    """{scheme: {"meets": bool, "worst": {task: worst test accuracy - original}}}: whether every
+    task's test accuracy is at least the original network's minus ``delta`` in every seed."""
+    out = {}
+    for name in schemes:
+        worst = {t: min(s[name]["accuracy"][t] for s in per_seed if name in s) - original[t]
+                 for t in original}
+        out[name] = {"meets": all(w >= -delta - 1e-9 for w in worst.values()), "worst": worst}
+    return out
+
+
+def _pm(mean: float, ci: Sequence[float], scale: float = 1.0, fmt: str = "{:.3f}") -> str:
+    lo, hi = ci
+    if hi - lo <= 0:
+        return fmt.format(mean / scale)
+    return f"{fmt.format(mean / scale)} ± {fmt.format((hi - lo) / 2 / scale)}"
+
+
+def _header(report: Mapping) -> list[str]:
+    cfg = report.get("config", {})
+    seeds = report.get("seeds", [])
+    lines = [f"Preset `{report['preset']}`, pruning `{report['prune']}`"
+             + (f" (rank `{cfg['rank']}`, floor `{cfg['floor']}`)" if "rank" in cfg else "")
+             + (f", PAM regrouping `{cfg['regroup']}` at alpha {report.get('alpha')}"
+                if "regroup" in cfg else "")
+             + (f"; seeds {seeds} (mean ± half-width of the 95 % bootstrap CI)" if len(seeds) > 1 else "")
+             + (f"; torch threads {report['torch_threads']}" if "torch_threads" in report else "") + "."]
+    if report.get("quick"):
+        lines.append("**Quick run** (tiny data, few steps): a smoke test, not a result.")
+    return lines + [""]
+
+
 def markdown_table(report: Mapping) -> str:
     """Accuracy (test, %) and FLOPs of every task subset per scheme, then the gains."""
-    schemes = report["schemes"]
-    tasks = report["tasks"]
-    subsets = list(next(iter(schemes.values()))["flops"])
+    schemes, tasks = report["schemes"], report["tasks"]
+    unstructured = any("sparse_flops" in s for s in schemes.values())
+    cost = "sparse_flops" if unstructured else "flops"
+    subsets = list(next(iter(schemes.values()))[cost])
     lat = all("latency_ms" in s for s in schemes.values())
-    head = ["scheme"] + [f"acc {t}" for t in tasks] + [f"FLOPs {s}" for s in subsets] \
+    label = "effective FLOPs" if unstructured else "FLOPs"
+    head = ["scheme"] + [f"acc {t}" for t in tasks] + [f"{label} {s}" for s in subsets] \
         + ([f"ms {s}" for s in subsets] if lat else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = _header(report) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = report.get("reference_accuracy", {})
     if ref:
         lines.append("| original | " + " | ".join(f"{ref[t]:.2f}" for t in tasks) + " |"
-                     + " |" * (len(head) - 1 - len(tasks)))
+                     + " — |" * (len(head) - 1 - len(tasks)))
     for name, s in schemes.items():
-        accs = [f"{s['accuracy'][t]:.2f}" for t in tasks]
-        flops = [f"{s['flops'][k] / 1e6:.3f} M" for k in subsets]
-        ms = [f"{s['latency_ms'][k]:.3f}" for k in subsets] if lat else []
+        ci = lambda f, k: s.get(f"{f}_ci95", {}).get(k, (0.0, 0.0))  # noqa: E731
+        accs = [_pm(s["accuracy"][t], ci("accuracy", t), fmt="{:.2f}") for t in tasks]
+        flops = [_pm(s[cost][k], ci(cost, k), 1e6) + " M" for k in subsets]
+        ms = [_pm(s["latency_ms"][k], ci("latency_ms", k)) for k in subsets] if lat else []
         lines.append("| " + " | ".join([name] + accs + flops + ms) + " |")
     out = "\n".join(lines) + "\n" + _sparse_table(report, subsets)
-    for key, g in report.get("gains", {}).items():
-        out += f"\nPAM {key.replace('_', ' ')}: average gain {g['average']:.3f}, peak gain {g['peak']:.3f}"
-    for key, g in report.get("sparse_gains", {}).items():
-        out += (f"\nPAM {key.replace('_', ' ')} (effective sparse FLOPs): average {g['average']:.3f}, "
-                f"peak {g['peak']:.3f}")
-    for key, g in report.get("latency_gains", {}).items():
-        out += (f"\nPAM {key.replace('_', ' ')} (CPU latency, batch 1): average {g['average']:.3f}, "
-                f"peak {g['peak']:.3f}")
+    for title, key in (("FLOPs" if not unstructured else "effective sparse FLOPs", "gains"),
+                       ("CPU latency, batch 1", "latency_gains")):
+        for vs, g in report.get(key, {}).items():
+            out += f"\nPAM {vs.replace('_', ' ')} ({title}): " + _gain_text(g)
+    for name, f in report.get("floor_check", {}).items():
+        if not f["meets"]:
+            out += (f"\n{name} misses the accuracy floor (original - delta) in some seed: worst "
+                    + ", ".join(f"{t} {w:+.2f}" for t, w in f["worst"].items()))
     return out + "\n"
 
 
+def _gain_text(g: Mapping) -> str:
+    if "average_ci95" not in g or g.get("n", 1) < 2:
+        return f"average {g['average']:.3f}, peak {g['peak']:.3f}"
+    lo, hi = g["average_ci95"]
+    plo, phi = g["peak_ci95"]
+    return (f"average {g['average']:.3f} (95 % CI {lo:.3f}-{hi:.3f}, {g['average_verdict']}), "
+            f"peak {g['peak']:.3f} (95 % CI {plo:.3f}-{phi:.3f}); n = {g['n']} seeds")
+
+
 def _sparse_table(report: Mapping, subsets: list[str]) -> str:
-    """Unstructured pruning (AdapMTL): effective sparse FLOPs, overall sparsity and Delta_T."""
+    """Unstructured pruning (AdapMTL): overall sparsity, Delta_T and the dense FLOPs (the cost of
+    the unpruned structure: no neuron is removed, so these are NOT FLOPs after pruning)."""
     schemes = {k: v for k, v in report["schemes"].items() if "sparse_flops" in v}
     if not schemes:
         return ""
-    head = ["scheme", "Delta_T (%)", "sparsity"] + [f"sparse FLOPs {s}" for s in subsets]
-    lines = ["", f"Unstructured pruning to {report.get('target_sparsity', '?')} overall sparsity "
-             "(dense FLOPs above; effective = multiply-adds with a non-zero weight):", "",
+    head = ["scheme", "Delta_T (%)", "overall sparsity"] + [f"dense FLOPs {s}" for s in subsets]
+    sparsities = [s["overall_sparsity"] for s in schemes.values()]
+    lines = ["", f"Unstructured pruning to {report.get('target_sparsity', '?')} overall sparsity: "
+             "effective FLOPs above count multiply-adds with a non-zero weight; dense FLOPs are those "
+             "of the unchanged structure (no neuron is removed).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in schemes.items():
         lines.append("| " + " | ".join([name, f"{s['delta_t']:+.2f}", f"{s['overall_sparsity']:.3f}"]
-                                       + [f"{s['sparse_flops'][k] / 1e6:.3f} M" for k in subsets]) + " |")
+                                       + [f"{s['dense_flops'][k] / 1e6:.3f} M" for k in subsets]) + " |")
+    if max(sparsities) - min(sparsities) > 0.01:
+        lines.append(f"\nSparsity is not matched across schemes ({min(sparsities):.3f}-"
+                     f"{max(sparsities):.3f}): compare Delta_T and effective FLOPs with care.")
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["gains", "summarise_gains", "summarise_schemes", "floor_check", "markdown_table"]

@@ -45,7 +45,7 @@ def no_compute(monkeypatch):
         raise AssertionError("computing started before the bad input was rejected")
     monkeypatch.setattr(merge_run, "_merge", forbidden)
     monkeypatch.setattr(training_run, "_train", forbidden)
-    monkeypatch.setattr(experiment_mod, "_run_experiment", forbidden)
+    monkeypatch.setattr(experiment_mod, "_run", forbidden)
     monkeypatch.setattr("pam_explorer.cli.commands.Explorer.open", forbidden)
 
 

@@ -25,32 +25,37 @@ def batches(n_batches: int, n: int, seed: int):
             for _ in range(n_batches)]
 
 
-def gate_reference(net: MergedNet, task: str, data) -> dict:
-    """Explicit per-sample gates g (N, C) = 1 on every group output; (g * dL/dg)^2 averaged."""
+def gate_reference(net: MergedNet, task: str, data, mode: str) -> dict:
+    """Explicit gates g = 1 on every group output: per sample (N, C) ("sample") or one per
+    neuron shared by the batch (C,) with the batch's mean loss ("batch", Molchanov 2019);
+    (g * dL/dg)^2 summed, then averaged over the samples or the batches."""
     total, count = {}, 0
     net.eval()
     for images, targets in data:
-        gates = {g: torch.ones(images.shape[0], net.width(*g), requires_grad=True)
-                 for g in subgraph_groups(net, task)}
+        shape = (images.shape[0],) if mode == "sample" else (1,)
+        gates = {g: torch.ones(*shape, net.width(*g), requires_grad=True) for g in subgraph_groups(net, task)}
         hooks = [net.groups[g[0]][g[1]].register_forward_hook(
             lambda m, i, out, gate=gate: out * gate.reshape(*gate.shape, *[1] * (out.dim() - 2)))
             for g, gate in gates.items()]
         loss = per_sample_task_loss(net(images, [task])[task], targets)
+        if mode == "batch":
+            loss = loss / images.shape[0]
         grads = torch.autograd.grad(loss, list(gates.values()))
         for h in hooks:
             h.remove()
         for g, gate, grad in zip(gates, gates.values(), grads):
             total[g] = total.get(g, 0) + (gate.detach() * grad).pow(2).sum(0)
-        count += images.shape[0]
+        count += images.shape[0] if mode == "sample" else 1
     return {g: v / count for g, v in total.items()}
 
 
+@pytest.mark.parametrize("mode", ["batch", "sample"])
 @pytest.mark.parametrize("task", TASKS)
-def test_importance_equals_explicit_gate_gradients(task):
+def test_importance_equals_explicit_gate_gradients(task, mode):
     net = merged_net()
     data = [(x, y[:, :2] if task == "A" else y[:, :1]) for x, y in batches(2, 6, seed=3)]
-    got = taylor_importance(net, task, data)
-    want = gate_reference(net, task, data)
+    got = taylor_importance(net, task, data, mode)
+    want = gate_reference(net, task, data, mode)
     assert set(got) == set(want) == set(subgraph_groups(net, task))
     assert all(task in key.split("+") for _, key in got)
     for g in want:

@@ -1,0 +1,204 @@
+"""One scheme of an experiment under one seed: B1 (separate nets), B2 (MTZ), PAM (merge).
+
+Each function prunes its scheme with the same method and rule (:mod:`pam_explorer.prune.base`),
+saves the pruned network(s) as export zips into ``folder`` and returns a JSON-able record:
+FLOPs/params per task subset, CPU latency at batch 1, test/val accuracy per task, the floor it
+was pruned against, widths and the slimmed pruning log (structured methods) or the sparsity
+breakdown, sparse FLOPs and Delta_T (unstructured: AdapMTL), and the seconds it took.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pam_explorer import export
+from pam_explorer.baselines.mtz import MTZConfig, zip_networks
+from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
+from pam_explorer.core.subsets import all_subsets, subset_key
+from pam_explorer.cost.analytic import separate_costs, subset_costs
+from pam_explorer.cost.latency import measure_latency
+from pam_explorer.merge.build import from_single, merge_networks
+from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.prune import PruneConfig, TaskData, get_pruner
+from pam_explorer.prune.adapmtl_math import delta_t
+from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.train.finetune import evaluate, finetune
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SchemeSettings:
+    """The concrete settings of one seed's stages (built by the experiment from its config)."""
+
+    preset: str
+    method: str
+    prune: PruneConfig
+    mtz: MTZConfig
+    finetune: FinetuneConfig
+    mi: MIConfig
+    regroup: RegroupConfig
+    data: DataConfig
+    latency_run_time: float = 0.2  # seconds of torch.utils.benchmark per subset
+
+
+def _prune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: str):
+    def cb(row: dict) -> None:
+        if row.get("phase") == "adapmtl":  # one line per epoch, not per step
+            if row.get("val_accuracy"):
+                say(f"{label}: AdapMTL epoch {row['epoch']}, sparsity {row['sparsity']['overall']:.3f}, "
+                    f"val {row['val_accuracy']}")
+        elif row.get("phase") == "frozen" and "sparsity" in row:
+            say(f"{label}: AdapMTL thresholds frozen at step {row['step']}")
+        elif "step" in row:
+            say(f"{label}: prune step {row.get('step')} ({row.get('task')}) "
+                f"{'accepted' if row.get('accepted') else 'rejected'}")
+    return get_pruner(s.method).prune(net, data, s.prune, progress=cb)
+
+
+def _costs(costs: dict) -> dict:
+    return {"flops": {k: c["flops"] for k, c in costs.items()},
+            "params": {k: c["params"] for k, c in costs.items()}}
+
+
+def _latency_ms(s: SchemeSettings, net: MergedNet, device: str = "cpu") -> dict[str, float]:
+    """{subset: ms} of one forward pass with one image (an edge request), median."""
+    return {k: round(1e3 * v, 4) for k, v in
+            measure_latency(net, device=device, min_run_time=s.latency_run_time).items()}
+
+
+def _separate_latency_ms(s: SchemeSettings, nets: dict[str, MergedNet], device: str = "cpu") -> dict:
+    """B1 runs a subset's networks one after the other: the sum of each one's latency."""
+    single = {t: _latency_ms(s, n, device)[t] for t, n in nets.items()}
+    return {subset_key(sub): round(sum(single[t] for t in sub), 4) for sub in all_subsets(list(nets))}
+
+
+def _latencies(s: SchemeSettings, net) -> dict:
+    """"latency_ms" (CPU) and, when a GPU is present, "latency_ms_cuda"; ``net`` is a MergedNet
+    or B1's {task: MergedNet}."""
+    measure = _separate_latency_ms if isinstance(net, dict) else _latency_ms
+    out = {"latency_ms": measure(s, net)}
+    if torch.cuda.is_available():
+        out["latency_ms_cuda"] = measure(s, net, "cuda")
+    return out
+
+
+def _unstructured(result) -> bool:
+    """Weights zeroed, no neuron removed (the Pruner contract's ``structured`` flag)."""
+    return not get_pruner(result.method).structured
+
+
+def _sparse_fields(result) -> dict:
+    x = result.extra
+    return {"sparse_flops": x["sparse_flops"], "dense_flops": x["dense_flops"], "sparsity": x["sparsity"],
+            "sparsity_series": x["sparsity_series"], "delta_t": x["delta_t"],
+            "dense_test_accuracy": x["dense_test_accuracy"], "frozen_at_step": x["frozen_at_step"],
+            "thresholds": x["thresholds"], "component_sizes": x["component_sizes"],
+            "overall_sparsity": x["sparsity"]["overall"]}
+
+
+def _slim(row: dict) -> dict:
+    keep = ("step", "task", "accepted", "removed", "widths", "flops", "val_accuracy")
+    return {k: row[k] for k in keep if k in row}
+
+
+def _record(s: SchemeSettings, result, seconds: float) -> dict:
+    """B2 / PAM: costs, latency, accuracies, floor reference, widths, log or sparsity fields."""
+    rec = {**_costs(subset_costs(result.net)), **_latencies(s, result.net),
+           "accuracy": dict(result.test_accuracy), "val_accuracy": dict(result.val_accuracy),
+           "reference_val_accuracy": dict(result.reference_accuracy),
+           "log": [_slim(r) for r in result.log] if not _unstructured(result) else [],
+           "widths": result.net.group_widths(), "seconds": round(seconds, 1)}
+    if _unstructured(result):  # "flops" is always the cost after pruning: here the effective one
+        rec.update(_sparse_fields(result), flops=result.extra["sparse_flops"])
+    return rec
+
+
+def run_b1(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
+           folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
+    """Each task's own network pruned alone; a subset costs the sum of its tasks' networks."""
+    t0, pruned, results, files = time.perf_counter(), {}, {}, {}
+    for net, task in zip(nets, tasks):
+        sub = TaskData(*((split[0], {task: split[1][task]}) for split in (data.train, data.val, data.test)))
+        res = _prune(s, from_single(net, task), sub, say, f"B1 {task}")
+        files[f"B1_{task}.zip"] = export.save(res.net, folder / f"B1_{task}{tag}.zip",
+                                              {"scheme": "B1", "task": task})
+        pruned[task], results[task] = res.net, res
+    per = lambda attr: {t: getattr(r, attr)[t] for t, r in results.items()}  # noqa: E731
+    rec = {**_costs(separate_costs(pruned)), **_latencies(s, pruned),
+           "accuracy": per("test_accuracy"), "val_accuracy": per("val_accuracy"),
+           "reference_val_accuracy": per("reference_accuracy"),
+           "widths": {t: n.group_widths() for t, n in pruned.items()},
+           "log": {t: [_slim(r) for r in res.log] if not _unstructured(res) else []
+                   for t, res in results.items()},
+           "seconds": round(time.perf_counter() - t0, 1)}
+    if all(_unstructured(r) for r in results.values()):
+        rec.update(_separate_sparse_fields(results))
+        rec["flops"] = rec["sparse_flops"]  # "flops" is always the cost after pruning
+    return rec, files
+
+
+def _separate_sparse_fields(results: dict) -> dict:
+    """B1 under AdapMTL: a subset runs its tasks' networks, so sparse/dense FLOPs add up;
+    sparsity breakdowns stay per task network; Delta_T over all tasks at once."""
+    fields = {t: _sparse_fields(r) for t, r in results.items()}
+    add = lambda key: {subset_key(sub): sum(fields[t][key][t] for t in sub)  # noqa: E731
+                       for sub in all_subsets(list(results))}
+    dense_acc = {t: f["dense_test_accuracy"][t] for t, f in fields.items()}
+    sizes = {t: sum(f["component_sizes"].values()) for t, f in fields.items()}
+    return {"sparse_flops": add("sparse_flops"), "dense_flops": add("dense_flops"),
+            "sparsity": {t: f["sparsity"] for t, f in fields.items()},
+            "sparsity_series": {t: f["sparsity_series"] for t, f in fields.items()},
+            "delta_t": delta_t({t: r.test_accuracy[t] for t, r in results.items()}, dense_acc),
+            "dense_test_accuracy": dense_acc,
+            "frozen_at_step": {t: f["frozen_at_step"] for t, f in fields.items()},
+            "thresholds": {t: f["thresholds"] for t, f in fields.items()},
+            "component_sizes": {t: f["component_sizes"] for t, f in fields.items()},
+            # zeros over the weights of all task networks together
+            "overall_sparsity": sum(f["overall_sparsity"] * sizes[t] for t, f in fields.items())
+            / sum(sizes.values())}
+
+
+def run_b2(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
+           folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
+    """MTZ zips the networks into one shared trunk, which is then pruned."""
+    t0 = time.perf_counter()
+    say("B2: zipping the networks (MTZ)")
+    zipped = zip_networks(nets, tasks, data.train, data.val, s.mtz).net
+    res = _prune(s, zipped, data, say, "B2")
+    path = export.save(res.net, folder / f"B2{tag}.zip", {"scheme": "B2"})
+    return {**_record(s, res, time.perf_counter() - t0), "zipped_accuracy": evaluate(zipped, *data.val)}, \
+        {"B2.zip": path}
+
+
+def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
+            folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
+    """Regroup at the configured alpha, merge, finetune jointly, prune."""
+    t0 = time.perf_counter()
+    say("PAM: MI trajectories and regrouping")
+    explorer = Explorer.open(s.preset, s.mi, s.data, nets=nets)
+    groups = explorer.groups(s.regroup)
+    merged = merge_networks(nets, tasks, groups)
+    say("PAM: joint finetuning")
+    finetune(merged, data.train, data.val, s.finetune)
+    res = _prune(s, merged, data, say, "PAM")
+    extra = {"scheme": "PAM", "alpha": s.regroup.alpha, "alpha_overrides": dict(s.regroup.overrides),
+             "preset": s.preset, "accuracy": res.test_accuracy, "prune": s.method,
+             "mi_profile": s.mi.profile, "both_picked": s.regroup.both_picked}
+    if _unstructured(res):
+        extra.update(sparse_flops=res.extra["sparse_flops"], sparsity=res.extra["sparsity"])
+    path = export.save(res.net, folder / f"PAM{tag}.zip", extra)
+    return {**_record(s, res, time.perf_counter() - t0),
+            "groups_before_pruning": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
+                                      for layer, g in groups.items()},
+            "dropped_before_pruning": {layer: len(g.dropped) for layer, g in groups.items()}}, \
+        {"PAM.zip": path}
+
+
+SCHEME_FNS = {"B1": run_b1, "B2": run_b2, "PAM": run_pam}
+
+__all__ = ["SchemeSettings", "SCHEME_FNS", "run_b1", "run_b2", "run_pam"]
