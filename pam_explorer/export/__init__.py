@@ -24,9 +24,11 @@ from pam_explorer.export.subset import (
     load_fused,
     save_subset,
     sidecar,
+    subset_bytes_from_archive,
     subset_model_bytes,
 )
 
 __all__ = ["FORMAT", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest", "load",
            "merged_model_bytes", "check_output", "write_outputs", "MODEL_FORMATS", "SUBSET_FORMAT",
-           "SUFFIXES", "check_format", "load_fused", "save_subset", "sidecar", "subset_model_bytes"]
+           "SUFFIXES", "check_format", "load_fused", "save_subset", "sidecar", "subset_model_bytes",
+           "subset_bytes_from_archive"]

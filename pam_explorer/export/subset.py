@@ -38,7 +38,14 @@ from pam_explorer.cost.analytic import fused_costs, subset_costs
 from pam_explorer.data import get_preset
 from pam_explorer.data.digits import DIGIT_NAMES
 from pam_explorer.data.real import CELEBA_ATTRIBUTES, FASHION_CLASSES
-from pam_explorer.export.archive import MAX_MANIFEST_BYTES, check_output, write_outputs
+from pam_explorer.export.archive import (
+    MAX_MANIFEST_BYTES,
+    check_output,
+    load,
+    manifest_of,
+    read_manifest,
+    write_outputs,
+)
 from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.fused_spec import build, describe
 from pam_explorer.merge.merged_net import MergedNet
@@ -138,6 +145,17 @@ def subset_model_bytes(net: MergedNet, subset: str, fmt: str, source: dict[str, 
     return data, {**manifest, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
+def subset_bytes_from_archive(archive: bytes | str | Path, subset: str, fmt: str, layout: str = "dense"
+                              ) -> tuple[bytes, dict[str, Any]]:
+    """(model file bytes, its manifest with "file") of one subset of a merged export zip (bytes or
+    path): what the dashboard's download buttons serve. The file name is pam-<subset><suffix>."""
+    check_format(fmt)
+    net = load(archive)
+    source = {k: v for k, v in read_manifest(archive).items() if k not in manifest_of(net)}
+    data, manifest = subset_model_bytes(net, subset, fmt, source, layout)
+    return data, {**manifest, "file": f"pam-{subset}{SUFFIXES[fmt]}"}
+
+
 def save_subset(net: MergedNet, subset: str, fmt: str, path: str | Path, source: dict[str, Any] | None = None,
                 force: bool = False, layout: str = "dense") -> tuple[Path, Path]:
     """Write FILE and FILE.json (see the module docstring); returns their paths.
@@ -234,5 +252,6 @@ def read_embedded_manifest(data: bytes) -> dict[str, Any]:
 
 
 __all__ = ["SUBSET_FORMAT", "MODEL_FORMATS", "SUFFIXES", "PACKAGES", "OPSET", "MANIFEST_KEY", "check_format",
-           "sidecar", "label_names", "subset_manifest", "subset_model_bytes", "save_subset", "load_fused",
+           "sidecar", "label_names", "subset_manifest", "subset_model_bytes", "subset_bytes_from_archive",
+           "save_subset", "load_fused",
            "read_embedded_manifest"]
