@@ -14,7 +14,7 @@ exist. Two layouts:
   (BatchNorm parameters and statistics concatenated in the same order, ReLU, pooling). Fewest
   kernels, but it also multiplies the zero blocks of groups that do not read each other, so its FLOPs
   are :func:`pam_explorer.cost.analytic.fused_costs`, not the grouped ``subset_costs``
-  (DESIGN.md, "Fused subset models").
+  (README, "Deployable subset models"; BENCHMARKS.md for what that costs in time).
 * ``"exact"``: per layer one op per active group (a copy of that group's module) reading only its
   input groups; FLOPs equal ``subset_costs`` exactly, at the price of one kernel per group.
 

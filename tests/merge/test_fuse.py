@@ -89,7 +89,7 @@ def test_depth_takeover_heads_on_earlier_layers():
     assert net.head_layers == {"A": "conv2", "B": "fc2", "C": "fc3"}
     _check_outputs(net, torch.rand(2, 1, 32, 32))
     assert len(fuse(net, "A").layers) == 2 and len(fuse(net, "A+B").layers) == 4
-    assert fuse(net, "A+C").head_at == (1, 4)
+    assert fuse(net, "A+C").head_at == (1, 4) and net.subset_model(["A", "C"]).head_at == (1, 4)
 
 
 def _flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -102,9 +102,11 @@ def _flops(model: nn.Module, x: torch.Tensor) -> int:
 def test_fused_flops_and_params_match_the_analytic_counts(arch):
     """FlopCounterMode: layout "exact" costs exactly subset_costs (the grouped net); layout "dense"
     exactly fused_costs, which is more wherever a layer holds groups that do not read each other."""
-    nets = _nets(arch, 3)
-    cases = [(_merged(nets, 2), True), (_merged(_depth_nets(), 4), True),
-             (fully_shared(nets, TASKS), False), (from_single(nets[0], "A"), False)]
+    nets = _nets(arch, 3 if arch == "lenet5" else 2)
+    tasks = TASKS[:len(nets)]
+    cases = [(_merged(nets, 2), True), (fully_shared(nets, tasks), False), (from_single(nets[0], "A"), False)]
+    if arch == "lenet5":
+        cases.append((_merged(_depth_nets(), 4), True))
     for net, has_zero_blocks in cases:
         x = torch.rand(1, net.geometry.in_channels, 32, 32)
         grouped = subset_costs(net)
@@ -119,17 +121,12 @@ def test_fused_flops_and_params_match_the_analytic_counts(arch):
         assert all(more) if has_zero_blocks else dense == grouped
 
 
-def test_torch_export_dynamic_batch_and_compile():
-    net = _merged(_nets("vgg16", 2), 0)
-    fused = fuse(net, "A+B")
-    x = torch.rand(2, 3, 32, 32)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    ep = torch.export.export(fused, (x,), dynamic_shapes=({0: batch},))
-    x5 = torch.rand(5, 3, 32, 32)
-    for y, ref in zip(ep.module()(x5), fused(x5)):
-        torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
-    # dynamo must capture the whole forward as one graph (aot_eager: no C++ compiler needed)
+def test_torch_compile_captures_one_graph():
+    """Dynamo must capture the whole forward as one graph (backend aot_eager: no C++ compiler, a few
+    seconds). torch.export with a dynamic batch: tests/export/test_subset.py (the .pt2 export)."""
+    fused = fuse(_merged(_nets("lenet5", 2), 0), "A+B")
     compiled = torch.compile(fused, fullgraph=True, backend="aot_eager", dynamic=False)
+    x = torch.rand(2, 1, 32, 32)
     for y, ref in zip(compiled(x), fused(x)):
         torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
 
