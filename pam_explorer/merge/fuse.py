@@ -159,7 +159,9 @@ def fuse(net: Any, subset: str | Sequence[str], layout: str = "dense") -> FusedN
             groups.append(cur)
             prev = cur
         heads = [_head(net, t, groups[h], h) for t, h in zip(tasks, head_at)]
-    return FusedNet(tasks, layers, heads, head_at, groups, layout, net.layer_names[:len(layers)]).eval()
+    device = next(net.parameters()).device  # index buffers are built on the CPU
+    fused = FusedNet(tasks, layers, heads, head_at, groups, layout, net.layer_names[:len(layers)])
+    return fused.to(device).eval()
 
 
 def _offsets(active: Sequence[tuple[str, int]], factor: int = 1) -> dict[str, tuple[int, int]]:
