@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +11,9 @@ import torch
 
 from pam_explorer import export
 from pam_explorer.core.errors import PamError
-from pam_explorer.cost.latency import measure_latency
+from pam_explorer.core.subsets import subset_masks
 from pam_explorer.runs import jobs
+from pam_explorer.runs.bench_latency import grouped_vs_fused
 from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_roots
 
 
@@ -60,24 +62,57 @@ def from_explorer() -> None:
                "`pam_explorer.export.load(path)`.")
     manifest_summary(export.read_manifest(data))
     latency_panel(data)
+    subset_panel(data, "explorer")
 
 
 def latency_panel(data: bytes) -> None:
-    """Measured latency per task subset of the exported model (on request: about 1 s)."""
+    """Measured latency per task subset of the exported model, grouped and fused (on request)."""
     digest = hashlib.sha256(data).hexdigest()  # a figure belongs to one model, not to the page
-    if st.button("Measure latency per task subset", key="measure_latency"):
+    if st.button("Measure latency per task subset (grouped and fused)", key="measure_latency"):
         net = export.load(data)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         st.session_state["latency_ms"] = (digest, {
-            d: {k: 1e3 * v for k, v in measure_latency(net, device=d, min_run_time=0.1).items()}
-            for d in devices})
+            d: grouped_vs_fused(net, device=d, batch=1, min_run_time=0.05) for d in devices})
     held, lat = st.session_state.get("latency_ms", (None, None))
     if lat and held == digest:
-        df = pd.DataFrame({f"ms ({d}, batch 1)": v for d, v in lat.items()})
+        df = pd.DataFrame({f"{kind} ms ({d}, batch 1)": {s: 1e3 * v[kind] for s, v in per.items()}
+                           for d, per in lat.items() for kind in ("grouped", "fused")})
         df.index.name = "subset"
         st.dataframe(df.style.format("{:.3f}"))
-        st.caption("Median of torch.utils.benchmark runs of forward(x, tasks) on one image; at LeNet "
-                   "sizes per-module overhead, not FLOPs, dominates.")
+        st.caption("Median of torch.utils.benchmark runs on one image. Grouped: forward(x, tasks), one "
+                   "module per group; fused: the dense subset model that the per-subset export writes. "
+                   "At LeNet sizes per-op overhead, not FLOPs, dominates.")
+
+
+def subset_panel(data: bytes, key: str) -> None:
+    """Export the fused model of one task subset: format choice, build on request, download."""
+    st.markdown("**Fused model of one task subset** (one dense layer per layer; runs without this project)")
+    c1, c2 = st.columns(2)
+    subsets = list(subset_masks(export.read_manifest(data)["tasks"]))
+    subset = c1.selectbox("Task subset", subsets, index=len(subsets) - 1, key=f"subset_{key}")
+    fmt = c2.radio("Format", export.MODEL_FORMATS, horizontal=True, key=f"format_{key}")
+    want = (hashlib.sha256(data).hexdigest(), subset, fmt)
+    if st.button("Build the subset model", key=f"build_{key}"):
+        try:
+            with st.spinner(f"Fusing and exporting {subset} as {fmt} ..."):
+                st.session_state[f"subset_file_{key}"] = (want, *export.subset_bytes_from_archive(
+                    data, subset, fmt))
+        except PamError as exc:
+            st.error(str(exc))
+            return
+    held = st.session_state.get(f"subset_file_{key}")
+    if not held or held[0] != want:
+        return
+    _, blob, manifest = held
+    b1, b2 = st.columns(2)
+    b1.download_button(f"Download {manifest['file']}", data=blob, file_name=manifest["file"],
+                       mime="application/octet-stream", key=f"dl_subset_{key}")
+    b2.download_button("Download its manifest (.json)", data=json.dumps(manifest, indent=2, sort_keys=True),
+                       file_name=manifest["file"] + ".json", mime="application/json",
+                       key=f"dl_subset_manifest_{key}")
+    st.caption(f"{manifest['bytes']:,} bytes, sha256 {manifest['sha256'][:16]}...; fused "
+               f"{manifest['flops']:,} FLOPs (grouped {manifest['grouped_flops']:,}: the dense layers also "
+               "multiply the zero blocks between groups that do not read each other).")
 
 
 def from_run() -> None:
@@ -94,9 +129,11 @@ def from_run() -> None:
     except PamError as exc:
         st.error(f"{path} is not a readable export: {exc}")
         return
-    st.download_button("Download the run's model (.zip)", data=path.read_bytes(),
+    data = path.read_bytes()
+    st.download_button("Download the run's model (.zip)", data=data,
                        file_name=f"pam-{rid}.zip", mime="application/zip", key="dl_run")
     manifest_summary(manifest)
+    subset_panel(data, "run")
 
 
 def main() -> None:

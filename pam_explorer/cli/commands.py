@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from pam_explorer import export
 from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig, TrainConfig
+from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import ConfigError, DataMissing
 from pam_explorer.data import Preset, get_preset
 from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.bench import bench_greedy
+from pam_explorer.runs.bench_latency import bench_latency, latency_table
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 from pam_explorer.runs.merge_run import merge_preset
 from pam_explorer.runs.training_run import train_preset
@@ -132,21 +135,70 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
 
 
 def cmd_export(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    if args.subset is None and (args.format is not None or args.layout != "dense"):
+        raise ConfigError("--format and --layout need --subset; without it, export writes the merged "
+                          "model zip")
+    fmt = args.format or "onnx"
+    for path in (out,) if args.subset is None else (out, export.sidecar(out)):
+        export.check_output(path, args.force)  # before any work
+    if args.subset is not None:
+        export.check_format(fmt)
     src = Path(args.run) / "model.zip"
     if not src.is_file():
         raise DataMissing(f"{src} not found: --run must be a finished experiment or merge directory")
     net = export.load(src)  # validates the file and rebuilds the model before writing anything
     manifest = export.read_manifest(src)
     extra = {k: v for k, v in manifest.items() if k not in export.manifest_of(net)}
-    path = export.save(net, Path(args.out), extra)
-    print(f"exported {src} -> {path} ({path.stat().st_size:,} bytes)")
-    return {"out": str(path)}
+    if args.subset is None:
+        path = export.save(net, out, extra, force=args.force)
+        result = {"out": str(path), "bytes": path.stat().st_size}
+    else:
+        path, meta = export.save_subset(net, args.subset, fmt, out, extra, args.force, args.layout)
+        info = json.loads(meta.read_text())
+        result = {"out": str(path), "manifest": str(meta), "subset": info["subset"], "format": fmt,
+                  "bytes": info["bytes"], "sha256": info["sha256"], "flops": info["flops"],
+                  "grouped_flops": info["grouped_flops"]}
+    if not args.json:
+        what = "merged model" if args.subset is None else f"subset {args.subset} ({fmt})"
+        print(f"exported {what} of {src} -> {path} ({result['bytes']:,} bytes)"
+              + (f", manifest {result['manifest']}" if "manifest" in result else ""))
+    return result
 
 
 def cmd_bench(args: argparse.Namespace) -> dict:
+    if args.bench == "latency":
+        return _bench_latency(args)
     result = bench_greedy(neurons=args.neurons, samples=args.samples, labels=args.labels,
                           device=args.device, naive_neurons=args.naive_neurons, threads=args.threads)
     if not args.json:
         for k, v in result.items():
             print(f"{k}: {v}")
+    return result
+
+
+def _int_list(text: str, flag: str, allow_all: bool = False) -> list[int | None]:
+    out: list[int | None] = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        if allow_all and item == "all":
+            out.append(None)
+        elif item.isdigit() and int(item) > 0:
+            out.append(int(item))
+        else:
+            raise ConfigError(f"{flag}: expected comma-separated positive integers"
+                              + (" or 'all'" if allow_all else "") + f", got {item!r}")
+    if not out:
+        raise ConfigError(f"{flag}: give at least one value")
+    return out
+
+
+def _bench_latency(args: argparse.Namespace) -> dict:
+    if args.repeats < 1 or not args.min_run_time > 0:
+        raise ConfigError("--repeats must be >= 1 and --min-run-time > 0")
+    devices = [str(resolve_device(d)) for d in args.device] if args.device else None
+    result = bench_latency(args.run, _int_list(args.batches, "--batches"),
+                           list(dict.fromkeys(_int_list(args.threads, "--threads", allow_all=True))),
+                           devices, args.layout, args.min_run_time, args.repeats)
+    if not args.json:
+        print(latency_table(result))
     return result

@@ -83,9 +83,17 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(sub: argparse._SubParsersAction) -> None:
-    x = sub.add_parser("export", help="export the merged model of a run directory to one file")
+    x = sub.add_parser("export", help="export a run's merged model (.zip), or with --subset the fused "
+                                      "model of one task subset (+ FILE.json manifest)")
     x.add_argument("--run", required=True, help="a run directory (experiment or merge --out)")
-    x.add_argument("--out", required=True, help="the .zip file to write")
+    x.add_argument("--out", required=True, help="the file to write (refused if it exists, unless --force)")
+    x.add_argument("--subset", default=None, help='a task subset such as "A+B" (tasks in task order)')
+    x.add_argument("--format", default=None, choices=["onnx", "torch-export", "safetensors"],
+                   help="with --subset (default onnx)")
+    x.add_argument("--layout", default="dense", choices=["dense", "exact"],
+                   help="with --subset: one dense layer per layer (dense) or one op per group (exact)")
+    x.add_argument("--force", action="store_true", help="replace existing output files")
+    x.add_argument("--json", action="store_true")
 
 
 def _bench(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +107,18 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", default="cpu")
     g.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's)")
     g.add_argument("--json", action="store_true")
+    lat = bsub.add_parser("latency",
+                          help="grouped vs fused latency of every subset and scheme of an experiment")
+    lat.add_argument("--run", required=True,
+                     help="an experiment directory (model.zip, stages/B1_*.zip, B2.zip)")
+    lat.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
+    lat.add_argument("--threads", default="1,all", help="comma-separated CPU thread counts; 'all': torch's")
+    lat.add_argument("--device", action="append", default=None,
+                     help="cpu / cuda, repeatable (default: cpu, and cuda if present)")
+    lat.add_argument("--layout", choices=["dense", "exact"], default="dense")
+    lat.add_argument("--min-run-time", type=float, default=0.2, help="seconds per measurement")
+    lat.add_argument("--repeats", type=int, default=3, help="measure the grid this many times (median)")
+    lat.add_argument("--json", action="store_true")
 
 
 def _mi_args(p: argparse.ArgumentParser) -> None:

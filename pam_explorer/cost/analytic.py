@@ -61,6 +61,38 @@ def costs_from_widths(geometry: NetGeometry, widths: Widths) -> dict[str, dict[s
     return out
 
 
+def fused_costs(geometry: NetGeometry, widths: Widths) -> dict[str, dict[str, int]]:
+    """{subset name: {"flops", "params"}} of the dense fused model of every subset
+    (:func:`pam_explorer.merge.fuse.fuse`, layout "dense"), counted as :func:`costs_from_widths`.
+
+    Per layer up to the subset's deepest head layer, one core maps all n_prev active neurons of the
+    previous layer (the image channels for layer 0) to all n active neurons of this one: n * n_prev
+    connections, the zero blocks between groups that do not read each other included, so a subset
+    costs at least its grouped cost, and exactly that when the active groups of every layer are
+    nested (one group per layer, as in B1 and B2). Heads read only their own groups, as grouped.
+    """
+    masks = subset_masks(geometry.tasks)
+    names = [lg.name for lg in geometry.layers]
+    heads = [(1 << j, n_out, geometry.head_factor(t), names.index(geometry.head_layer(t)))
+             for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs))]
+    out = {}
+    for name, mask in masks.items():
+        macs = params = 0
+        n_prev = geometry.in_channels
+        for lg in geometry.layers[:max(h for m, _, _, h in heads if m & mask) + 1]:
+            n = sum(w for k, w in widths[lg.name].items() if masks[k] & mask)
+            macs += n * n_prev * lg.macs_per_connection
+            params += n * n_prev * lg.params_per_connection + n * (int(lg.bias) + lg.follower_params)
+            n_prev = n
+        for m, n_out, factor, h in heads:
+            if m & mask:
+                n_in = factor * sum(w for k, w in widths[names[h]].items() if masks[k] & m)
+                macs += n_out * n_in
+                params += n_out * n_in + n_out * int(geometry.head_bias)
+        out[name] = {"flops": 2 * macs, "params": params}
+    return out
+
+
 def predicted_costs(geometry: NetGeometry, grouping: Mapping[str, Any]) -> dict[str, int]:
     """{subset name: FLOPs} of the merged network a grouping would give, from group sizes only.
 
@@ -127,5 +159,5 @@ def expected_flops(costs: Mapping[str, float], probabilities: Mapping[str, float
 
 
 
-__all__ = ["costs_from_widths", "predicted_costs", "subset_costs", "separate_costs", "average_gain",
-           "peak_gain", "expected_flops"]
+__all__ = ["costs_from_widths", "fused_costs", "predicted_costs", "subset_costs", "separate_costs",
+           "average_gain", "peak_gain", "expected_flops"]

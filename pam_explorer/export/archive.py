@@ -3,15 +3,22 @@
 Nothing in the file executes on load: the manifest is plain JSON (tasks, geometry, group widths,
 connectivity, provenance, preprocessing, alpha, FLOPs per subset, accuracies, versions) and the
 weights are a safetensors blob. :func:`load` rebuilds an all-zero MergedNet of the recorded
-structure and copies the weights in, so its outputs equal the exported model's.
+structure and copies the weights in, so its outputs equal the exported model's. A member is never
+read past a cap (the manifest: :data:`MAX_MANIFEST_BYTES`; the weights: what the manifest's geometry
+and widths declare), so a small zip cannot expand to hundreds of MB in memory; anything malformed
+is an :class:`~pam_explorer.core.errors.ExportError`. :func:`write_outputs` is the one way export
+writes files: refused if a path exists (unless ``force``) or is a directory, atomic, and nothing is
+left behind when it fails.
 :func:`merged_model_bytes` is the export of the explorer's merged model at a regroup config (what
 the dashboard's Export page serves).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +28,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from pam_explorer.core.config import RegroupConfig
-from pam_explorer.core.errors import ExportError
-from pam_explorer.core.geometry import NetGeometry
-from pam_explorer.core.io import write_bytes_atomic
+from pam_explorer.core.errors import ConfigError, DataMissing, ExportError, PamError, StructureError
+from pam_explorer.core.geometry import NetGeometry, Widths
+from pam_explorer.core.io import atomic_path
+from pam_explorer.core.subsets import subset_masks
 from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.merge.build import merge_networks
 from pam_explorer.merge.merged_net import MergedNet
@@ -32,6 +40,7 @@ from pam_explorer.zoo.checkpoint import load_state_into
 
 FORMAT = "pam-explorer-merged/1"
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few hundred kB even for VGG-16 with provenance
 
 
 def manifest_of(net: MergedNet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -65,46 +74,169 @@ def to_bytes(net: MergedNet, extra: dict[str, Any] | None = None) -> bytes:
     return buf.getvalue()
 
 
-def save(net: MergedNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write the export zip to ``path`` (atomically: a failed write leaves no partial file)."""
+def save(net: MergedNet, path: str | Path, extra: dict[str, Any] | None = None, force: bool = True) -> Path:
+    """Write the export zip to ``path`` (atomically; see :func:`write_outputs`). ``force=False``
+    refuses to replace an existing file (the CLI's default); ConfigError then, before any work."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_bytes_atomic(path, to_bytes(net, extra))
+    check_output(path, force)
+    return write_outputs({path: to_bytes(net, extra)}, force)[0]
+
+
+def check_output(path: Path, force: bool) -> None:
+    """ConfigError if ``path`` is a directory, or exists and ``force`` is off."""
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a directory; give a file name, e.g. {path / 'model.zip'}")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise ConfigError(f"output {path} exists; choose another file or pass --force (force=True) to "
+                          "replace it")
+
+
+def write_outputs(files: Mapping[Path, bytes], force: bool = False) -> list[Path]:
+    """Write every ``{path: bytes}`` atomically, in order (the last one renamed last); missing
+    parent folders are created. Refused (ConfigError) as :func:`check_output` says; if writing
+    fails, nothing is left behind (no temporary file, no folder it created) and an ExportError
+    names the path."""
+    paths = [Path(p) for p in files]
+    for p in paths:
+        check_output(p, force)
+    created: list[Path] = []
+    current = paths[0]
+    try:
+        for p in paths:
+            for d in reversed(_missing_dirs(p.parent)):  # shallowest first
+                d.mkdir()
+                created.append(d)
+        with contextlib.ExitStack() as stack:
+            for p, data in reversed(list(zip(paths, files.values()))):  # exits rename the first first
+                current = p
+                stack.enter_context(atomic_path(p)).write_bytes(data)
+    except OSError as exc:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise ExportError(f"cannot write {current}: {exc.strerror or exc}") from exc
+    return paths
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """``folder`` and its missing ancestors, deepest first."""
+    out = []
+    while not folder.exists():
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def read_manifest(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
-    """The manifest (JSON) of an export, from a path or the zip's bytes; ExportError if it has none."""
+    """The manifest (JSON object) of an export, from a path or the zip's bytes; ExportError if the
+    file is not a zip with one."""
     with _open(path_or_bytes) as zf:
         if MANIFEST not in zf.namelist():
-            raise ExportError(f"not a PAM Explorer export: no {MANIFEST} in {sorted(zf.namelist())}")
+            raise ExportError(f"not a PAM Explorer export: no {MANIFEST} in {sorted(zf.namelist())[:10]}")
         return _manifest(zf)
 
 
 def load(path_or_bytes: str | Path | bytes) -> MergedNet:
-    """Rebuild the exported MergedNet (eval mode) from a path or the zip's bytes."""
+    """Rebuild the exported MergedNet (eval mode) from a path or the zip's bytes; ExportError if
+    the file is malformed (the message names what), CheckpointMismatch if weights and manifest
+    disagree."""
     with _open(path_or_bytes) as zf:
         names = set(zf.namelist())
         if not {MANIFEST, WEIGHTS} <= names:
             raise ExportError(f"not a PAM Explorer export: expected {MANIFEST} and {WEIGHTS}, found "
-                              f"{sorted(names)}")
+                              f"{sorted(names)[:10]}")
         manifest = _manifest(zf)
-        state = st_load(zf.read(WEIGHTS))
-    if manifest.get("format") != FORMAT:
-        raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected {FORMAT!r}")
-    geometry = NetGeometry.from_dict(manifest["geometry"])
-    prov = {layer: {k: [tuple(p) for p in v] for k, v in d.items()}
-            for layer, d in manifest["provenance"].items()}
-    net = MergedNet.from_widths(geometry, manifest["group_widths"], prov)
+        if manifest.get("format") != FORMAT:
+            raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected {FORMAT!r}")
+        geometry, widths, prov = _structure(manifest)
+        least, cap = _declared_size(geometry, widths)
+        raw = _read_member(zf, WEIGHTS, cap)
+    try:
+        state = st_load(raw)
+    except (safetensors.SafetensorError, ValueError, OverflowError) as exc:
+        raise ExportError(f"not a PAM Explorer export: {WEIGHTS} is not a safetensors file ({exc})") from exc
+    held = sum(v.numel() for v in state.values())
+    if held < least:  # checked before the empty net of the declared size is allocated
+        raise ExportError(f"{WEIGHTS} holds {held:,} numbers; the network {MANIFEST} declares needs at "
+                          f"least {least:,}")
+    try:
+        net = MergedNet.from_widths(geometry, widths, prov)
+    except StructureError as exc:
+        raise ExportError(f"{MANIFEST} describes no valid network: {exc}") from exc
     return load_state_into(net, state, source="export").eval()
 
 
-def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
+def _structure(manifest: dict[str, Any]) -> tuple[NetGeometry, dict[str, dict[str, int]], dict]:
+    """Geometry, group widths and provenance of a manifest; ExportError naming a missing or
+    malformed entry."""
+    missing = [k for k in ("geometry", "group_widths", "provenance") if k not in manifest]
+    if missing:
+        raise ExportError(f"not a PAM Explorer export: {MANIFEST} lacks {missing}")
     try:
-        manifest = json.loads(zf.read(MANIFEST))
+        geometry = NetGeometry.from_dict(manifest["geometry"])
+        widths = {str(layer): {str(k): int(n) for k, n in g.items()}
+                  for layer, g in manifest["group_widths"].items()}
+        if any(n < 0 for g in widths.values() for n in g.values()):
+            raise ValueError("a group width is negative")
+        prov = {layer: {k: [tuple(int(x) for x in p) for p in v] for k, v in d.items()}
+                for layer, d in manifest["provenance"].items()}
+        _declared_size(geometry, widths)  # every layer has widths, every key is a subset
+    except PamError as exc:
+        raise ExportError(f"{MANIFEST} describes no valid network: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ExportError(f"{MANIFEST} is malformed ({type(exc).__name__}: {exc})") from exc
+    return geometry, widths, prov
+
+
+def _declared_size(geometry: NetGeometry, widths: Widths) -> tuple[int, int]:
+    """(fewest numbers the weights of the declared network hold: its core and head weights; most
+    bytes they can take: every tensor of the state dict, per-neuron ops with 2 running statistics
+    included, at 8 bytes per number, plus room for the safetensors header)."""
+    masks = subset_masks(geometry.tasks)
+    least, numel, tensors, prev = 0, 0, 0, {}
+    for i, lg in enumerate(geometry.layers):
+        for key, n in widths[lg.name].items():
+            n_in = geometry.in_channels if i == 0 else sum(
+                w for k, w in prev.items() if masks[k] & masks[key] == masks[key])
+            least += n * n_in * lg.params_per_connection
+            numel += n * n_in * lg.params_per_connection + n * (1 + lg.follower_params + 2) + 1
+            tensors += 2 + 5 * len(lg.followers)
+        prev = widths[lg.name]
+    for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs)):
+        n_in = geometry.head_factor(t) * sum(w for k, w in widths[geometry.head_layer(t)].items()
+                                              if masks[k] >> j & 1)
+        least += n_out * n_in
+        numel += n_out * (n_in + 1)
+        tensors += 2
+    return least, 8 * numel + 4096 + 256 * tensors
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, cap: int) -> bytes:
+    """The bytes of member ``name``, never reading more than ``cap`` (ExportError if larger)."""
+    info = zf.getinfo(name)
+    if info.file_size > cap:
+        raise ExportError(f"not a PAM Explorer export: {name} holds {info.file_size:,} bytes, more than "
+                          f"the {cap:,} its manifest allows")
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(cap + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise ExportError(f"not a PAM Explorer export: {name} cannot be read ({exc})") from exc
+    if len(data) > cap:
+        raise ExportError(f"not a PAM Explorer export: {name} expands past the {cap:,} bytes its manifest "
+                          "allows")
+    return data
+
+
+def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
+    raw = _read_member(zf, MANIFEST, MAX_MANIFEST_BYTES)
+    try:
+        manifest = json.loads(raw)
     except ValueError as exc:  # bad JSON or text encoding
         raise ExportError(f"not a PAM Explorer export: {MANIFEST} is not JSON ({exc})") from exc
     if not isinstance(manifest, dict):
-        raise ExportError(f"not a PAM Explorer export: {MANIFEST} holds no JSON object")
+        raise ExportError(f"not a PAM Explorer export: {MANIFEST} holds a JSON {type(manifest).__name__}, "
+                          "not an object")
     return manifest
 
 
@@ -114,6 +246,10 @@ def _open(path_or_bytes: str | Path | bytes) -> zipfile.ZipFile:
         return zipfile.ZipFile(src)
     except zipfile.BadZipFile as exc:
         raise ExportError("not a PAM Explorer export (the file is not a zip archive)") from exc
+    except IsADirectoryError as exc:
+        raise ExportError(f"{src} is a directory, not an export file") from exc
+    except FileNotFoundError as exc:
+        raise DataMissing(f"export file {src} does not exist") from exc
 
 
 def merged_model_bytes(explorer: Explorer, cfg: RegroupConfig) -> bytes:
@@ -127,5 +263,5 @@ def merged_model_bytes(explorer: Explorer, cfg: RegroupConfig) -> bytes:
     return to_bytes(net, extra)
 
 
-__all__ = ["FORMAT", "WEIGHTS", "MANIFEST", "manifest_of", "to_bytes", "save", "read_manifest", "load",
-           "merged_model_bytes"]
+__all__ = ["FORMAT", "WEIGHTS", "MANIFEST", "MAX_MANIFEST_BYTES", "manifest_of", "to_bytes", "save",
+           "check_output", "write_outputs", "read_manifest", "load", "merged_model_bytes"]

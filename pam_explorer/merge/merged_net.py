@@ -24,6 +24,7 @@ from torch import nn
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import NetGeometry, check_structure
 from pam_explorer.core.subsets import check_tasks, parse_key, subset_masks
+from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.group_modules import group_width, make_core, make_group, slice_group_out, slice_inputs
 
 Provenance = tuple[tuple[int, int], ...]
@@ -172,6 +173,11 @@ class MergedNet(nn.Module):
                     feats[t] = self._gather(cur, self._head_reads[t], True)
             prev = cur
         return {t: self.heads[t](feats[t]) for _, t, _ in wanted}
+
+    def subset_model(self, tasks: str | Sequence[str], layout: str = "dense") -> FusedNet:
+        """The fused dense model of one task subset (:func:`pam_explorer.merge.fuse.fuse`):
+        forward(x (N, C, H, W)) -> tuple of (N, L_t) logits in task order, no task argument."""
+        return fuse(self, tasks, layout)
 
     # ----------------------------------------------------------------- surgery
     def remove_neurons(self, layer: str, key: str, keep: Sequence[int] | torch.Tensor) -> None:

@@ -1,0 +1,43 @@
+"""`bench latency` on a small experiment-like folder: every (scheme, subset, execution, batch)
+cell is measured, FLOPs come from the analytic counts (checked against FlopCounterMode in
+tests/merge/test_fuse.py), and the target check compares exactly the cells it names."""
+from __future__ import annotations
+
+import json
+
+from pam_explorer import export
+from pam_explorer.cli import main
+from pam_explorer.cost.analytic import fused_costs, separate_costs, subset_costs
+from pam_explorer.merge.build import from_single, fully_shared, merge_networks
+from pam_explorer.runs.bench_latency import latency_table
+from pam_explorer.zoo import build_model
+from tests.helpers import random_grouping
+
+
+def test_bench_latency_grid_and_target(tmp_path, capsys):
+    nets = [build_model("lenet5", 5, 1, 32, width=0.5).eval() for _ in range(2)]
+    pam = merge_networks(nets, ["A", "B"], random_grouping(nets, ["A", "B"], 0)).eval()
+    export.save(pam, tmp_path / "model.zip", {"preset": "digits-2task"})
+    export.save(fully_shared(nets, ["A", "B"]), tmp_path / "stages" / "B2.zip")
+    singles = {t: from_single(n, t) for t, n in zip("AB", nets)}
+    for t, n in singles.items():
+        export.save(n, tmp_path / "stages" / f"B1_{t}.zip")
+    assert main(["bench", "latency", "--run", str(tmp_path), "--batches", "1,3", "--threads", "1,all",
+                 "--min-run-time", "0.001", "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["rows"]
+    assert len(rows) == 3 * 3 * 2 * 2  # schemes x subsets x grouped/fused x batches ("all" is 1 thread here)
+    assert all(r["ms"] > 0 and r["device"] == "cpu" and r["threads"] == 1 for r in rows)
+    flops = {(r["scheme"], r["subset"], r["execution"]): r["flops"] for r in rows}
+    dense = fused_costs(pam.geometry, pam.group_widths())
+    for s in ("A", "B", "A+B"):
+        assert flops[("PAM", s, "grouped")] == subset_costs(pam)[s]["flops"]
+        assert flops[("PAM", s, "fused")] == dense[s]["flops"]
+        assert flops[("B1", s, "grouped")] == flops[("B1", s, "fused")] == separate_costs(singles)[s]["flops"]
+    ms = {(r["batch"], r["scheme"], r["subset"], r["execution"]): r["ms"] for r in rows}
+    for t in result["target"]:
+        assert flops[("PAM", t["subset"], "grouped")] <= 0.8 * flops[(t["baseline"], t["subset"], "grouped")]
+        assert t["pam_fused_ms"] == ms[(t["batch"], "PAM", t["subset"], "fused")]
+        assert t["met"] == (t["pam_fused_ms"] < t["baseline_fused_ms"])
+    table = latency_table(result)
+    assert table.count("\n| cpu |") == 3 * 3 * 2 and "FLOPs fused" in table
