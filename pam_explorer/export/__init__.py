@@ -1,8 +1,9 @@
 """Stage 7, export: a merged model as one zip (safetensors weights + a JSON manifest), loaded back
 without executing anything. ``pam_explorer.export.save/load/read_manifest/to_bytes/manifest_of``
-and ``FORMAT`` are public API (``from pam_explorer import export``)."""
+and ``FORMAT``/``FORMATS`` are public API (``from pam_explorer import export``)."""
 from pam_explorer.export.archive import (
     FORMAT,
+    FORMATS,
     MANIFEST,
     WEIGHTS,
     load,
@@ -13,5 +14,5 @@ from pam_explorer.export.archive import (
     to_bytes,
 )
 
-__all__ = ["FORMAT", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest", "load",
-           "merged_model_bytes"]
+__all__ = ["FORMAT", "FORMATS", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest",
+           "load", "merged_model_bytes"]

@@ -1,9 +1,12 @@
 """Export / load a merged model as one zip: weights in safetensors + a JSON manifest.
 
-Nothing in the file executes on load: the manifest is plain JSON (tasks, geometry, group widths,
-connectivity, provenance, preprocessing, alpha, FLOPs per subset, accuracies, versions) and the
+Nothing in the file executes on load: the manifest is plain JSON (format, kind, tasks, geometry,
+group widths, connectivity, provenance, preprocessing, alpha, FLOPs per subset, accuracies,
+versions) and the
 weights are a safetensors blob. :func:`load` rebuilds an all-zero MergedNet of the recorded
-structure and copies the weights in, so its outputs equal the exported model's.
+structure and copies the weights in, so its outputs equal the exported model's. Chain nets keep
+format ``pam-explorer-merged/1``; residual nets (wired geometry, per-neuron-layer widths) are
+``pam-explorer-merged/2``, which a reader of version 1 refuses instead of misreading.
 :func:`merged_model_bytes` is the export of the explorer's merged model at a regroup config (what
 the dashboard's Export page serves).
 """
@@ -30,16 +33,19 @@ from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.zoo.checkpoint import load_state_into
 
-FORMAT = "pam-explorer-merged/1"
+FORMAT = "pam-explorer-merged/1"  # chain nets: unchanged since the first export (a "kind" key added)
+FORMATS = {"chain": FORMAT, "residual": "pam-explorer-merged/2"}  # by NetGeometry.kind
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
 
 
 def manifest_of(net: MergedNet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to rebuild and understand ``net`` (JSON-able)."""
-    connectivity = {layer: {key: net.reads(layer, key) for key in groups}
-                    for layer, groups in net.group_widths().items()}
+    # per module layer (for a chain net: per layer); widths and provenance are per neuron layer
+    connectivity = {layer: {key: net.reads(layer, key) for key in net.groups[layer]}
+                    for layer in net.module_layers}
     return {
-        "format": FORMAT,
+        "format": FORMATS[net.geometry.kind],
+        "kind": net.geometry.kind,
         "tasks": list(net.tasks),
         "geometry": net.geometry.to_dict(),
         "group_widths": net.group_widths(),
@@ -89,9 +95,12 @@ def load(path_or_bytes: str | Path | bytes) -> MergedNet:
                               f"{sorted(names)}")
         manifest = _manifest(zf)
         state = st_load(zf.read(WEIGHTS))
-    if manifest.get("format") != FORMAT:
-        raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected {FORMAT!r}")
+    if manifest.get("format") not in FORMATS.values():
+        raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected one of "
+                          f"{sorted(FORMATS.values())}")
     geometry = NetGeometry.from_dict(manifest["geometry"])
+    if FORMATS[geometry.kind] != manifest["format"]:
+        raise ExportError(f"export format {manifest['format']!r} does not hold a {geometry.kind} network")
     prov = {layer: {k: [tuple(p) for p in v] for k, v in d.items()}
             for layer, d in manifest["provenance"].items()}
     net = MergedNet.from_widths(geometry, manifest["group_widths"], prov)
@@ -127,5 +136,5 @@ def merged_model_bytes(explorer: Explorer, cfg: RegroupConfig) -> bytes:
     return to_bytes(net, extra)
 
 
-__all__ = ["FORMAT", "WEIGHTS", "MANIFEST", "manifest_of", "to_bytes", "save", "read_manifest", "load",
-           "merged_model_bytes"]
+__all__ = ["FORMAT", "FORMATS", "WEIGHTS", "MANIFEST", "manifest_of", "to_bytes", "save", "read_manifest",
+           "load", "merged_model_bytes"]
