@@ -13,7 +13,7 @@ import torch
 
 from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig
 from pam_explorer.core.errors import StructureError
-from pam_explorer.core.geometry import NetGeometry, check_widths, widths_of
+from pam_explorer.core.geometry import NetGeometry, check_structure, check_widths, widths_of
 from pam_explorer.core.paths import cache_root
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.cost.analytic import costs_from_widths, predicted_costs
@@ -122,7 +122,12 @@ class Explorer:
         """Why the groups at cfg cannot be built as a network (the StructureError's message of
         :func:`~pam_explorer.core.geometry.check_structure`), or None if they can."""
         try:
-            check_widths(self.geometry, widths_of(self.geometry, self.groups(cfg)))
+            widths = widths_of(self.geometry, self.groups(cfg))
+            if self.geometry.kind == "chain":
+                check_structure(self.tasks, list(self.trajs.layers), widths,
+                                head_layers=self.geometry.head_layers)
+            else:  # residual: the wired edges of coupled layers (core.geometry.check_widths)
+                check_widths(self.geometry, widths)
         except StructureError as exc:
             return str(exc)
         return None
