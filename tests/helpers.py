@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pam_explorer.core.subsets import all_subsets
 from pam_explorer.graph.build import layer_widths
 from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.zoo import build_model
 
 
 def randomise_bn(net: nn.Module, seed: int) -> nn.Module:
@@ -56,3 +57,17 @@ def measured(net: MergedNet, tasks) -> tuple[int, int]:
         for h in handles:
             h.remove()
     return counter.get_total_flops(), sum(p.numel() for m in ran for p in m.parameters())
+
+
+def tiny_resnets(k: int, seed: int = 0, arch: str = "resnet18", size: int = 16,
+                 outputs: tuple[int, ...] | None = None) -> list[nn.Module]:
+    """k tiny single-task ResNets (width 1/16: 4-8-16-32 channels, small-input stem, 1 input
+    channel, size x size pictures), task t with outputs[t] (default 2 + t) logits, random BN
+    statistics, eval mode."""
+    nets = []
+    for t in range(k):
+        torch.manual_seed(seed + t)
+        net = build_model(arch, (outputs or tuple(2 + i for i in range(k)))[t], 1, size, width=1 / 16,
+                          small_input=True)
+        nets.append(randomise_bn(net, seed + t).eval())
+    return nets

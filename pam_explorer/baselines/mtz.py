@@ -36,7 +36,8 @@ at the merged positions of its neurons (columns of the other net's extra neurons
 ridge); this keeps H_A != H_B but measures inputs that the zipped layer no longer receives.
 
 Only K = 2 tasks are supported (StructureError otherwise): zipping a third network into a trunk would
-need a Hessian of a merged pair, which the paper does not define.
+need a Hessian of a merged pair, which the paper does not define. Residual networks are not
+zipped (StructureError :data:`RESIDUAL_MISSING`, what is missing in docs/residual.md).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import LayerGeometry, NetGeometry
 from pam_explorer.core.subsets import check_tasks, subset_key
-from pam_explorer.graph.build import chain_geometry
+from pam_explorer.graph.build import chain_geometry, is_residual
 from pam_explorer.merge.build import exclusive_grouping, merge_networks
 from pam_explorer.merge.group_modules import make_core, make_group
 from pam_explorer.merge.merged_net import MergedNet
@@ -63,6 +64,12 @@ Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
 Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
 Progress = Callable[[dict], None]
 HESSIAN_SOURCES = ("zipped", "original")
+RESIDUAL_MISSING = (
+    "MTZ (B2) cannot zip residual networks yet: a stage's shortcut ties the channels of the stem or "
+    "downsample, every conv2 and every block output, so one pairing per stage stream must be chosen "
+    "from the summed Hessian costs of all those layers and applied to all of them at once; this "
+    "zipper pairs one chain layer at a time (docs/residual.md, 'MTZ'). Run B1 and PAM only "
+    "(ExperimentConfig.schemes=('B1', 'PAM')).")
 
 
 @dataclass(frozen=True)
@@ -366,6 +373,8 @@ def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, v
     if len(tasks) != 2 or len(nets) != 2:
         raise StructureError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
                              f"tasks {list(tasks)} (more tasks are not supported)")
+    if is_residual(nets):
+        raise StructureError(RESIDUAL_MISSING)
     geo = chain_geometry(nets, tasks)
     if len(set(geo.head_layers)) > 1:
         raise StructureError("MTZ zips networks of equal depth only; these end at layers "

@@ -30,22 +30,24 @@ from pam_explorer.core.subsets import all_subsets, subset_key, subset_masks
 
 # --------------------------------------------------------------------------- costs
 def _cost_items(geometry: NetGeometry, widths: Widths) -> list[tuple[int, int, int]]:
-    """(task mask that executes it, MACs, params) of every non-empty group and every head."""
+    """(task mask that executes it, MACs, params) of every non-empty group of every module layer
+    and every head; widths are per neuron layer (a coupled neuron layer's groups run in each of
+    its module layers; identity additions are free, as for FlopCounterMode)."""
     masks = subset_masks(geometry.tasks)
     items: list[tuple[int, int, int]] = []
-    prev: Mapping[str, int] = {}
-    for i, lg in enumerate(geometry.layers):
-        for key, n in widths[lg.name].items():
+    for lg in geometry.layers:
+        inp = geometry.input_of(lg.name)  # the previous layer for a chain net, None: the image
+        for key, n in widths[geometry.grouping_of(lg.name)].items():
             if n == 0:
                 continue  # empty groups are skipped at run time
             m = masks[key]
-            n_in = geometry.in_channels if i == 0 else sum(
-                w for k, w in prev.items() if masks[k] & m == m)
+            n_in = geometry.in_channels if inp is None else sum(
+                w for k, w in widths[inp].items() if masks[k] & m == m)
             params = n * n_in * lg.params_per_connection + n * (int(lg.bias) + lg.follower_params)
             items.append((m, n * n_in * lg.macs_per_connection, params))
-        prev = widths[lg.name]
     for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs)):
-        at = widths[geometry.head_layer(t)]  # the head reads its own (possibly earlier) layer
+        # the head reads its own (possibly earlier) layer's neuron layer
+        at = widths[geometry.grouping_of(geometry.head_layer(t))]
         n_in = geometry.head_factor(t) * sum(w for k, w in at.items() if masks[k] >> j & 1)
         items.append((1 << j, n_out * n_in, n_out * n_in + n_out * int(geometry.head_bias)))
     return items

@@ -1,10 +1,11 @@
 """Stage 7, export: a merged model as one zip (safetensors weights + a JSON manifest), loaded back
 without executing anything (:mod:`.archive`); the fused model of one task subset as ONNX,
-torch.export (.pt2) or safetensors with a JSON manifest (:mod:`.subset`). ``FORMAT``,
+torch.export (.pt2) or safetensors with a JSON manifest (:mod:`.subset`). ``FORMAT``, ``FORMATS``,
 ``save/load/read_manifest/to_bytes/manifest_of`` and ``SUBSET_FORMAT``, ``save_subset``,
 ``subset_model_bytes``, ``load_fused`` are public API (``from pam_explorer import export``)."""
 from pam_explorer.export.archive import (
     FORMAT,
+    FORMATS,
     MANIFEST,
     WEIGHTS,
     check_output,
@@ -28,7 +29,8 @@ from pam_explorer.export.subset import (
     subset_model_bytes,
 )
 
-__all__ = ["FORMAT", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest", "load",
+__all__ = ["FORMAT", "FORMATS", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest",
+           "load",
            "merged_model_bytes", "check_output", "write_outputs", "MODEL_FORMATS", "SUBSET_FORMAT",
            "SUFFIXES", "check_format", "load_fused", "save_subset", "sidecar", "subset_model_bytes",
            "subset_bytes_from_archive"]

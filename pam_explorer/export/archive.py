@@ -1,7 +1,8 @@
 """Export / load a merged model as one zip: weights in safetensors + a JSON manifest.
 
-Nothing in the file executes on load: the manifest is plain JSON (tasks, geometry, group widths,
-connectivity, provenance, preprocessing, alpha, FLOPs per subset, accuracies, versions) and the
+Nothing in the file executes on load: the manifest is plain JSON (format, kind, tasks, geometry,
+group widths, connectivity, provenance, preprocessing, alpha, FLOPs per subset, accuracies,
+versions) and the
 weights are a safetensors blob. :func:`load` rebuilds an all-zero MergedNet of the recorded
 structure and copies the weights in, so its outputs equal the exported model's. A member is never
 read past a cap (the manifest: :data:`MAX_MANIFEST_BYTES`; the weights: what the manifest's geometry
@@ -9,6 +10,9 @@ and widths declare), so a small zip cannot expand to hundreds of MB in memory; a
 is an :class:`~pam_explorer.core.errors.ExportError`. :func:`write_outputs` is the one way export
 writes files: refused if a path exists (unless ``force``) or is a directory, atomic, and nothing is
 left behind when it fails.
+Chain nets keep format ``pam-explorer-merged/1``; residual nets (wired geometry,
+per-neuron-layer widths) are ``pam-explorer-merged/2``, which a reader of version 1 refuses
+instead of misreading.
 :func:`merged_model_bytes` is the export of the explorer's merged model at a regroup config (what
 the dashboard's Export page serves).
 """
@@ -29,26 +33,29 @@ from safetensors.torch import save as st_save
 
 from pam_explorer.core.config import RegroupConfig
 from pam_explorer.core.errors import ConfigError, DataMissing, ExportError, PamError, StructureError
-from pam_explorer.core.geometry import NetGeometry, Widths
+from pam_explorer.core.geometry import NetGeometry, Widths, check_widths
 from pam_explorer.core.io import atomic_path
-from pam_explorer.core.subsets import subset_masks
-from pam_explorer.cost.analytic import subset_costs
+from pam_explorer.core.subsets import subset_key
+from pam_explorer.cost.analytic import costs_from_widths, subset_costs
 from pam_explorer.merge.build import merge_networks
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.zoo.checkpoint import load_state_into
 
-FORMAT = "pam-explorer-merged/1"
+FORMAT = "pam-explorer-merged/1"  # chain nets: unchanged since the first export (a "kind" key added)
+FORMATS = {"chain": FORMAT, "residual": "pam-explorer-merged/2"}  # by NetGeometry.kind
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few hundred kB even for VGG-16 with provenance
 
 
 def manifest_of(net: MergedNet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to rebuild and understand ``net`` (JSON-able)."""
-    connectivity = {layer: {key: net.reads(layer, key) for key in groups}
-                    for layer, groups in net.group_widths().items()}
+    # per module layer (for a chain net: per layer); widths and provenance are per neuron layer
+    connectivity = {layer: {key: net.reads(layer, key) for key in net.groups[layer]}
+                    for layer in net.module_layers}
     return {
-        "format": FORMAT,
+        "format": FORMATS[net.geometry.kind],
+        "kind": net.geometry.kind,
         "tasks": list(net.tasks),
         "geometry": net.geometry.to_dict(),
         "group_widths": net.group_widths(),
@@ -146,9 +153,12 @@ def load(path_or_bytes: str | Path | bytes) -> MergedNet:
             raise ExportError(f"not a PAM Explorer export: expected {MANIFEST} and {WEIGHTS}, found "
                               f"{sorted(names)[:10]}")
         manifest = _manifest(zf)
-        if manifest.get("format") != FORMAT:
-            raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected {FORMAT!r}")
+        if manifest.get("format") not in FORMATS.values():
+            raise ExportError(f"unsupported export format {manifest.get('format')!r}; expected one of "
+                              f"{sorted(FORMATS.values())}")
         geometry, widths, prov = _structure(manifest)
+        if FORMATS[geometry.kind] != manifest["format"]:
+            raise ExportError(f"export format {manifest['format']!r} does not hold a {geometry.kind} network")
         least, cap = _declared_size(geometry, widths)
         raw = _read_member(zf, WEIGHTS, cap)
     try:
@@ -189,26 +199,14 @@ def _structure(manifest: dict[str, Any]) -> tuple[NetGeometry, dict[str, dict[st
 
 
 def _declared_size(geometry: NetGeometry, widths: Widths) -> tuple[int, int]:
-    """(fewest numbers the weights of the declared network hold: its core and head weights; most
-    bytes they can take: every tensor of the state dict, per-neuron ops with 2 running statistics
-    included, at 8 bytes per number, plus room for the safetensors header)."""
-    masks = subset_masks(geometry.tasks)
-    least, numel, tensors, prev = 0, 0, 0, {}
-    for i, lg in enumerate(geometry.layers):
-        for key, n in widths[lg.name].items():
-            n_in = geometry.in_channels if i == 0 else sum(
-                w for k, w in prev.items() if masks[k] & masks[key] == masks[key])
-            least += n * n_in * lg.params_per_connection
-            numel += n * n_in * lg.params_per_connection + n * (1 + lg.follower_params + 2) + 1
-            tensors += 2 + 5 * len(lg.followers)
-        prev = widths[lg.name]
-    for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs)):
-        n_in = geometry.head_factor(t) * sum(w for k, w in widths[geometry.head_layer(t)].items()
-                                              if masks[k] >> j & 1)
-        least += n_out * n_in
-        numel += n_out * (n_in + 1)
-        tensors += 2
-    return least, 8 * numel + 4096 + 256 * tensors
+    """(fewest numbers the weights of the declared network hold: its parameters, as the analytic
+    cost model counts them for all tasks; most bytes they can take: three times that (running
+    statistics of the per-neuron ops included) at 8 bytes per number, plus room for the
+    safetensors header). Raises a PamError for widths that do not fit the geometry."""
+    check_widths(geometry, widths)
+    params = costs_from_widths(geometry, widths)[subset_key(geometry.tasks)]["params"]
+    tensors = 8 * (len(geometry.layers) + len(geometry.tasks)) + sum(len(g) for g in widths.values())
+    return params, 24 * params + 4096 + 1024 * tensors
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, cap: int) -> bytes:
@@ -263,5 +261,6 @@ def merged_model_bytes(explorer: Explorer, cfg: RegroupConfig) -> bytes:
     return to_bytes(net, extra)
 
 
-__all__ = ["FORMAT", "WEIGHTS", "MANIFEST", "MAX_MANIFEST_BYTES", "manifest_of", "to_bytes", "save",
+__all__ = ["FORMAT", "FORMATS", "WEIGHTS", "MANIFEST", "MAX_MANIFEST_BYTES", "manifest_of", "to_bytes",
+           "save",
            "check_output", "write_outputs", "read_manifest", "load", "merged_model_bytes"]

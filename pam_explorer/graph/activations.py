@@ -1,7 +1,8 @@
 """Activation capture by forward hooks: per layer, one number per neuron and sample.
 
 A conv channel's map is pooled over space (max by default, mean as option) so that each neuron
-is one scalar per sample, as the MI estimator needs.
+is one scalar per sample, as the MI estimator needs. Residual nets are read where
+:func:`~pam_explorer.graph.residual.capture_points` says (a stage stream: its last block's output).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from torch import nn
 from pam_explorer.core.config import POOLINGS
 from pam_explorer.core.errors import ConfigError
 from pam_explorer.graph.layer_map import layer_map
+from pam_explorer.graph.residual import Transform, capture_points
+from pam_explorer.zoo.registry import model_kind
 
 
 def pool_channels(x: torch.Tensor, pooling: str = "max") -> torch.Tensor:
@@ -35,9 +38,11 @@ def capture_activations(model: nn.Module, images: torch.Tensor, pooling: str = "
     """
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    names = layers or [info.name for info in layer_map(model)]
+    points = _capture_points(model)
+    names = layers or list(points)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    handles = [model.blocks[n].register_forward_hook(_collector(chunks[n], pooling)) for n in names]
+    handles = [points[n][0].register_forward_hook(_collector(chunks[n], pooling, points[n][1]))
+               for n in names]
     was_training = model.training
     model.eval().to(device)
     try:
@@ -50,7 +55,15 @@ def capture_activations(model: nn.Module, images: torch.Tensor, pooling: str = "
     return {n: torch.cat(c).float() for n, c in chunks.items()}
 
 
-def _collector(store: list[torch.Tensor], pooling: str):
+def _capture_points(model: nn.Module) -> dict[str, tuple[nn.Module, Transform]]:
+    """{layer: (module whose output is the layer's activation, transform or None)}: a chain
+    net's blocks; a residual net's inner convs and stage streams (:func:`capture_points`)."""
+    if model_kind(model) == "residual":
+        return capture_points(model)
+    return {info.name: (model.blocks[info.name], None) for info in layer_map(model)}
+
+
+def _collector(store: list[torch.Tensor], pooling: str, transform: Transform = None):
     def hook(_module: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        store.append(pool_channels(out, pooling))
+        store.append(pool_channels(out if transform is None else transform(out), pooling))
     return hook

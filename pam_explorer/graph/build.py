@@ -1,5 +1,8 @@
 """Geometry of single-task chain networks: their layer order, widths and shared NetGeometry.
 
+Residual nets are described in :mod:`pam_explorer.graph.residual`; :func:`net_geometry` and
+:func:`layer_widths` dispatch on the model kind (``zoo.registry.model_kind``).
+
 What merging, cost prediction and the explorer need to know about the *original* networks before
 any grouping: the networks must be of one family (each network's layers are the first layers of
 the deepest one, same names and kinds; widths may differ per network); :func:`chain_geometry` is
@@ -17,7 +20,9 @@ from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import LayerGeometry, NetGeometry
 from pam_explorer.core.subsets import check_tasks
 from pam_explorer.graph.followers import follower_spec
+from pam_explorer.graph.residual import residual_geometry, residual_layer_widths
 from pam_explorer.zoo.chain import ChainNet
+from pam_explorer.zoo.registry import model_kind
 
 
 def layer_order(nets: Sequence[ChainNet]) -> list[str]:
@@ -39,10 +44,27 @@ def common_layers(nets: Sequence[ChainNet]) -> list[str]:
     return layer_order(nets)[:min(len(net.blocks) for net in nets)]
 
 
-def layer_widths(nets: Sequence[ChainNet]) -> dict[str, list[int]]:
-    """{layer: [width in network t for each t, 0 where network t does not have the layer]}."""
+def layer_widths(nets: Sequence[nn.Module]) -> dict[str, list[int]]:
+    """{layer: [width in network t for each t, 0 where network t does not have the layer]}; for
+    residual nets per neuron layer (:func:`pam_explorer.graph.residual.residual_layer_widths`)."""
+    if is_residual(nets):
+        return residual_layer_widths(nets)
     return {name: [_out(net.blocks[name][0]) if name in net.blocks else 0 for net in nets]
             for name in layer_order(nets)}
+
+
+def net_geometry(nets: Sequence[nn.Module], tasks: Sequence[str]) -> NetGeometry:
+    """The merged geometry of chain nets (:func:`chain_geometry`) or residual nets
+    (:func:`~pam_explorer.graph.residual.residual_geometry`), by the networks' model kind."""
+    return residual_geometry(nets, tasks) if is_residual(nets) else chain_geometry(nets, tasks)
+
+
+def is_residual(nets: Sequence[nn.Module]) -> bool:
+    """True for residual nets; StructureError for a mix of kinds."""
+    kinds = {model_kind(net) for net in nets}
+    if len(kinds) > 1:
+        raise StructureError(f"networks of different kinds {sorted(kinds)} cannot be merged")
+    return kinds == {"residual"}
 
 
 
@@ -158,4 +180,4 @@ def _check_in_sizes(nets: Sequence[ChainNet], geo: NetGeometry) -> None:
 
 
 
-__all__ = ["layer_order", "common_layers", "layer_widths", "chain_geometry"]
+__all__ = ["layer_order", "common_layers", "layer_widths", "chain_geometry", "net_geometry", "is_residual"]

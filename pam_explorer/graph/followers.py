@@ -16,6 +16,7 @@ _FOLLOWER_ARGS: dict[str, tuple[str, ...]] = {
     "GELU": ("approximate",), "Sigmoid": (), "Tanh": (), "Identity": (),
     "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
     "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    "AdaptiveAvgPool2d": ("output_size",),
     "Dropout": ("p", "inplace"), "Dropout2d": ("p", "inplace"),
     "BatchNorm1d": ("eps", "momentum", "affine", "track_running_stats"),
     "BatchNorm2d": ("eps", "momentum", "affine", "track_running_stats"),

@@ -20,6 +20,10 @@ that one task) with its original weights, for K >= 3 too (with depths d1 < d2 = 
 d1+1..d2 of tasks 2 and 3 are not regrouped; a grouping may still give them explicitly, with keys
 that name only tasks whose network has the layer). Task t's head reads its layer N_t with its
 original weights; no group after layer N_t contains t (``NetGeometry.head_layers``).
+
+Residual nets (model kind "residual"): the grouping gives every neuron layer of
+:func:`pam_explorer.graph.residual.residual_geometry` (inner convs, stage streams), all networks
+have the same blocks, and the weights are copied by :mod:`pam_explorer.merge.residual`.
 """
 from __future__ import annotations
 
@@ -27,15 +31,15 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from pam_explorer.core.errors import StructureError
-from pam_explorer.core.geometry import LayerGeometry, NetGeometry, check_structure
+from pam_explorer.core.geometry import NetGeometry, check_widths
 from pam_explorer.core.subsets import parse_key, subset_key, subset_masks
-from pam_explorer.graph.build import chain_geometry, common_layers, layer_widths
-from pam_explorer.merge.group_modules import make_core, make_group
+from pam_explorer.graph.build import common_layers, is_residual, layer_widths, net_geometry
 from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.merge.residual import build_residual
+from pam_explorer.merge.weights import build_group, build_head
 from pam_explorer.zoo.chain import ChainNet
 
 GroupIds = dict[str, tuple[int, ...]]  # "+"-joined key -> sorted global neuron ids
@@ -43,33 +47,38 @@ Grouping = dict[str, dict[tuple[str, ...], tuple[int, ...]]]  # layer -> task su
 
 
 # --------------------------------------------------------------------------- groupings
-def exclusive_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> Grouping:
+def exclusive_grouping(nets: Sequence[nn.Module], tasks: Sequence[str]) -> Grouping:
     """Every neuron in the group of its origin task (B1 as one net; PAM at alpha = inf-like)."""
     out = {}
     for layer, widths in layer_widths(nets).items():
         starts = [sum(widths[:t]) for t in range(len(widths))]
         out[layer] = {(task,): tuple(range(starts[t], starts[t] + widths[t]))
-                      for t, task in enumerate(tasks) if layer in nets[t].blocks}
+                      for t, task in enumerate(tasks) if widths[t] > 0}  # 0: net t lacks the layer
     return out
 
 
-def takeover_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> Grouping:
+def _common(nets: Sequence[nn.Module]) -> list[str]:
+    """Layers every network has: chain nets' first N_min; every neuron layer of residual nets."""
+    return list(layer_widths(nets)) if is_residual(nets) else common_layers(nets)
+
+
+def takeover_grouping(nets: Sequence[nn.Module], tasks: Sequence[str]) -> Grouping:
     """The layers after the common ones (paper step 3): each network's neurons exclusive to it."""
-    common = set(common_layers(nets))
+    common = set(_common(nets))
     return {layer: g for layer, g in exclusive_grouping(nets, tasks).items() if layer not in common}
 
 
-def complete_grouping(nets: Sequence[ChainNet], tasks: Sequence[str],
+def complete_grouping(nets: Sequence[nn.Module], tasks: Sequence[str],
                       grouping: Mapping[str, Any]) -> dict[str, Any]:
     """``grouping`` (of the common layers, or more) plus the takeover of every layer it omits
     after the common ones, e.g. before :func:`pam_explorer.cost.analytic.predicted_costs`."""
     return {**takeover_grouping(nets, tasks), **dict(grouping)}
 
 
-def shared_grouping(nets: Sequence[ChainNet], tasks: Sequence[str]) -> Grouping:
+def shared_grouping(nets: Sequence[nn.Module], tasks: Sequence[str]) -> Grouping:
     """Every neuron of every net of a common layer in the all-task group; later layers taken over."""
     widths = layer_widths(nets)
-    return {**{layer: {tuple(tasks): tuple(range(sum(widths[layer])))} for layer in common_layers(nets)},
+    return {**{layer: {tuple(tasks): tuple(range(sum(widths[layer])))} for layer in _common(nets)},
             **takeover_grouping(nets, tasks)}
 
 
@@ -128,92 +137,8 @@ def _layer_groups(layer: str, entry: Any, tasks: Sequence[str], total: int) -> G
     return out
 
 
-# --------------------------------------------------------------------------- weights
-Prov = Sequence[tuple[int, int]]
-
-
-def _copy_existing(dst: torch.Tensor, srcs: Sequence[torch.Tensor | None], out_prov: Prov,
-                   in_prov: Prov | None, factor: int) -> None:
-    """dst[r, cols of input neuron c] = W_t[j, cols of k] where out neuron r = (t, j) and input
-    neuron c = (t, k) have the same origin t; other entries keep their value (zero).
-
-    dst/srcs: (out, in * factor[, kh, kw]). in_prov None means the shared image input: every
-    origin reads every input channel with its own weights. srcs[t] is None where network t does
-    not have the layer (then no out neuron has origin t).
-    """
-    for t, src in enumerate(srcs):
-        rows = [r for r, (o, _) in enumerate(out_prov) if o == t]
-        if not rows or src is None:
-            continue
-        j = torch.tensor([out_prov[r][1] for r in rows])
-        if in_prov is None:
-            cols = k = torch.arange(src.shape[1] // factor)
-        else:
-            pos = [c for c, (o, _) in enumerate(in_prov) if o == t]
-            cols = torch.tensor(pos, dtype=torch.long)
-            k = torch.tensor([in_prov[c][1] for c in pos], dtype=torch.long)
-        if not cols.numel():
-            continue
-        step = torch.arange(factor)
-        cols_x, k_x = (cols[:, None] * factor + step).flatten(), (k[:, None] * factor + step).flatten()
-        dst[torch.tensor(rows)[:, None], cols_x[None, :]] = src[j[:, None], k_x[None, :]]
-
-
-def _copy_per_neuron(dst: dict[str, torch.Tensor],
-                     srcs: Sequence[Mapping[str, torch.Tensor] | None], out_prov: Prov) -> None:
-    """Per-neuron tensors (bias, BN weight/bias/running stats) follow their origin neuron;
-    scalar buffers (BN num_batches_tracked) take the max over the origins present (an empty
-    group: the first network that has the layer; srcs[t] is None where t does not)."""
-    present = [t for t, s in enumerate(srcs) if s is not None]
-    origins = sorted({t for t, _ in out_prov}) or present[:1]
-    for key, value in dst.items():
-        if value.dim() == 0:
-            value.copy_(max(srcs[t][key] for t in origins))
-            continue
-        for t in origins:
-            rows = [r for r, (o, _) in enumerate(out_prov) if o == t]
-            if rows:
-                value[torch.tensor(rows)] = srcs[t][key][torch.tensor([out_prov[r][1] for r in rows])]
-
-
-def _build_group(lg: LayerGeometry, blocks: Sequence[nn.Sequential | None], out_prov: Prov,
-                 in_prov: Prov | None, n_in: int) -> nn.Sequential:
-    """The group module of neurons ``out_prov`` reading inputs ``in_prov`` (None: the image);
-    blocks[t] is network t's block of this layer, None if network t is shallower."""
-    group = make_group(lg, n_in, len(out_prov))
-    with torch.no_grad():
-        core = group[0]
-        weights = [b[0].weight.detach().cpu() if b is not None else None for b in blocks]
-        _copy_existing(core.weight, weights, out_prov, in_prov, lg.in_factor)
-        if core.bias is not None:
-            _copy_per_neuron({"bias": core.bias}, [{"bias": b[0].bias.detach().cpu()} if b is not None
-                                                   else None for b in blocks], out_prov)
-        for f_idx, follower in enumerate(list(group)[1:], start=1):
-            state = follower.state_dict(keep_vars=True)
-            if state:
-                src = [{k: v.detach().cpu() for k, v in b[f_idx].state_dict().items()} if b is not None
-                       else None for b in blocks]
-                _copy_per_neuron({k: v.data for k, v in state.items()}, src, out_prov)
-    return group
-
-
-def _build_head(geo: NetGeometry, t: int, head: nn.Linear, in_prov: Prov) -> nn.Linear:
-    """Head of task t reading the neurons ``in_prov`` of its head layer: only task t's neurons
-    get weights (its original head's)."""
-    factor = geo.head_factor(geo.tasks[t])
-    new = make_core("fc", len(in_prov) * factor, geo.head_outputs[t], bias=geo.head_bias)
-    out_prov = [(t, j) for j in range(geo.head_outputs[t])]
-    # every output row has origin t, so only srcs[t] is ever read
-    srcs = [head.weight.detach().cpu()] * len(geo.tasks)
-    with torch.no_grad():
-        _copy_existing(new.weight, srcs, out_prov, in_prov, factor)
-        if new.bias is not None:
-            new.bias.copy_(head.bias.detach().cpu())
-    return new
-
-
 # --------------------------------------------------------------------------- merge
-def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Mapping[str, Any]) -> MergedNet:
+def merge_networks(nets: Sequence[nn.Module], tasks: Sequence[str], grouping: Mapping[str, Any]) -> MergedNet:
     """Merge single-task networks (one per task, in task order) by ``grouping`` into a MergedNet.
 
     grouping: {layer: LayerGroups-like object or {task subset: global neuron ids}}; it must give
@@ -224,12 +149,21 @@ def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Map
     The result is on network 0's device, in network 0's train/eval mode.
     """
     nets = list(nets)
-    geo = chain_geometry(nets, tasks)
+    geo = net_geometry(nets, tasks)
     tasks = geo.tasks
     widths = layer_widths(nets)
     groups = normalize_grouping(complete_grouping(nets, tasks, grouping), tasks, widths)
     sizes = {layer: {k: len(v) for k, v in g.items()} for layer, g in groups.items()}
-    check_structure(tasks, geo.layer_names, sizes, head_layers=geo.head_layers)
+    check_widths(geo, sizes)
+    if geo.kind == "residual":
+        return build_residual(nets, geo, groups, widths)
+    return _build_chain(nets, geo, groups, widths)
+
+
+def _build_chain(nets: Sequence[ChainNet], geo: NetGeometry, groups: Mapping[str, GroupIds],
+                 widths: Mapping[str, Sequence[int]]) -> MergedNet:
+    """The merged chain net of normalised, checked ``groups`` (see :func:`merge_networks`)."""
+    tasks = geo.tasks
     masks = subset_masks(tasks)
     prov: dict[str, dict[str, tuple[tuple[int, int], ...]]] = {}
     modules: dict[str, dict[str, nn.Sequential]] = {}
@@ -243,23 +177,23 @@ def merge_networks(nets: Sequence[ChainNet], tasks: Sequence[str], grouping: Map
             in_prov = None if prev is None else [p for k, ps in prov[prev].items()
                                                  if masks[k] & masks[key] == masks[key] for p in ps]
             n_in = lg.in_factor * (geo.in_channels if in_prov is None else len(in_prov))
-            modules[lg.name][key] = _build_group(lg, blocks, prov[lg.name][key], in_prov, n_in)
+            modules[lg.name][key] = build_group(lg, blocks, prov[lg.name][key], in_prov, n_in)
         prev = lg.name
     heads = {}
     for t, task in enumerate(tasks):
         in_prov = [p for k, ps in prov[geo.head_layer(task)].items() if masks[k] >> t & 1 for p in ps]
-        heads[task] = _build_head(geo, t, nets[t].head, in_prov)
+        heads[task] = build_head(geo, t, nets[t].head, in_prov)
     merged = MergedNet(geo, modules, heads, prov)
     p = next(nets[0].parameters())
     return merged.to(device=p.device).train(nets[0].training)
 
 
-def from_single(net: ChainNet, task: str) -> MergedNet:
+def from_single(net: nn.Module, task: str) -> MergedNet:
     """K = 1: every neuron of ``net`` in the group (task,) (the B1 form)."""
     return merge_networks([net], [task], exclusive_grouping([net], [task]))
 
 
-def fully_shared(nets: Sequence[ChainNet], tasks: Sequence[str]) -> MergedNet:
+def fully_shared(nets: Sequence[nn.Module], tasks: Sequence[str]) -> MergedNet:
     """Every neuron of every net in the all-task group (the B2/MTZ form); layers past the
     shallowest network's are taken over."""
     return merge_networks(nets, tasks, shared_grouping(nets, tasks))

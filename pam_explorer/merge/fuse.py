@@ -145,6 +145,9 @@ def fuse(net: Any, subset: str | Sequence[str], layout: str = "dense") -> FusedN
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"fuse: layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if net.geometry.kind != "chain":
+        raise StructureError(f"fused subset models are built for chain networks; this is a "
+                             f"{net.geometry.kind} network (export it as the merged zip instead)")
     tasks = subset_tasks(net, subset)
     geo, masks = net.geometry, subset_masks(net.tasks)
     req = masks[subset_key(tasks)]

@@ -9,6 +9,14 @@ later layers never contain t. Running a task subset executes only the groups who
 subset and stops after the deepest head layer it needs, so skipped groups cost nothing (real
 skipped computation, not masking).
 
+Residual nets (PAM Sec. 5.3, docs/residual.md) use the same class: the geometry's module layers
+may read any earlier value and add one (an identity or downsample shortcut), and module layers
+tied by an addition share one *neuron layer* (coupled layers): one set of groups, widths and
+provenance, removed together. The public "layer" of the widths, provenance and surgery API
+(``layer_names``, ``group_widths``, ``width``, ``remove_neurons``, ``reader_columns``) is the neuron
+layer; ``groups`` holds one module per (module layer, key), and ``reads`` takes a module layer.
+For a chain net the two notions coincide.
+
 B1 (one MergedNet per task, K = 1), B2/MTZ (only the all-task group) and PAM all use this one
 class, so pruning, cost and export have one code path. The architecture is fully described by a
 JSON-able :class:`NetGeometry` plus the group widths, so :meth:`MergedNet.from_widths` can rebuild
@@ -22,8 +30,9 @@ import torch
 from torch import nn
 
 from pam_explorer.core.errors import StructureError
-from pam_explorer.core.geometry import NetGeometry, check_structure
+from pam_explorer.core.geometry import FollowerSpec, NetGeometry, check_widths
 from pam_explorer.core.subsets import check_tasks, parse_key, subset_masks
+from pam_explorer.graph.followers import make_follower
 from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.group_modules import group_width, make_core, make_group, slice_group_out, slice_inputs
 
@@ -31,7 +40,7 @@ Provenance = tuple[tuple[int, int], ...]
 
 
 class MergedNet(nn.Module):
-    """groups: layer -> key -> Sequential(core, per-neuron ops); heads: task -> Linear.
+    """groups: module layer -> key -> Sequential(core, per-neuron ops); heads: task -> Linear.
 
     forward(x (N, C, H, W), tasks) -> {task: (N, L_t) logits} for the requested tasks only.
     """
@@ -56,51 +65,77 @@ class MergedNet(nn.Module):
                     raise StructureError(f"layer {lg.name!r}: group key {key!r} must be a '+'-joined string")
             self.groups[lg.name] = nn.ModuleDict({k: given[k] for k in self._mask if k in given})
         self.heads = nn.ModuleDict({t: heads[t] for t in self.tasks})
-        # unknown provenance (e.g. a net rebuilt by from_widths without it) is (-1, position)
+        self._check_coupled()
+        # per neuron layer; unknown provenance (e.g. from_widths without it) is (-1, position)
         self._provenance: dict[str, dict[str, Provenance]] = {
             layer: {k: tuple((int(a), int(b)) for a, b in provenance.get(layer, {}).get(k, ()))
-                    if provenance is not None else tuple((-1, i) for i in range(group_width(g)))
-                    for k, g in mods.items()} for layer, mods in self.groups.items()}
+                    if provenance is not None else tuple((-1, i) for i in range(w))
+                    for k, w in ws.items()} for layer, ws in self.group_widths().items()}
         # connectivity depends on the keys only, which never change: compute it once
-        names = geometry.layer_names
-        self._reads = {layer: {k: [] if i == 0 else self._supersets(names[i - 1], self._mask[k])
-                               for k in self.groups[layer]} for i, layer in enumerate(names)}
-        self._head_reads = {t: [k for k in self.groups[geometry.head_layer(t)] if self._mask[k] >> j & 1]
+        self._reads = {m: {k: [] if geometry.input_of(m) is None else self._supersets(
+            geometry.input_of(m), self._mask[k]) for k in self.groups[m]} for m in geometry.layer_names}
+        self._head_reads = {t: [k for k in self._keys(geometry.head_layer(t)) if self._mask[k] >> j & 1]
                             for j, t in enumerate(self.tasks)}
+        # parameter-free ops after a shortcut's addition; not inplace, the summands may be kept
+        self._post = {lg.name: nn.Sequential(*(_fresh(spec) for spec in lg.post))
+                      for lg in geometry.layers if lg.post}
+        self._last_use = _last_use(geometry)
         # the structure first: a group naming a task after its head layer gets the clear error
-        check_structure(self.tasks, self.layer_names, self.group_widths(), head_layers=self.head_layers)
+        check_widths(geometry, self.group_widths())
         self._check_shapes()
 
     # ----------------------------------------------------------------- queries
     @property
     def layer_names(self) -> list[str]:
-        return [lg.name for lg in self.geometry.layers]
+        """Neuron layers (regrouped, pruned, given widths) in forward order; for a chain net its
+        layers."""
+        return self.geometry.neuron_layers
+
+    @property
+    def module_layers(self) -> list[str]:
+        """Module layers (keys of ``groups``) in forward order; for a chain net its layers."""
+        return self.geometry.layer_names
 
     @property
     def layer_kinds(self) -> dict[str, str]:
         return {lg.name: lg.kind for lg in self.geometry.layers}
 
+    def members(self, layer: str) -> list[str]:
+        """Module layers of a neuron layer (a module layer: those of its neuron layer); several
+        for coupled layers (a residual stage stream), else one."""
+        return self.geometry.members(self.geometry.grouping_of(layer))
+
+    def _keys(self, layer: str) -> list[str]:
+        """Group keys of a neuron layer (or of a module layer's neuron layer), canonical order."""
+        return list(self.groups[self.members(layer)[0]])
+
     def width(self, layer: str, key: str) -> int:
-        return group_width(self.groups[layer][key])
+        """Neurons of group ``key`` of a neuron layer (or of a module layer's neuron layer)."""
+        return group_width(self.groups[self.members(layer)[0]][key])
 
     def group_widths(self) -> dict[str, dict[str, int]]:
-        """{layer: {key: number of neurons}} (empty groups included with 0)."""
-        return {layer: {k: group_width(g) for k, g in mods.items()} for layer, mods in self.groups.items()}
+        """{neuron layer: {key: number of neurons}} (empty groups included with 0)."""
+        return {layer: {k: group_width(g) for k, g in self.groups[self.members(layer)[0]].items()}
+                for layer in self.layer_names}
 
     def reads(self, layer: str, key: str) -> list[str]:
-        """Keys of the previous layer's groups that (layer, key) reads, in column order.
+        """Keys of the groups that module layer ``layer``'s group ``key`` reads (of the neuron
+        layer of the module layer it reads), in column order.
 
         Every present superset group is listed, empty ones too (they contribute no columns).
-        The first layer reads the image: [].
+        A layer reading the image: [].
         """
+        if layer not in self._reads:
+            known = self.members(layer) if layer in self.layer_names else self.module_layers
+            raise StructureError(f"{layer!r} is not a module layer; ask one of {known}")
         return list(self._reads[layer][key])
 
     def _supersets(self, layer: str, mask: int) -> list[str]:
-        return [k for k in self.groups[layer] if self._mask[k] & mask == mask]
+        return [k for k in self._keys(layer) if self._mask[k] & mask == mask]
 
     @property
     def head_layers(self) -> dict[str, str]:
-        """{task: name of the layer its head reads} (the last layer unless depths differ)."""
+        """{task: name of the module layer its head reads} (the last unless depths differ)."""
         return dict(zip(self.tasks, self.geometry.head_layers))
 
     def head_reads(self, task: str) -> list[str]:
@@ -108,14 +143,15 @@ class MergedNet(nn.Module):
         return list(self._head_reads[task])
 
     def active_keys(self, tasks: Sequence[str] | None = None) -> dict[str, list[str]]:
-        """{layer: non-empty group keys executed when running ``tasks``}."""
+        """{neuron layer: non-empty group keys executed when running ``tasks``} (in every module
+        layer of the neuron layer)."""
         req = self._request_mask(tasks)
-        return {layer: [k for k, g in mods.items() if self._mask[k] & req and group_width(g) > 0]
-                for layer, mods in self.groups.items()}
+        return {layer: [k for k, w in ws.items() if self._mask[k] & req and w > 0]
+                for layer, ws in self.group_widths().items()}
 
     def provenance(self, layer: str, key: str) -> Provenance:
         """Per neuron of the group: (origin task index, index in the origin network's layer)."""
-        return self._provenance[layer][key]
+        return self._provenance[self.geometry.grouping_of(layer)][key]
 
     def provenance_map(self) -> dict[str, dict[str, Provenance]]:
         return {layer: dict(d) for layer, d in self._provenance.items()}
@@ -151,27 +187,34 @@ class MergedNet(nn.Module):
     def forward(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """x: (N, C, H, W) -> {task: (N, L_t)} for ``tasks`` (default all), in task order."""
         req = self._request_mask(tasks)
-        names = self.layer_names
-        wanted = [(j, t, names.index(self.geometry.head_layers[j])) for j, t in enumerate(self.tasks)
-                  if req >> j & 1]
+        geo = self.geometry
+        names = geo.layer_names
+        wanted = [(j, t, names.index(geo.head_layers[j])) for j, t in enumerate(self.tasks) if req >> j & 1]
         feats: dict[str, torch.Tensor] = {}  # task -> (N, F_t) input of its head
-        prev: dict[str, torch.Tensor] = {}
+        values: dict[str, dict[str, torch.Tensor]] = {}  # module layer -> key -> (N, C_k[, H, W])
         # no requested task has a layer after its deepest head layer: stop there
-        for i, lg in enumerate(self.geometry.layers[:max(h for _, _, h in wanted) + 1]):
+        for i, lg in enumerate(geo.layers[:max(h for _, _, h in wanted) + 1]):
+            src = geo.source_of(lg.name)
             cur: dict[str, torch.Tensor] = {}
             for key, group in self.groups[lg.name].items():
                 if not self._mask[key] & req or group_width(group) == 0:
                     continue  # not needed by the request, or nothing to compute
-                # every superset of an active key is active, so all inputs are in ``prev``
-                if i == 0:
+                # every superset of an active key is active, so all inputs are in ``values``
+                if src is None:
                     inp = x.flatten(1) if lg.kind == "fc" else x
                 else:
-                    inp = self._gather(prev, self._reads[lg.name][key], lg.kind == "fc")
+                    inp = self._gather(values[src], self._reads[lg.name][key], lg.kind == "fc")
                 cur[key] = group(inp)
+            if lg.add:  # the shortcut: group tau of one neuron layer plus group tau, channel-wise
+                cur = {k: v + values[lg.add][k] for k, v in cur.items()}
+            if lg.name in self._post:
+                cur = {k: self._post[lg.name](v) for k, v in cur.items()}
+            values[lg.name] = cur
             for _, t, h in wanted:
                 if h == i:  # every group containing t is active, so all of them are in ``cur``
                     feats[t] = self._gather(cur, self._head_reads[t], True)
-            prev = cur
+            for name in self._last_use[i]:  # a value nobody reads any more
+                del values[name]
         return {t: self.heads[t](feats[t]) for _, t, _ in wanted}
 
     def subset_model(self, tasks: str | Sequence[str], layout: str = "dense") -> FusedNet:
@@ -180,25 +223,31 @@ class MergedNet(nn.Module):
         return fuse(self, tasks, layout)
 
     # ----------------------------------------------------------------- surgery
-    def remove_neurons(self, layer: str, key: str, keep: Sequence[int] | torch.Tensor) -> None:
+    def remove_neurons(self, layer: str, key: str, keep: Sequence[int] | torch.Tensor,
+                       check: bool = True) -> None:
         """Keep only the neurons ``keep`` (positions within the group, or a bool mask of its
-        width) of group (layer, key): shrinks its core, bias and per-neuron ops, and the input
-        columns of every next-layer group and head that reads it. Raises StructureError, leaving
-        the net unchanged, if some group or task would lose its path to the input.
+        width) of group ``key`` of a neuron layer (a module layer names its neuron layer): shrinks
+        the core, bias and per-neuron ops in every module layer of the neuron layer (coupled
+        channels go together), and the input columns of every group and head reading one of them.
+        Raises StructureError, leaving the net unchanged, if some group or task would lose its
+        path to the input; ``check=False`` skips that check, for a batch of removals whose final
+        widths the caller has checked (an intermediate state may be cut off).
         Modules are replaced, so optimisers and hooks on them must be re-created.
         """
-        if layer not in self.groups or key not in self.groups[layer]:
+        layer = self.geometry.grouping_of(layer) if layer in self.module_layers else layer
+        if layer not in self.layer_names or key not in self._keys(layer):
             raise StructureError(f"no group {key!r} in layer {layer!r}")
         idx = self._keep_index(layer, key, keep)
         widths = self.group_widths()
         widths[layer][key] = int(idx.numel())
-        # raises before any change
-        check_structure(self.tasks, self.layer_names, widths, head_layers=self.head_layers)
+        if check:  # raises before any change
+            check_widths(self.geometry, widths)
         readers = self._readers_with_offsets(layer, key)  # uses the old widths
-        group = self.groups[layer][key]
-        self.groups[layer][key] = slice_group_out(group, idx)
+        old = self.width(layer, key)
+        for member in self.members(layer):
+            self.groups[member][key] = slice_group_out(self.groups[member][key], idx)
         for container, name, offset, factor in readers:
-            container[name] = slice_inputs(container[name], offset, factor, group_width(group), idx)
+            container[name] = slice_inputs(container[name], offset, factor, old, idx)
         prov = self._provenance[layer][key]
         self._provenance[layer][key] = tuple(prov[j] for j in idx.tolist())
 
@@ -218,20 +267,20 @@ class MergedNet(nn.Module):
 
     def _readers_with_offsets(self, layer: str, key: str) -> list[tuple[nn.ModuleDict, str, int, int]]:
         """(container, name, column offset in neurons, columns per neuron) of every module
-        reading (layer, key): the next layer's groups, and the heads of the tasks whose head
-        layer this is (with different depths, a layer can have both)."""
-        names = self.layer_names
-        i = names.index(layer)
+        reading group ``key`` of neuron layer ``layer``: the groups of every module layer reading
+        one of its module layers (for a chain net: the next layer), and the heads of the tasks
+        whose head layer is one of them (with different depths, a layer can have both)."""
+        geo = self.geometry
+        members = set(self.members(layer))
         pairs: list[tuple[nn.ModuleDict, str, list[str], int]] = []
-        if i + 1 < len(names):
-            nxt, factor = names[i + 1], self.geometry.layers[i + 1].in_factor
-            pairs += [(self.groups[nxt], k, self.reads(nxt, k), factor) for k in self.groups[nxt]
-                      if key in self.reads(nxt, k)]
-        pairs += [(self.heads, t, self.head_reads(t), self.geometry.head_factor(t)) for t in self.tasks
-                  if self.geometry.head_layer(t) == layer and key in self.head_reads(t)]
-        widths = self.groups[layer]
-        return [(c, n, sum(group_width(widths[k]) for k in reads[:reads.index(key)]), f)
-                for c, n, reads, f in pairs]
+        for lg in geo.layers:
+            if geo.source_of(lg.name) in members:
+                pairs += [(self.groups[lg.name], k, self._reads[lg.name][k], lg.in_factor)
+                          for k in self.groups[lg.name] if key in self._reads[lg.name][k]]
+        pairs += [(self.heads, t, self.head_reads(t), geo.head_factor(t)) for t in self.tasks
+                  if geo.head_layer(t) in members and key in self.head_reads(t)]
+        widths = self.group_widths()[layer]
+        return [(c, n, sum(widths[k] for k in reads[:reads.index(key)]), f) for c, n, reads, f in pairs]
 
     def reader_columns(self, layer: str, key: str) -> list[tuple[nn.Module, int, int]]:
         """(core Conv2d/Linear, first input column, columns per neuron) of every module reading
@@ -240,24 +289,38 @@ class MergedNet(nn.Module):
                 for c, n, offset, f in self._readers_with_offsets(layer, key)]
 
     # ----------------------------------------------------------------- checks
+    def _check_coupled(self) -> None:
+        """The module layers of one neuron layer have the same group keys and widths."""
+        for layer in self.layer_names:
+            first, *others = self.members(layer)
+            want = {k: group_width(g) for k, g in self.groups[first].items()}
+            for m in others:
+                got = {k: group_width(g) for k, g in self.groups[m].items()}
+                if got != want:
+                    raise StructureError(f"coupled layers {first!r} and {m!r} (neuron layer {layer!r}) must "
+                                         f"have the same groups; got {want} and {got}")
+
     def _check_shapes(self) -> None:
         """Every core's input size matches what it reads; heads and provenance agree."""
         geo = self.geometry
-        for i, lg in enumerate(geo.layers):
+        for lg in geo.layers:
+            inp = geo.input_of(lg.name)
             for key, group in self.groups[lg.name].items():
                 core = group[0]
                 want_kind = nn.Conv2d if lg.kind == "conv" else nn.Linear
                 if not isinstance(core, want_kind):
                     raise StructureError(f"layer {lg.name!r} group {key!r}: core must be "
                                          f"{want_kind.__name__}")
-                n_in = lg.in_factor * (geo.in_channels if i == 0 else sum(
-                    self.width(self.layer_names[i - 1], k) for k in self.reads(lg.name, key)))
+                n_in = lg.in_factor * (geo.in_channels if inp is None else sum(
+                    self.width(inp, k) for k in self.reads(lg.name, key)))
                 got = core.in_channels if lg.kind == "conv" else core.in_features
                 if got != n_in:
                     raise StructureError(f"layer {lg.name!r} group {key!r}: core reads {got} inputs, "
                                          f"its input groups provide {n_in}")
-                if len(self._provenance[lg.name][key]) != group_width(group):
-                    raise StructureError(f"layer {lg.name!r} group {key!r}: provenance length differs from "
+        for layer, ws in self.group_widths().items():
+            for key, w in ws.items():
+                if len(self._provenance[layer][key]) != w:
+                    raise StructureError(f"layer {layer!r} group {key!r}: provenance length differs from "
                                          "width")
         for t, n_out in zip(self.tasks, geo.head_outputs):
             at = geo.head_layer(t)
@@ -272,22 +335,44 @@ class MergedNet(nn.Module):
     def from_widths(cls, geometry: NetGeometry, widths: Mapping[str, Mapping[str, int]],
                     provenance: Mapping[str, Mapping[str, Sequence[tuple[int, int]]]] | None = None
                     ) -> MergedNet:
-        """An all-zero net of the given group widths (e.g. to ``load_state_dict`` into)."""
+        """An all-zero net of the given group widths ({neuron layer: {key: n}}), e.g. to
+        ``load_state_dict`` into."""
         tasks = geometry.tasks
-        check_structure(tasks, geometry.layer_names, widths, head_layers=geometry.head_layers)
+        check_widths(geometry, widths)
         masks = subset_masks(tasks)
         groups: dict[str, dict[str, nn.Sequential]] = {}
-        prev: Mapping[str, int] = {}
-        for i, lg in enumerate(geometry.layers):
+        for lg in geometry.layers:
+            inp = geometry.input_of(lg.name)
             groups[lg.name] = {}
-            for key, n in widths[lg.name].items():
+            for key, n in widths[geometry.grouping_of(lg.name)].items():
                 parse_key(key, tasks, where=f"layer {lg.name!r}")
-                n_in = lg.in_factor * (geometry.in_channels if i == 0 else sum(
-                    w for k, w in prev.items() if masks[k] & masks[key] == masks[key]))
+                n_in = lg.in_factor * (geometry.in_channels if inp is None else sum(
+                    w for k, w in widths[inp].items() if masks[k] & masks[key] == masks[key]))
                 groups[lg.name][key] = make_group(lg, n_in, n)
-            prev = widths[lg.name]
         heads = {t: make_core("fc", geometry.head_factor(t) * sum(
-                     w for k, w in widths[geometry.head_layer(t)].items() if masks[k] >> j & 1),
-                     n_out, bias=geometry.head_bias)
+                     w for k, w in widths[geometry.grouping_of(geometry.head_layer(t))].items()
+                     if masks[k] >> j & 1), n_out, bias=geometry.head_bias)
                  for j, (t, n_out) in enumerate(zip(tasks, geometry.head_outputs))}
         return cls(geometry, groups, heads, provenance)
+
+
+def _fresh(spec: FollowerSpec) -> nn.Module:
+    """A parameter-free op after an addition, never in place (the summands may be kept)."""
+    name, args = spec
+    module = make_follower((name, tuple((a, False if a == "inplace" else v) for a, v in args)), 0)
+    if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+        raise StructureError(f"op {name} after an addition must be parameter-free")
+    return module
+
+
+def _last_use(geometry: NetGeometry) -> list[list[str]]:
+    """Per module layer index i: the values no layer after i reads or adds (forward frees them)."""
+    last = {lg.name: i for i, lg in enumerate(geometry.layers)}
+    for i, lg in enumerate(geometry.layers):
+        for ref in (geometry.source_of(lg.name), lg.add or None):
+            if ref is not None:
+                last[ref] = max(last[ref], i)
+    out: list[list[str]] = [[] for _ in geometry.layers]
+    for name, i in last.items():
+        out[i].append(name)
+    return out

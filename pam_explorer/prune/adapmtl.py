@@ -71,7 +71,7 @@ def components(net: MergedNet) -> Components:
         raise StructureError(f"task names {sorted(reserved)} are reserved by AdapMTL's log")
     modules: dict[str, list[nn.Module]] = {BACKBONE: [], **{t: [] for t in net.tasks}}
     single = len(net.tasks) == 1
-    for layer in net.layer_names:
+    for layer in net.module_layers:  # every module of a coupled (residual) neuron layer
         for key, group in net.groups[layer].items():
             modules[BACKBONE if single or "+" in key else key].append(group)
     for t in net.tasks:

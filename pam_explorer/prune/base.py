@@ -37,7 +37,7 @@ import torch
 from pam_explorer.core.config import FinetuneConfig
 from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import ConfigError, StructureError
-from pam_explorer.core.geometry import check_structure
+from pam_explorer.core.geometry import check_widths
 from pam_explorer.cost.analytic import costs_from_widths, subset_costs
 from pam_explorer.data.presets import get_preset, task_targets
 from pam_explorer.merge.merged_net import MergedNet
@@ -146,9 +146,10 @@ class BatchStream:
 
 
 def subgraph_groups(net: MergedNet, task: str) -> list[GroupId]:
-    """Non-empty (layer, key) groups whose key contains ``task``, in forward order."""
-    return [(layer, key) for layer in net.layer_names for key in net.groups[layer]
-            if task in key.split("+") and net.width(layer, key) > 0]
+    """Non-empty (layer, key) groups whose key contains ``task``, in forward order; layers are
+    neuron layers (a residual stage stream is one, whatever the number of its module layers)."""
+    return [(layer, key) for layer, widths in net.group_widths().items() for key, n in widths.items()
+            if task in key.split("+") and n > 0]
 
 
 def removal_savings(net: MergedNet, groups: list[GroupId]) -> dict[GroupId, int]:
@@ -190,7 +191,7 @@ def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size
         widths[layer][key] -= 1
         if widths[layer][key] == 0:  # only emptying a group can cut a path
             try:
-                check_structure(net.tasks, net.layer_names, widths, head_layers=net.head_layers)
+                check_widths(net.geometry, widths)
             except StructureError:
                 widths[layer][key] += 1
                 continue
@@ -200,14 +201,19 @@ def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size
 
 
 def apply_removal(net: MergedNet, plan: Mapping[GroupId, list[int]], scores: Scores | None) -> None:
-    """Remove the planned neurons and slice per-neuron ``scores`` alike, in place. Deepest layer
-    first: a group emptied at layer i may feed a group of layer i+1 that the plan also empties,
-    and remove_neurons refuses any intermediate net with a group cut off from the input."""
+    """Remove the planned neurons and slice per-neuron ``scores`` alike, in place. The final
+    widths are checked once, before any change: a group emptied at layer i may feed a group of
+    layer i+1 that the plan also empties (and in a residual net a stage stream both feeds and is
+    fed by the inner convs), so an intermediate net may be cut off from the input."""
+    widths = net.group_widths()
+    for (layer, key), positions in plan.items():
+        widths[layer][key] -= len(set(positions))
+    check_widths(net.geometry, widths)
     order = {name: i for i, name in enumerate(net.layer_names)}
     for layer, key in sorted(plan, key=lambda g: -order[g[0]]):
         keep = torch.ones(net.width(layer, key), dtype=torch.bool)
         keep[plan[(layer, key)]] = False
-        net.remove_neurons(layer, key, keep)
+        net.remove_neurons(layer, key, keep, check=False)
         if scores is not None and (layer, key) in scores:
             scores[(layer, key)] = scores[(layer, key)][keep.to(scores[(layer, key)].device)]
 

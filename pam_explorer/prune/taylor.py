@@ -15,6 +15,8 @@ the net. With ``score_scope="sharing"`` a neuron shared by tasks tau scores the 
 importances for every task in tau (else task t's only, as the paper's alternating rule: on a
 fully shared net the other tasks' neurons then score exactly 0 for t). Importances are ranked
 globally over the layers of t's subgraph, unnormalised, as in the gate formulation of the paper.
+Channels tied by a residual shortcut share one gate (:func:`taylor_importance`), so they are
+scored, ranked and removed together.
 """
 from __future__ import annotations
 
@@ -47,14 +49,20 @@ def taylor_importance(net: MergedNet, task: str,
     """{(layer, key): (width,) importance} for the non-empty groups of ``task``'s subgraph:
     mean over minibatches of (mean over the batch of c_n)^2 ("batch") or mean over samples of
     c_n^2 ("sample"), with c_n = sum over positions of a * dL_n/da (N, C) for sample n.
-    batches: (images (N, C, H, W), targets (N, L_t))."""
+    batches: (images (N, C, H, W), targets (N, L_t)).
+
+    A coupled neuron layer (a residual stage stream) has one gate per channel shared by all its
+    module layers (the stem, the downsample and every conv2 output, before the addition): its
+    gradient sums a * dL/da over every such output, the first-order change of the loss when the
+    channel is removed from the whole stream."""
     if mode not in TAYLOR_MODES:
         raise ConfigError(f"Taylor mode must be one of {list(TAYLOR_MODES)}, got {mode!r}")
     groups = subgraph_groups(net, task)
     total = {g: torch.zeros(net.width(*g), device=next(net.parameters()).device) for g in groups}
-    outputs: dict[tuple[str, str], torch.Tensor] = {}
-    hooks = [net.groups[layer][key].register_forward_hook(
-        lambda _m, _i, out, g=(layer, key): outputs.__setitem__(g, out)) for layer, key in groups]
+    outputs: dict[tuple[str, str], torch.Tensor] = {}  # (module layer, key) -> its group's output
+    where = [(g, (m, g[1])) for g in groups for m in net.members(g[0])]
+    hooks = [net.groups[m][key].register_forward_hook(
+        lambda _m, _i, out, p=(m, key): outputs.__setitem__(p, out)) for _, (m, key) in where]
     was_training = net.training
     net.eval()
     count = 0
@@ -62,14 +70,17 @@ def taylor_importance(net: MergedNet, task: str,
         for images, targets in batches:
             outputs.clear()
             loss = per_sample_task_loss(net(images, [task])[task], targets)
-            keys = [g for g in groups if outputs[g].requires_grad]
+            used = [(g, p) for g, p in where if outputs[p].requires_grad]
             # a group whose readers are all empty does not reach the loss: its gradient is zero
-            grads = torch.autograd.grad(loss, [outputs[g] for g in keys], allow_unused=True)
-            for g, grad in zip(keys, grads):
+            grads = torch.autograd.grad(loss, [outputs[p] for _, p in used], allow_unused=True)
+            contrib: dict[tuple[str, str], torch.Tensor] = {}  # group -> (N, C) gate gradient
+            for (g, p), grad in zip(used, grads):
                 if grad is not None:
-                    a = outputs[g].detach()
-                    contrib = (a * grad).flatten(2).sum(2) if a.dim() > 2 else a * grad  # (N, C)
-                    total[g] += contrib.mean(0).pow(2) if mode == "batch" else contrib.pow(2).sum(0)
+                    a = outputs[p].detach()
+                    c = (a * grad).flatten(2).sum(2) if a.dim() > 2 else a * grad  # (N, C)
+                    contrib[g] = contrib[g] + c if g in contrib else c
+            for g, c in contrib.items():
+                total[g] += c.mean(0).pow(2) if mode == "batch" else c.pow(2).sum(0)
             count += 1 if mode == "batch" else images.shape[0]
     finally:
         for h in hooks:

@@ -16,6 +16,10 @@ Choices:
   carried through every removal; the alternating driver removes by that order, and at task t's
   first turns its step is at least the number of t's neurons with log alpha above
   ``log_alpha_threshold`` (Dai et al.'s pruning rule, here still subject to the accuracy check).
+* residual nets: a stage stream's channel is gated at each module layer's output before the
+  shortcut addition (conv2, downsample; folded into their BatchNorm), not at the stem (its
+  ReLU output is also added, so a gate there would not fold exactly); its importance is the sum
+  over those gates (:func:`fold_kind`, :meth:`VIBGates.scores`).
 """
 from __future__ import annotations
 
@@ -56,27 +60,53 @@ def _name(group: GroupId) -> str:
     return f"{group[0]}:{group[1]}"  # ParameterDict names may not contain "."
 
 
+def fold_kind(net: MergedNet, layer: str) -> str | None:
+    """How a gate on module layer ``layer``'s group outputs folds into the net at evaluation:
+    "readers" (its value feeds only linear readers: scale their input columns; every chain
+    layer), "self" (its ops are affine BatchNorms only and its output meets a shortcut
+    addition: scale the last BN's weight and bias), None (not gated: e.g. a residual stem,
+    whose ReLU/pooling output is both read and added)."""
+    geo = net.geometry
+    lg = geo.layers[geo.layer_names.index(layer)]
+    added = {other.add for other in geo.layers if other.add}
+    if len(net.members(layer)) == 1 and not lg.add and not lg.post and layer not in added:
+        return "readers"
+    if lg.followers and all(name.startswith("BatchNorm") and dict(args).get("affine", True)
+                            for name, args in lg.followers):
+        return "self"
+    return None
+
+
 class VIBGates(nn.Module):
-    """mu, logvar (width,) per non-empty group of ``net``; :meth:`attach` hooks them onto the
-    group outputs (N, C[, H, W]). Training mode samples z, eval mode uses z = mu."""
+    """mu, logvar (width,) per gated non-empty group of every module layer (``positions``: for a
+    chain net, every (layer, key)); :meth:`attach` hooks them onto the group outputs
+    (N, C[, H, W]). Training mode samples z, eval mode uses z = mu."""
 
     def __init__(self, net: MergedNet, init_logvar: float = INIT_LOGVAR) -> None:
         super().__init__()
         device = next(net.parameters()).device
-        self.groups: list[GroupId] = [(layer, key) for layer in net.layer_names
-                                      for key in net.groups[layer] if net.width(layer, key) > 0]
+        kinds = {m: fold_kind(net, m) for m in net.module_layers}
+        self.positions: list[GroupId] = [(m, key) for m in net.module_layers for key in net.groups[m]
+                                         if kinds[m] is not None and net.width(m, key) > 0]
+        self.kinds = {p: kinds[p[0]] for p in self.positions}
+        self.owner = {p: net.geometry.grouping_of(p[0]) for p in self.positions}  # its neuron layer
         self.mu = nn.ParameterDict({_name(g): nn.Parameter(torch.ones(net.width(*g), device=device))
-                                    for g in self.groups})
+                                    for g in self.positions})
         self.logvar = nn.ParameterDict({_name(g): nn.Parameter(
-            torch.full((net.width(*g),), float(init_logvar), device=device)) for g in self.groups})
+            torch.full((net.width(*g),), float(init_logvar), device=device)) for g in self.positions})
         self._handles: list = []
 
-    def params(self, group: GroupId) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mu[_name(group)], self.logvar[_name(group)]
+    @property
+    def groups(self) -> list[GroupId]:
+        """The gated (module layer, key) positions (for a chain net: its non-empty groups)."""
+        return list(self.positions)
+
+    def params(self, position: GroupId) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu[_name(position)], self.logvar[_name(position)]
 
     def attach(self, net: MergedNet) -> None:
         self.detach()
-        for g in self.groups:
+        for g in self.positions:
             self._handles.append(net.groups[g[0]][g[1]].register_forward_hook(self._hook(g)))
 
     def detach(self) -> None:
@@ -84,9 +114,9 @@ class VIBGates(nn.Module):
             h.remove()
         self._handles = []
 
-    def _hook(self, group: GroupId):
+    def _hook(self, position: GroupId):
         def hook(_module: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
-            mu, logvar = self.params(group)
+            mu, logvar = self.params(position)
             z = mu.expand(out.shape[0], -1)
             if self.training:
                 z = z + torch.randn_like(z) * torch.exp(0.5 * logvar)
@@ -95,29 +125,40 @@ class VIBGates(nn.Module):
 
     def kl(self, task: str) -> torch.Tensor:
         """Sum of the KL terms over the gated neurons of ``task``'s subgraph (a scalar)."""
-        terms = [kl_divergence(*self.params(g)).sum() for g in self.groups if task in g[1].split("+")]
+        terms = [kl_divergence(*self.params(g)).sum() for g in self.positions if task in g[1].split("+")]
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
     def scale_grads(self) -> None:
         """Divide each gate's gradient by its group's task count (task-averaged, as weights)."""
-        for g in self.groups:
+        for g in self.positions:
             for p in self.params(g):
                 if p.grad is not None:
                     p.grad.div_(len(g[1].split("+")))
 
     def scores(self) -> Scores:
-        """{group: (width,) mu^2 / sigma^2 = exp(-log alpha)}, detached: the same order as
-        -log alpha, but non-negative, so the driver may divide it by a neuron's FLOPs."""
-        return {g: torch.exp(-log_alpha(*self.params(g)).detach().double()).float() for g in self.groups}
+        """{(neuron layer, key): (width,) mu^2 / sigma^2 = exp(-log alpha)}, detached, summed over
+        the gated module layers of a coupled neuron layer: the same order as -log alpha for one
+        gate, non-negative, so the driver may divide it by a neuron's FLOPs."""
+        out: Scores = {}
+        for g in self.positions:
+            s = torch.exp(-log_alpha(*self.params(g)).detach().double()).float()
+            key = (self.owner[g], g[1])
+            out[key] = out[key] + s if key in out else s
+        return out
 
 
 @torch.no_grad()
 def fold_gates(net: MergedNet, gates: VIBGates) -> None:
-    """Fold the eval-mode gates (z = mu) into the readers' input columns, in place; the
+    """Fold the eval-mode gates (z = mu) into the net, in place (see :func:`fold_kind`); the
     gates are detached. Outputs of the net in eval mode are unchanged."""
     gates.detach()
-    for layer, key in gates.groups:
+    for layer, key in gates.positions:
         mu = gates.params((layer, key))[0].detach()
+        if gates.kinds[(layer, key)] == "self":  # mu * BN(x): BN with weight and bias times mu
+            bn = list(net.groups[layer][key])[-1]
+            bn.weight.mul_(mu.to(bn.weight.dtype))
+            bn.bias.mul_(mu.to(bn.bias.dtype))
+            continue
         # every reader: next-layer groups and the heads of tasks whose head reads ``layer``
         for core, start, factor in net.reader_columns(layer, key):
             scale = mu.to(core.weight.dtype).repeat_interleave(factor)  # channel-major features
@@ -170,8 +211,8 @@ class VIBPruner(AlternatingPruner):
         fold_gates(net, gates)
         scores = gates.scores()
         # empty groups have no gates; give them (empty) scores so every group is covered
-        return {(layer, key): scores.get((layer, key), torch.zeros(0)) for layer in net.layer_names
-                for key in net.groups[layer]}
+        return {(layer, key): scores.get((layer, key), torch.zeros(n))
+                for layer, ws in net.group_widths().items() for key, n in ws.items()}
 
     def forced_count(self, net: MergedNet, task: str, scores: Scores, config: PruneConfig) -> int:
         return int(sum(int((scores[g] < math.exp(-config.log_alpha_threshold)).sum())

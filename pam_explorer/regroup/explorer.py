@@ -13,12 +13,12 @@ import torch
 
 from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig
 from pam_explorer.core.errors import StructureError
-from pam_explorer.core.geometry import NetGeometry, check_structure, widths_of
+from pam_explorer.core.geometry import NetGeometry, check_structure, check_widths, widths_of
 from pam_explorer.core.paths import cache_root
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.cost.analytic import costs_from_widths, predicted_costs
 from pam_explorer.data import Preset, get_preset, load_preset_data, preset_relatedness, task_targets
-from pam_explorer.graph.build import chain_geometry
+from pam_explorer.graph.build import net_geometry
 from pam_explorer.regroup.algorithms import (
     LayerGroups,
     groups_at,
@@ -60,7 +60,7 @@ class Explorer:
                                  f"{preset.name}")
         trajs = compute_trajectories(preset, nets, data, mi, cache_root() if use_cache else None, progress)
         rel = preset_relatedness(preset, load_preset_data(preset, data))
-        return cls(preset, nets, mi, data, trajs, rel, chain_geometry(nets, preset.task_names))
+        return cls(preset, nets, mi, data, trajs, rel, net_geometry(nets, preset.task_names))
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -122,8 +122,12 @@ class Explorer:
         """Why the groups at cfg cannot be built as a network (the StructureError's message of
         :func:`~pam_explorer.core.geometry.check_structure`), or None if they can."""
         try:
-            check_structure(self.tasks, list(self.trajs.layers), widths_of(self.geometry, self.groups(cfg)),
-                            head_layers=self.geometry.head_layers)
+            widths = widths_of(self.geometry, self.groups(cfg))
+            if self.geometry.kind == "chain":
+                check_structure(self.tasks, list(self.trajs.layers), widths,
+                                head_layers=self.geometry.head_layers)
+            else:  # residual: the wired edges of coupled layers (core.geometry.check_widths)
+                check_widths(self.geometry, widths)
         except StructureError as exc:
             return str(exc)
         return None

@@ -22,6 +22,8 @@ class ChainNet(nn.Module):
     before the first linear block.
     """
 
+    kind = "chain"  # zoo.registry.model_kind: the dispatch key of layer map, geometry and merging
+
     def __init__(self, blocks: OrderedDict[str, nn.Sequential], head: nn.Linear, arch: str,
                  in_channels: int, image_size: int, hparams: dict | None = None) -> None:
         super().__init__()

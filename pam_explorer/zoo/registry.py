@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from pam_explorer.core.errors import ConfigError
+from pam_explorer.core.errors import ConfigError, StructureError
 
 Factory = Callable[..., nn.Module]
 
@@ -22,14 +22,18 @@ class ModelSpec:
     name: str
     factory: Factory
     description: str
-    kind: str = "chain"  # "chain" now; "residual" reserved for ResNet-18/34
+    kind: str = "chain"  # one of KINDS: dispatches the layer map, geometry and merging
 
 
+KINDS = ("chain", "residual")  # chain: zoo.chain.ChainNet; residual: zoo.resnet.ResidualNet
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, description: str, kind: str = "chain") -> Callable[[Factory], Factory]:
     """Decorator registering ``factory`` under ``name``."""
+
+    if kind not in KINDS:
+        raise ConfigError(f"model {name!r}: kind must be one of {KINDS}, got {kind!r}")
 
     def deco(factory: Factory) -> Factory:
         if name in _REGISTRY:
@@ -46,8 +50,24 @@ def get_model(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+def list_models(kind: str | None = None) -> list[str]:
+    """Registered names, sorted; only those of ``kind`` when given."""
+    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
+
+
+def model_kind(net: nn.Module) -> str:
+    """"chain" or "residual": the registered kind of ``net.arch``, else the class's ``kind``.
+
+    Raises StructureError for a network of neither kind (it cannot be mapped or merged).
+    """
+    arch = getattr(net, "arch", None)
+    if isinstance(arch, str) and arch in _REGISTRY:
+        return _REGISTRY[arch].kind
+    kind = getattr(type(net), "kind", None)
+    if kind not in KINDS:
+        raise StructureError(f"{type(net).__name__} is neither a chain network (zoo.chain.ChainNet) nor a "
+                             f"residual one (zoo.resnet.ResidualNet); registered models: {sorted(_REGISTRY)}")
+    return kind
 
 
 def build_model(name: str, num_outputs: int, in_channels: int = 1, image_size: int = 32,
