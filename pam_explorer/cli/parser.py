@@ -61,7 +61,9 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--prune", default="taylor")
     e.add_argument("--alpha", type=float, default=None)
     e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
-    e.add_argument("--finetune-epochs", type=int, default=3)
+    e.add_argument("--finetune-epochs", type=int, default=10,
+                   help="joint finetuning epochs of the merged schemes (B2 after zipping, PAM after "
+                        "merging) before pruning (default 10)")
     e.add_argument("--device", default="auto")
     e.add_argument("--seeds", default="0", metavar="S1,S2,...",
                    help="every scheme runs under every seed; mean and 95%% CI over them (default 0)")

@@ -70,7 +70,7 @@ class MIConfig:
     :meth:`paper` is the paper's literal one. :attr:`profile` names which one a config is.
     """
 
-    n_samples: int = 256  # N pictures of the estimate (the authors: one batch of 128)
+    n_samples: int = 128  # N pictures of the estimate (the authors: one batch of 128)
     sigma2: float = 0.1  # kernel noise variance: relative to the layer RMS, or absolute (normalise)
     pooling: str = "max"  # conv channel map -> one number per sample: "max" | "mean"
     label_mode: str = "sum"  # "sum" of per-label MI (the authors) | "joint" label vector as one class
@@ -95,8 +95,7 @@ class MIConfig:
     def paper(cls, **changes: Any) -> MIConfig:
         """The paper's estimator (authors' code): fixed kernel, absolute sigma2 = 0.1 on raw
         activations, no chance correction, N = 128; ``changes`` override fields."""
-        return dataclasses.replace(cls(n_samples=128, kernel="fixed", null_perms=0, normalise="none"),
-                                   **changes)
+        return dataclasses.replace(cls(kernel="fixed", null_perms=0, normalise="none"), **changes)
 
     @property
     def profile(self) -> str:

@@ -65,7 +65,7 @@ class ExperimentConfig:
     prune: str = "taylor"
     alpha: float | None = None  # bits; None: the regroup profile's default for the preset
     schemes: tuple[str, ...] = SCHEMES
-    finetune_epochs: int = 3  # PAM's joint finetuning before pruning
+    finetune_epochs: int = 10  # joint finetuning of the merged schemes (B2, PAM) before pruning
     quick: bool = False
     seeds: tuple[int, ...] = (0,)  # pruning / finetuning / MTZ / MI-sample randomness
     device: str = "auto"
@@ -132,7 +132,7 @@ class ExperimentConfig:
 
     def mi(self, seed: int) -> MIConfig:
         base = {"default": MIConfig(), "paper": MIConfig.paper(),
-                "legacy": MIConfig(kernel="fixed", null_perms=0)}[self.regroup]
+                "legacy": MIConfig(n_samples=256, kernel="fixed", null_perms=0)}[self.regroup]
         n = min(base.n_samples, 64) if self.quick else base.n_samples
         return dataclasses.replace(base, n_samples=n, seed=seed)
 
@@ -213,7 +213,7 @@ def _stage_inputs(name: str, s: SchemeSettings) -> dict:
     """What a stage's result depends on beyond preset, networks, seed and method."""
     inputs = {"scheme": name, "prune": dataclasses.asdict(s.prune), "data": dataclasses.asdict(s.data)}
     if name == "B2":
-        inputs["mtz"] = dataclasses.asdict(s.mtz)
+        inputs.update(mtz=dataclasses.asdict(s.mtz), finetune=dataclasses.asdict(s.finetune))
     if name == "PAM":
         inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
                       finetune=dataclasses.asdict(s.finetune))
