@@ -51,7 +51,7 @@ def test_register_rejects_duplicates_and_bad_presets():
     with pytest.raises(ValueError):
         Preset("bad", "digits", ("A",), ((10,),), "label column out of range")
     with pytest.raises(ValueError):
-        Preset("bad", "mnist", ("A",), ((0,),), "unknown dataset")
+        Preset("bad", "no-such-data", ("A",), ((0,),), "unknown dataset")
     with pytest.raises(ValueError):
         Preset("bad", "digits", ("A", "A"), ((0,), (1,)), "duplicate task names")
 
