@@ -44,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
              f"val acc {row['val_accuracy']:.2f}%")
 
     summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force,
-                           meta={"command": command})
+                           extra_meta={"command": command})
     for task, row in summary["tasks"].items():
         print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
               f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")

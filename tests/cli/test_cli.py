@@ -166,12 +166,14 @@ def test_train_writes_where_the_other_commands_look(tmp_path, capsys, monkeypatc
     assert (preset.name, arch, cfg.epochs, data.n_train, out) == ("digits-2task", "lenet5", 1, 64, None)
     command = ("python -m pam_explorer train --preset digits-2task --arch lenet5 --epochs 1 --seed 0 "
                "--n-train 64")
-    assert seen["kw"]["meta"] == {"command": command}
+    assert seen["kw"]["extra_meta"] == {"command": command}
     train_preset(preset, arch, TrainConfig(epochs=1, device="cpu"),
-                 DataConfig(n_train=64, n_val=16, n_test=16), meta={"command": command})
+                 DataConfig(n_train=64, n_val=16, n_test=16), extra_meta={"command": command})
     assert [n.arch for n in load_pretrained("digits-2task", ("A", "B"))] == ["lenet5", "lenet5"]
-    meta = pretrained_meta("digits-2task", "B")
-    assert meta["command"] == command and meta["data"]["image_size"] == 32
+    for task, labels in (("A", [0, 1, 2, 3, 4]), ("B", [5, 6, 7, 8, 9])):  # each its own sidecar
+        meta = pretrained_meta("digits-2task", task)
+        assert (meta["task"], meta["labels"], meta["num_outputs"]) == (task, labels, 5)
+        assert meta["command"] == command and meta["data"]["image_size"] == 32
     with pytest.raises(ValueError, match="unknown model 'nonet'"):
         train_preset(get_preset("digits-2task"), "nonet")
 
