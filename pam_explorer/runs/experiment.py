@@ -133,7 +133,9 @@ class ExperimentConfig:
     def data(self) -> DataConfig:
         # the data seed stays the one the committed networks were trained with: another seed
         # draws other source pools, and their test pictures would overlap the nets' training ones
-        return DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        # (image size filled in: the preset's natural one, so stage-cache keys name the real data)
+        data = DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        return get_preset(self.preset).data_config(data)
 
     def mi(self, seed: int) -> MIConfig:
         base = {"default": MIConfig(), "paper": MIConfig.paper(),
