@@ -45,7 +45,8 @@ from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
 from pam_explorer.runs.stage_cache import StageCache, stage_key
 from pam_explorer.train.finetune import evaluate
 from pam_explorer.zoo.chain import ChainNet
-from pam_explorer.zoo.pretrained import load_pretrained
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH, load_pretrained
+from pam_explorer.zoo.registry import list_models
 
 SCHEMES = ("B1", "B2", "PAM")
 FLOORS = ("original", "own")
@@ -73,9 +74,13 @@ class ExperimentConfig:
     floor: str = "original"  # accuracy floor: "original" networks' val accuracy - delta | "own"
     rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
     regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
+    arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
+        if self.arch not in list_models():
+            raise ConfigError(f"ExperimentConfig.arch: unknown architecture {self.arch!r}; "
+                              f"known: {list_models()}")
         if self.prune not in list_pruners():
             raise ConfigError(f"ExperimentConfig.prune: unknown method {self.prune!r}; "
                               f"known: {list_pruners()}")
@@ -128,7 +133,9 @@ class ExperimentConfig:
     def data(self) -> DataConfig:
         # the data seed stays the one the committed networks were trained with: another seed
         # draws other source pools, and their test pictures would overlap the nets' training ones
-        return DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        # (image size filled in: the preset's natural one, so stage-cache keys name the real data)
+        data = DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        return get_preset(self.preset).data_config(data)
 
     def mi(self, seed: int) -> MIConfig:
         base = {"default": MIConfig(), "paper": MIConfig.paper(),
@@ -179,7 +186,7 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
          cache: StageCache) -> dict:
     legacy = _check_or_write_config(cfg, out)
     preset = get_preset(cfg.preset)
-    nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names)
+    nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names, cfg.arch)
     data = TaskData.from_splits(load_preset_data(preset, cfg.data()), preset)
     singles = [from_single(n, t) for n, t in zip(nets, preset.task_names)]
     original_val = {t: evaluate(s, *data.val)[t] for s, t in zip(singles, preset.task_names)}
