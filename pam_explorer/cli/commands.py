@@ -80,7 +80,8 @@ def check_override_layers(cfg: RegroupConfig, preset: Preset) -> None:
 
 def mi_config(args: argparse.Namespace) -> MIConfig:
     return MIConfig(n_samples=args.samples, sigma2=args.sigma2, pooling=args.pooling,
-                    label_mode=args.label_mode, bound=args.bound)
+                    label_mode=args.label_mode, bound=args.bound, kernel=args.kernel,
+                    null_perms=args.null_perms)
 
 
 def cmd_regroup(args: argparse.Namespace) -> dict:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pam_explorer.core.config import KERNELS, MIConfig
+
 DESCRIPTION = """Command line: ``python -m pam_explorer {train,regroup,bench,...}``.
 
 Machine-readable outputs (``--json``) follow the contract in DESIGN.md; progress goes to stderr
@@ -139,11 +141,18 @@ def _arch_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _mi_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samples", type=int, default=256, help="N pictures for the MI estimate")
-    p.add_argument("--sigma2", type=float, default=0.1)
-    p.add_argument("--pooling", choices=["max", "mean"], default="max")
-    p.add_argument("--label-mode", choices=["sum", "joint"], default="sum")
-    p.add_argument("--bound", choices=["kl", "bd"], default="kl")
+    d = MIConfig()  # the explorer's defaults, so the CLI and the dashboard cut the same trajectories
+    p.add_argument("--samples", type=int, default=d.n_samples,
+                   help=f"N pictures for the MI estimate (default {d.n_samples})")
+    p.add_argument("--sigma2", type=float, default=d.sigma2)
+    p.add_argument("--pooling", choices=["max", "mean"], default=d.pooling)
+    p.add_argument("--label-mode", choices=["sum", "joint"], default=d.label_mode)
+    p.add_argument("--bound", choices=["kl", "bd"], default=d.bound)
+    p.add_argument("--kernel", choices=list(KERNELS), default=d.kernel,
+                   help="'scaled' widens with the set's spread (default), 'fixed' is the paper's")
+    p.add_argument("--null-perms", type=int, default=d.null_perms,
+                   help=f"label shuffles for the chance level alpha is compared against "
+                        f"(0: raw MI; default {d.null_perms})")
     p.add_argument("--no-cache", action="store_true")
 
 
