@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import multiprocessing as mp
 import os
+import re
 import shutil
 import signal
 import sys
@@ -106,9 +107,15 @@ def run_task(t: Task, threads: int | None = None) -> dict:
     return {**result, "seconds": round(time.perf_counter() - start, 3)}
 
 
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return text[-1][:300] if text else type(exc).__name__
+    """The exception as one line; for a wrapped traceback (submitit's FailedJobError), its last
+    "SomeError: message" line."""
+    lines = [ln.strip() for ln in f"{type(exc).__name__}: {exc}".splitlines() if ln.strip()]
+    raised = [ln for ln in lines[1:] if _RAISED.match(ln)]
+    return (raised[-1] if raised else lines[0] if lines else type(exc).__name__)[:300]
 
 
 def log_path(log_dir: Path, t: Task) -> Path:

@@ -113,6 +113,8 @@ class SweepOptions:
         validate.positive_int(self, "threads")
 
     def n_workers(self) -> int | None:
+        if self.executor == "inline":
+            return 1
         return self.workers or (None if self.executor == "slurm" else ex.default_workers(self.threads))
 
     def cache_dir(self) -> str | None:
@@ -229,12 +231,14 @@ class _Sweep:
         tasks = self.plan()
         self.say(f"sweep: {len(tasks)} job(s) to run with {self.opts.executor}"
                  f" ({self.workers or 'no cap on'} worker(s)); {len(self.before)} stage(s) already done")
+        self._on_change([])
         executor = self._executor()
         try:
             self.jobs = scheduler.run_all(executor, tasks, on_done=self._on_done, on_change=self._on_change,
                                           poll_s=self.opts.poll_s)
         finally:
             executor.close()
+        self._on_change(self.jobs)
         sweep = self._write()
         failed = [j for j in self.jobs if j.state == "failed"]
         if failed:
@@ -308,10 +312,10 @@ class _Sweep:
         line = scheduler.progress_line(jobs, self.workers)
         c = scheduler.counts(jobs)
         shown = (c["done"], c["failed"], len(jobs))
-        if shown != self._shown:  # a line per finished job, not per start
+        if jobs and shown != self._shown:  # a line per finished job, not per start
             self._shown = shown
             self.say(f"sweep: {line}")
-        rows = self.before + [j.row() for j in jobs]
+        rows = self.before + [{**j.row(), "source": j.result.get("source", "")} for j in jobs]
         write_json_atomic(self.out / "points.json", {"points": rows, "time": time.time()})
         write_json_atomic(self.out / "progress.json", {
             "stage": "sweep", "fraction": round((c["done"] + c["failed"]) / max(1, len(jobs)), 4),
