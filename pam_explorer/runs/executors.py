@@ -8,9 +8,10 @@ executor calls in the worker: it sets the torch thread count, runs the function 
 Executors submit tasks and hand back handles whose ``poll()`` gives None while the task runs,
 then an :class:`Outcome` (ok or not, message, the function's result, seconds, log file):
 
-* :class:`LocalExecutor` (``local``): a pool of ``workers`` long-lived worker processes (spawned,
-  so nothing of the driver's state is inherited). A worker imports torch once and runs one task
-  at a time, its stdout/stderr going to the task's log file. A worker that dies (killed, out of
+* :class:`LocalExecutor` (``local``): a pool of ``workers`` long-lived worker processes, forked
+  from multiprocessing's fork server (nothing of the driver's state is inherited; the server has
+  imported the package once). A worker runs one task at a time, its stdout/stderr going to the
+  task's log file, with the driver's ``PAM_*`` environment. A worker that dies (killed, out of
   memory) fails only its own task; the next task gets a fresh worker.
 * :class:`SubmititExecutor` (``submitit-local`` / ``slurm``): submitit's ``AutoExecutor`` with
   ``cluster="local"`` (each task a local process, started through submitit's own code path) or
@@ -41,6 +42,7 @@ from pam_explorer.core import validate
 from pam_explorer.core.errors import ConfigError
 
 EXECUTORS = ("local", "submitit-local", "slurm")
+ENV_PREFIX = "PAM_"  # environment variables a local worker takes from the driver with each task
 TaskFn = Callable[[Any, Path], dict]
 _TASKS: dict[str, TaskFn] = {}
 
@@ -167,9 +169,12 @@ def _worker_main(conn, threads: int, log_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver ends its workers on Ctrl-C
     while True:
         try:
-            t = conn.recv()
+            t, env = conn.recv()
         except (EOFError, OSError):
             return
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX) and k not in env]:
+            del os.environ[key]
+        os.environ.update(env)  # the driver's PAM_* roots now (the fork server's may be older)
         log = log_path(Path(log_dir), t)
         with open(log, "a") as fh, _fds_to(fh.fileno()):
             print(f"== {t.label}: pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
@@ -204,9 +209,18 @@ def _fds_to(fd: int):
         os.close(saved[1])
 
 
+def _context():
+    """Workers fork from multiprocessing's fork server, which imports the package once: a new
+    worker (at the start, or after one was killed) costs a fork, not a torch import. The server
+    forks before any torch op runs, so no thread pool is inherited."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["pam_explorer.runs.sweep_tasks"])
+    return ctx
+
+
 class _Worker:
     def __init__(self, threads: int, log_dir: Path) -> None:
-        ctx = mp.get_context("spawn")
+        ctx = _context()
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, threads, str(log_dir)), daemon=True)
         self.proc.start()
@@ -258,9 +272,14 @@ class LocalExecutor:
                 raise RuntimeError("LocalExecutor: more tasks submitted than workers")  # scheduler bug
             w = self._idle.pop() if self._idle else _Worker(self.threads, self.log_dir)
             self._busy.append(w)
-            w.conn.send(t)
+            w.conn.send((t, {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}))
             handles.append(_LocalHandle(self, w, t))
         return handles
+
+    def warm(self) -> None:
+        """Start the workers now (the fork server imports the package meanwhile)."""
+        while len(self._idle) + len(self._busy) < self.capacity:
+            self._idle.append(_Worker(self.threads, self.log_dir))
 
     def _release(self, w: _Worker) -> None:
         self._busy.remove(w)

@@ -200,7 +200,6 @@ class _Sweep:
                  dry: bool = False) -> None:
         self.cfg, self.out, self.opts, self.mix, self.say, self.dry = cfg, out, opts, mix, say, dry
         self.base = cfg.experiment()
-        self.ctx = context(cfg.preset, self.base.data())
         self.cache = StageCache(opts.cache_dir())
         self.workers = opts.n_workers()
         self.t0 = time.monotonic()
@@ -215,6 +214,7 @@ class _Sweep:
     def plan(self) -> list[ex.Task]:
         """The jobs to start with: missing trajectories, B1/B2, and the points once their
         trajectories exist; sets ``alphas`` (None: auto, after the trajectory jobs)."""
+        self.ctx = context(self.cfg.preset, self.base.data())
         missing = [s for s in self.cfg.seeds if self._trajectories(s) is None]
         self.alphas = self._resolve_alphas() if not missing or self.cfg.alphas != "auto" else None
         tasks = [ex.Task.make("sweep-trajectories", TrajectoryJob(self.base, s), self.out, f"traj_s{s}",
@@ -228,16 +228,21 @@ class _Sweep:
 
     def run(self) -> dict:
         (self.out / "stages").mkdir(parents=True, exist_ok=True)
+        executor = self._executor()
+        if isinstance(executor, ex.LocalExecutor):
+            executor.warm()  # the workers start while the driver loads the networks and data
+        try:
+            return self._run(executor)
+        finally:
+            executor.close()
+
+    def _run(self, executor) -> dict:
         tasks = self.plan()
         self.say(f"sweep: {len(tasks)} job(s) to run with {self.opts.executor}"
                  f" ({self.workers or 'no cap on'} worker(s)); {len(self.before)} stage(s) already done")
         self._on_change([])
-        executor = self._executor()
-        try:
-            self.jobs = scheduler.run_all(executor, tasks, on_done=self._on_done, on_change=self._on_change,
-                                          poll_s=self.opts.poll_s)
-        finally:
-            executor.close()
+        self.jobs = scheduler.run_all(executor, tasks, on_done=self._on_done, on_change=self._on_change,
+                                      poll_s=self.opts.poll_s)
         self._on_change(self.jobs)
         sweep = self._write()
         failed = [j for j in self.jobs if j.state == "failed"]
