@@ -52,7 +52,8 @@ def test_quick_sweep_local_two_workers_under_three_minutes(local):
     assert s["complete"] and s["alphas"] == [0.01, 0.1, 0.5] and s["seeds"] == [0, 1]
     assert s["execution"]["executor"] == "local" and s["execution"]["workers"] == 2
     for p in s["points"]:
-        assert p["seeds"] == [0, 1] and set(p["flops"]) == {"A", "B", "A+B"} and set(p["accuracy"]) == {"A", "B"}
+        assert p["seeds"] == [0, 1] and set(p["flops"]) == {"A", "B", "A+B"}
+        assert set(p["accuracy"]) == {"A", "B"}
         assert set(p["gains"]) == {"vs_B1", "vs_B2"} and p["gains"]["vs_B1"]["n"] == 2
         assert p["per_seed"]["1"]["groups_before_pruning"]
     assert set(s["baselines"]) == {"B1", "B2"} and s["frontier"] == [
