@@ -26,9 +26,12 @@ def _load(path: str, mtime_ns: int) -> dict:
     return sweep_files.load_sweep(path)
 
 
-def _sweeps(preset: str) -> list[tuple[sweep_files.SweepFile, dict]]:
-    """(file, sweep) of every readable sweep of ``preset``, newest first."""
-    out = []
+def _sweeps(setup) -> list[tuple[sweep_files.SweepFile, dict]]:
+    """(file, sweep) of every readable sweep of the setup's preset on its committed networks,
+    newest first (none for uploaded networks: a sweep measures the committed ones)."""
+    if setup.checkpoints != "pretrained":
+        return []
+    preset, out = setup.preset, []
     for f in sweep_files.find_sweeps(runs_roots()):
         try:
             sweep = _load(f.path, f.mtime_ns)
@@ -39,8 +42,8 @@ def _sweeps(preset: str) -> list[tuple[sweep_files.SweepFile, dict]]:
     return out
 
 
-def _current(preset: str, sweeps: list | None = None) -> tuple[sweep_files.SweepFile, dict] | None:
-    sweeps = _sweeps(preset) if sweeps is None else sweeps
+def _current(setup, sweeps: list | None = None) -> tuple[sweep_files.SweepFile, dict] | None:
+    sweeps = _sweeps(setup) if sweeps is None else sweeps
     chosen = st.session_state.get("sweep_folder")
     return next((s for s in sweeps if s[0].folder == chosen), sweeps[0] if sweeps else None)
 
@@ -48,7 +51,7 @@ def _current(preset: str, sweeps: list | None = None) -> tuple[sweep_files.Sweep
 def sweep_alpha_options(options: list[float], setup) -> list[float]:
     """The alpha slider's options plus the swept alphas of the current sweep, so that the slider
     can stand exactly on a measured alpha."""
-    current = _current(setup.preset)
+    current = _current(setup)
     if current is None:
         return options
     return sorted(set(options) | {float(p["alpha"]) for p in current[1]["points"] if "flops" in p})
@@ -63,14 +66,18 @@ def sweep_section(exp, setup, cfg) -> None:
     """Measured figures at the swept alpha nearest the slider, the frontier across alphas and the
     recommended alpha for the page's task-usage probabilities; or how to get a sweep."""
     st.subheader("Measured after pruning: the alpha sweep")
-    sweeps = _sweeps(setup.preset)
+    sweeps = _sweeps(setup)
+    if setup.checkpoints != "pretrained":
+        st.info("Alpha sweeps measure the committed networks of a preset; these are uploaded ones. "
+                "Choose the preset's pre-trained networks on the Setup page to see a sweep.")
+        return
     if not sweeps:
         _no_sweep(setup.preset)
         return
     if len(sweeps) > 1:
         folders = [f.folder for f, _ in sweeps]
         st.selectbox("Sweep", folders, key="sweep_folder", format_func=lambda d: d.rsplit("/", 1)[-1])
-    f, sweep = _current(setup.preset, sweeps)
+    f, sweep = _current(setup, sweeps)
     probs = V.probabilities(exp.tasks, st.session_state, exp.preset.name)
     point = V.nearest_point(sweep, cfg.alpha)
     try:

@@ -42,6 +42,8 @@ from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
 from pam_explorer.runs.stage_cache import StageCache
 from pam_explorer.runs.stage_run import StageContext, resolve_stage, stage_key_of
 from pam_explorer.zoo.chain import ChainNet
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH
+from pam_explorer.zoo.registry import list_models
 
 SCHEMES = ("B1", "B2", "PAM")
 FLOORS = ("original", "own")
@@ -61,7 +63,7 @@ class ExperimentConfig:
     prune: str = "taylor"
     alpha: float | None = None  # bits; None: the regroup profile's default for the preset
     schemes: tuple[str, ...] = SCHEMES
-    finetune_epochs: int = 3  # PAM's joint finetuning before pruning
+    finetune_epochs: int = 10  # joint finetuning of the merged schemes (B2, PAM) before pruning
     quick: bool = False
     seeds: tuple[int, ...] = (0,)  # pruning / finetuning / MTZ / MI-sample randomness
     device: str = "auto"
@@ -69,9 +71,13 @@ class ExperimentConfig:
     floor: str = "original"  # accuracy floor: "original" networks' val accuracy - delta | "own"
     rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
     regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
+    arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
+        if self.arch not in list_models():
+            raise ConfigError(f"ExperimentConfig.arch: unknown architecture {self.arch!r}; "
+                              f"known: {list_models()}")
         if self.prune not in list_pruners():
             raise ConfigError(f"ExperimentConfig.prune: unknown method {self.prune!r}; "
                               f"known: {list_pruners()}")
@@ -124,11 +130,13 @@ class ExperimentConfig:
     def data(self) -> DataConfig:
         # the data seed stays the one the committed networks were trained with: another seed
         # draws other source pools, and their test pictures would overlap the nets' training ones
-        return DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        # (image size filled in: the preset's natural one, so stage-cache keys name the real data)
+        data = DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        return get_preset(self.preset).data_config(data)
 
     def mi(self, seed: int) -> MIConfig:
         base = {"default": MIConfig(), "paper": MIConfig.paper(),
-                "legacy": MIConfig(kernel="fixed", null_perms=0)}[self.regroup]
+                "legacy": MIConfig(n_samples=256, kernel="fixed", null_perms=0)}[self.regroup]
         n = min(base.n_samples, 64) if self.quick else base.n_samples
         return dataclasses.replace(base, n_samples=n, seed=seed)
 
@@ -182,7 +190,7 @@ def _jsonable(cfg: ExperimentConfig) -> dict:
 def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequence[ChainNet] | None,
          cache: StageCache) -> dict:
     legacy = _check_or_write_config(cfg, out)
-    ctx = StageContext.load(cfg.preset, cfg.data(), nets)
+    ctx = StageContext.load(cfg.preset, cfg.data(), nets, cfg.arch)
     stages = _Stages(out, [(seed, s) for seed in cfg.seeds for s in cfg.schemes], progress, legacy)
     per_seed: dict[int, dict] = {}
     for seed in cfg.seeds:

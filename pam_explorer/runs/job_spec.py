@@ -113,7 +113,7 @@ COMMANDS: dict[str, dict[str, Kind]] = {
               "workers": _count, "threads": _count, "mix": _mix, "quick": FLAG, "floor": _name,
               "rank": _name, "regroup": _name, "finetune_epochs": _count, "device": _device,
               "target_sparsity": _number, "slurm_partition": _name, "gpus_per_job": _count,
-              "cpus_per_job": _count, "mem_gb": _number, "time_min": _count},
+              "cpus_per_job": _count, "mem_gb": _number, "time_min": _count, "arch": _name},
     "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
               "pooling": _name, "label_mode": _name, "bound": _name},

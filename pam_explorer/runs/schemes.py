@@ -165,14 +165,18 @@ def _separate_sparse_fields(results: dict) -> dict:
 
 def run_b2(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
            folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
-    """MTZ zips the networks into one shared trunk, which is then pruned."""
+    """MTZ zips the networks into one shared trunk, finetuned jointly as PAM's merged net is
+    (the same epochs: a merged scheme gets the same chance to recover before pruning), then pruned."""
     t0 = time.perf_counter()
     say("B2: zipping the networks (MTZ)")
     zipped = zip_networks(nets, tasks, data.train, data.val, s.mtz).net
+    zipped_accuracy = evaluate(zipped, *data.val)
+    say("B2: joint finetuning")
+    tuned = finetune(zipped, data.train, data.val, s.finetune).val_accuracy
     res = _prune(s, zipped, data, say, "B2")
     path = export.save(res.net, folder / f"B2{tag}.zip", {"scheme": "B2"})
-    return {**_record(s, res, time.perf_counter() - t0), "zipped_accuracy": evaluate(zipped, *data.val)}, \
-        {"B2.zip": path}
+    return {**_record(s, res, time.perf_counter() - t0), "zipped_accuracy": zipped_accuracy,
+            "finetuned_val_accuracy": tuned}, {"B2.zip": path}
 
 
 def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
@@ -183,8 +187,9 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
     explorer = Explorer.open(s.preset, s.mi, s.data, nets=nets)
     groups = explorer.groups(s.regroup)
     merged = merge_networks(nets, tasks, groups)
+    merged_accuracy = evaluate(merged, *data.val)
     say("PAM: joint finetuning")
-    finetune(merged, data.train, data.val, s.finetune)
+    tuned = finetune(merged, data.train, data.val, s.finetune).val_accuracy
     res = _prune(s, merged, data, say, "PAM")
     extra = {"scheme": "PAM", "alpha": s.regroup.alpha, "alpha_overrides": dict(s.regroup.overrides),
              "preset": s.preset, "accuracy": res.test_accuracy, "prune": s.method,
@@ -195,7 +200,8 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
     return {**_record(s, res, time.perf_counter() - t0),
             "groups_before_pruning": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
                                       for layer, g in groups.items()},
-            "dropped_before_pruning": {layer: len(g.dropped) for layer, g in groups.items()}}, \
+            "dropped_before_pruning": {layer: len(g.dropped) for layer, g in groups.items()},
+            "merged_val_accuracy": merged_accuracy, "finetuned_val_accuracy": tuned}, \
         {"PAM.zip": path}
 
 

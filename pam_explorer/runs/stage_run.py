@@ -25,7 +25,7 @@ from pam_explorer.regroup.trajectories import weights_hash
 from pam_explorer.runs.schemes import SchemeSettings
 from pam_explorer.runs.stage_cache import StageCache, stage_key
 from pam_explorer.train.finetune import evaluate
-from pam_explorer.zoo.pretrained import load_pretrained
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH, load_pretrained
 
 Compute = Callable[[], tuple[dict, dict]]  # -> (record, {file name in the entry: path})
 
@@ -44,11 +44,12 @@ class StageContext:
     weights: str  # hash of the networks' weights (part of every stage key)
 
     @classmethod
-    def load(cls, preset: str | Preset, data: DataConfig, nets: Sequence | None = None) -> StageContext:
-        """The committed networks of ``preset`` (or ``nets``), the data of ``data``, and the
-        originals' validation and test accuracy."""
+    def load(cls, preset: str | Preset, data: DataConfig, nets: Sequence | None = None,
+             arch: str = DEFAULT_ARCH) -> StageContext:
+        """The committed ``arch`` networks of ``preset`` (or ``nets``), the data of ``data``, and
+        the originals' validation and test accuracy."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
-        nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names)
+        nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names, arch)
         split = TaskData.from_splits(load_preset_data(preset, data), preset)
         singles = [from_single(n, t) for n, t in zip(nets, preset.task_names)]
         val = {t: evaluate(s, *split.val)[t] for s, t in zip(singles, preset.task_names)}
@@ -70,7 +71,7 @@ def stage_inputs(name: str, s: SchemeSettings) -> dict:
     """What a stage's result depends on beyond preset, networks, seed and method."""
     inputs = {"scheme": name, "prune": dataclasses.asdict(s.prune), "data": dataclasses.asdict(s.data)}
     if name == "B2":
-        inputs["mtz"] = dataclasses.asdict(s.mtz)
+        inputs.update(mtz=dataclasses.asdict(s.mtz), finetune=dataclasses.asdict(s.finetune))
     if name == "PAM":
         inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
                       finetune=dataclasses.asdict(s.finetune))

@@ -48,20 +48,22 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """What a sweep computes (DIR holds one configuration). Fields as in ExperimentConfig, plus
-    ``alphas``: "auto" or the alphas (bits, finite, >= 0) and ``seeds``."""
+    """What a sweep computes (DIR holds one configuration). Fields and defaults as in
+    ExperimentConfig (read from it: one place states them), plus ``alphas``: "auto" or the alphas
+    (bits, finite, >= 0) and ``seeds``."""
 
-    preset: str = "digits-2task"
-    prune: str = "taylor"
+    preset: str = ExperimentConfig.preset
+    prune: str = ExperimentConfig.prune
     alphas: str | tuple[float, ...] = "auto"
     seeds: tuple[int, ...] = (0, 1, 2)
-    finetune_epochs: int = 3
-    quick: bool = False
-    device: str = "auto"
-    target_sparsity: float = 0.9
-    floor: str = "original"
-    rank: str = "published"
-    regroup: str = "default"
+    finetune_epochs: int = ExperimentConfig.finetune_epochs
+    quick: bool = ExperimentConfig.quick
+    device: str = ExperimentConfig.device
+    target_sparsity: float = ExperimentConfig.target_sparsity
+    floor: str = ExperimentConfig.floor
+    rank: str = ExperimentConfig.rank
+    regroup: str = ExperimentConfig.regroup
+    arch: str = ExperimentConfig.arch
 
     def __post_init__(self) -> None:
         if self.alphas != "auto":
@@ -214,7 +216,7 @@ class _Sweep:
     def plan(self) -> list[ex.Task]:
         """The jobs to start with: missing trajectories, B1/B2, and the points once their
         trajectories exist; sets ``alphas`` (None: auto, after the trajectory jobs)."""
-        self.ctx = context(self.cfg.preset, self.base.data())
+        self.ctx = context(self.cfg.preset, self.base.data(), self.cfg.arch)
         missing = [s for s in self.cfg.seeds if self._trajectories(s) is None]
         self.alphas = self._resolve_alphas() if not missing or self.cfg.alphas != "auto" else None
         tasks = [ex.Task.make("sweep-trajectories", TrajectoryJob(self.base, s), self.out, f"traj_s{s}",

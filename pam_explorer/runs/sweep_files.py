@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pam_explorer.core.errors import DataError, DataMissing
 from pam_explorer.runs.sweep_report import FORMAT
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,12 @@ def read_points(folder: str | Path) -> list[dict]:
     return [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
 
 
-def matches(sweep: Mapping, preset: str) -> bool:
-    """Whether ``sweep`` measured ``preset`` (on its committed networks) and has a measured point."""
-    return sweep.get("preset") == preset and any("flops" in p for p in sweep["points"])
+def matches(sweep: Mapping, preset: str, arch: str = DEFAULT_ARCH) -> bool:
+    """Whether ``sweep`` measured ``preset`` on its committed ``arch`` networks and has a measured
+    point (sweeps written before ``arch`` existed measured the default one)."""
+    config = sweep.get("config") if isinstance(sweep.get("config"), Mapping) else {}
+    return sweep.get("preset") == preset and config.get("arch", DEFAULT_ARCH) == arch \
+        and any("flops" in p for p in sweep["points"])
 
 
 __all__ = ["SweepFile", "find_sweeps", "load_sweep", "read_points", "matches"]

@@ -49,9 +49,9 @@ class StageJob:
 
 
 @functools.lru_cache(maxsize=2)
-def context(preset: str, data: DataConfig) -> StageContext:
-    """The committed networks, data and original accuracies of ``preset`` (per process)."""
-    return StageContext.load(preset, data)
+def context(preset: str, data: DataConfig, arch: str) -> StageContext:
+    """The committed ``arch`` networks, data and original accuracies of ``preset`` (per process)."""
+    return StageContext.load(preset, data, arch=arch)
 
 
 def _say(message: str) -> None:
@@ -61,7 +61,7 @@ def _say(message: str) -> None:
 @task("sweep-trajectories")
 def run_trajectories(job: TrajectoryJob, out: Path) -> dict:
     cfg = job.experiment
-    ctx = context(cfg.preset, cfg.data())
+    ctx = context(cfg.preset, cfg.data(), cfg.arch)
     exp = Explorer.open(ctx.preset, cfg.mi(job.seed), cfg.data(), nets=ctx.nets)
     _say(f"trajectories of seed {job.seed}: {'cache hit' if exp.trajs.cache_hit else 'computed'} "
          f"(cache root {cache_root()})")
@@ -71,7 +71,7 @@ def run_trajectories(job: TrajectoryJob, out: Path) -> dict:
 @task("sweep-stage")
 def run_stage(job: StageJob, out: Path) -> dict:
     cfg, seed, name = job.experiment, job.seed, job.scheme
-    ctx = context(cfg.preset, cfg.data())
+    ctx = context(cfg.preset, cfg.data(), cfg.arch)
     settings = cfg.scheme_settings(seed, ctx.reference(cfg.floor), ctx.layers)
     folder = out / "stages"
     folder.mkdir(parents=True, exist_ok=True)

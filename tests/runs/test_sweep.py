@@ -127,3 +127,17 @@ def test_a_folder_of_another_configuration_is_refused_unchanged(fake, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     with pytest.raises(RunConflict, match="experiment"):
         run_experiment(ExperimentConfig(quick=True, seeds=(0,)), out, cache=opts(tmp_path).cache)
+
+
+def test_sweep_config_is_the_experiments_config_plus_alphas_and_seeds():
+    """Every experiment setting is a sweep setting with the same default, so a sweep's stages have
+    the experiment's keys (B1/B2 and PAM shared through the stage cache)."""
+    import dataclasses
+
+    sweep_fields = {f.name for f in dataclasses.fields(SweepConfig)} - {"alphas", "seeds"}
+    assert sweep_fields == {f.name for f in dataclasses.fields(ExperimentConfig)} - {"alpha", "schemes",
+                                                                                     "seeds"}
+    assert SweepConfig(seeds=(0,)).experiment() == ExperimentConfig(seeds=(0,))
+    assert SweepConfig(seeds=(0,)).experiment().finetune_epochs == ExperimentConfig().finetune_epochs
+    assert SweepConfig(arch="lenet5", seeds=(1,)).experiment(0.2) == ExperimentConfig(
+        arch="lenet5", seeds=(1,), alpha=0.2)
