@@ -207,8 +207,10 @@ def dry_run_text(plan: dict) -> str:
     lines = [f"executor {plan['executor']}: {res}"]
     if plan["missing"]:
         lines.append(f"note: {plan['missing']}")
+    jobs = sum(j["alpha"] != "auto" for j in plan["jobs"])  # not the placeholder row of auto points
+    more = " (+ the PAM points, planned after the trajectories)" if jobs < len(plan["jobs"]) else ""
     lines.append(f"alphas: {plan['alphas']}; {len(plan['done'])} stage(s) already done, "
-                 f"{len(plan['jobs'])} job(s) would be submitted:")
+                 f"{jobs} job(s) would be submitted{more}:")
     for j in plan["jobs"]:
         alpha = "" if j["alpha"] is None else f" alpha {j['alpha']}"
         lines.append(f"  {j['job']:<24} {j['kind']:<12} seed {j['seed']}{alpha}  ({j['state']})")

@@ -86,3 +86,8 @@ def test_dry_run_lists_jobs_and_resources_and_writes_nothing(tmp_path, capsys, m
     for job in ("traj_s0", "B1_s1", "B2_s0", "PAM_a0.05_s1", "PAM_a0.5_s0"):
         assert job in text
     assert "seed 1 alpha 0.05" in text and "after the trajectory jobs" in text
+    assert "10 job(s) would be submitted:" in text  # 2 trajectories + 2 x (B1, B2) + 2 x 2 points
+    code = main(["sweep", "--quick", "--alphas", "auto", "--seeds", "0,1", "--dry-run", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and not out.exists() and "alpha auto" in text
+    assert "6 job(s) would be submitted (+ the PAM points, planned after the trajectories):" in text
