@@ -9,6 +9,7 @@ from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.data import get_preset
 from ui import figures as F
 from ui.state import current_setup, explorer_or_stop, full_done, regroup_config
+from ui.sweep_section import sweep_alpha_options, sweep_section  # sweep (issue 16)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -27,6 +28,7 @@ def alpha_controls(exp, setup) -> RegroupConfig:
     preset = get_preset(setup.preset)
     top = exp.max_mi()
     options = F.alpha_grid(top, extra=[preset.default_alpha])
+    options = sweep_alpha_options(options, setup)  # sweep (issue 16): measured alphas on the slider
     cfg0 = regroup_config()
     if st.session_state.get("alpha_w") not in options:
         st.session_state["alpha_w"] = F.nearest(options, cfg0.alpha)
@@ -147,6 +149,7 @@ def main() -> None:
     c2.caption("Predicted FLOPs per task subset before pruning")
     c2.dataframe(flops)
     expected_flops_section(exp, pred)
+    sweep_section(exp, setup, cfg)  # sweep (issue 16)
     curves_section(exp, setup, cfg)
 
 

@@ -20,6 +20,7 @@ from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs
 from ui.run_args import MODES, experiment_job
 from ui.state import current_setup, regroup_config, runs_root, runs_roots
+from ui.sweep_section import runs_sweep_section  # sweep (issue 16)
 
 
 def launch_form() -> None:
@@ -96,6 +97,7 @@ def main() -> None:
                f"{jobs.MAX_QUEUED} queued; runs keep going if the app stops.")
     launch_form()
     runs_view()
+    runs_sweep_section(current_setup().preset)  # sweep (issue 16)
 
 
 main()

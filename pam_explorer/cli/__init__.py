@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"train": commands.cmd_train, "regroup": commands.cmd_regroup,
                "merge": commands.cmd_merge, "experiment": commands.cmd_experiment,
-               "export": commands.cmd_export, "bench": commands.cmd_bench}[args.command]
+               "sweep": commands.cmd_sweep, "export": commands.cmd_export,
+               "bench": commands.cmd_bench}[args.command]
     try:
         result = handler(args)
     except PamError as exc:

@@ -15,8 +15,10 @@ from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.bench import bench_greedy
 from pam_explorer.runs.bench_latency import bench_latency, latency_table
+from pam_explorer.runs.executors import Resources
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 from pam_explorer.runs.merge_run import merge_preset
+from pam_explorer.runs.sweep import SweepConfig, SweepOptions, dry_run, run_sweep
 from pam_explorer.runs.training_run import train_preset
 from pam_explorer.zoo.pretrained import load_pretrained
 
@@ -144,6 +146,76 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
     if not args.json:
         print((Path(args.out) / "table.md").read_text())
     return report
+
+
+def parse_alphas(text: str) -> str | tuple[float, ...]:
+    """"auto" or "0,0.05,0.1" -> (0.0, 0.05, 0.1); ConfigError naming --alphas otherwise (the
+    values themselves are checked by SweepConfig: negative and NaN are refused there)."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--alphas expects 'auto' or comma-separated numbers of bits such as 0,0.05,0.1, "
+                          f"got {text!r}") from None
+    if not values:
+        raise ConfigError(f"--alphas expects 'auto' or at least one number, got {text!r}")
+    return values
+
+
+def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """"A=0.5,B=0.3,A+B=0.2" -> (("A", 0.5), ...); () when not given (uniform)."""
+    if not text:
+        return ()
+    out = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        key, sep, value = item.partition("=")
+        try:
+            out.append((key.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ConfigError(f"--mix {item!r}: expected SUBSET=PROBABILITY, e.g. A+B=0.2")
+    return tuple(out)
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    cfg = SweepConfig(preset=args.preset, prune=args.prune, alphas=parse_alphas(args.alphas),
+                      seeds=parse_ints(args.seeds, "--seeds"), finetune_epochs=args.finetune_epochs,
+                      quick=args.quick, device=args.device, target_sparsity=args.target_sparsity,
+                      floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch)
+    if args.executor != "slurm" and not args.dry_run:  # on Slurm the jobs' nodes have the GPUs
+        resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not in every job
+    resources = Resources(partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,
+                          cpus_per_job=args.cpus_per_job or args.threads, mem_gb=args.mem_gb,
+                          time_min=args.time_min)
+    opts = SweepOptions(executor=args.executor, workers=args.workers, threads=args.threads,
+                        resources=resources, mix=parse_mix(args.mix))
+    if args.dry_run:
+        plan = dry_run(cfg, Path(args.out), opts)
+        if not args.json:
+            print(dry_run_text(plan))
+        return plan
+    sweep = run_sweep(cfg, Path(args.out), opts, say=_err)
+    if not args.json:
+        print((Path(args.out) / "sweep.md").read_text())
+    return sweep
+
+
+def dry_run_text(plan: dict) -> str:
+    """The dry run as lines: executor and resources, then one line per job."""
+    res = ", ".join(f"{k} {v}" for k, v in plan["resources"].items() if v is not None)
+    lines = [f"executor {plan['executor']}: {res}"]
+    if plan["missing"]:
+        lines.append(f"note: {plan['missing']}")
+    jobs = sum(j["alpha"] != "auto" for j in plan["jobs"])  # not the placeholder row of auto points
+    more = " (+ the PAM points, planned after the trajectories)" if jobs < len(plan["jobs"]) else ""
+    lines.append(f"alphas: {plan['alphas']}; {len(plan['done'])} stage(s) already done, "
+                 f"{jobs} job(s) would be submitted{more}:")
+    for j in plan["jobs"]:
+        alpha = "" if j["alpha"] is None else f" alpha {j['alpha']}"
+        lines.append(f"  {j['job']:<24} {j['kind']:<12} seed {j['seed']}{alpha}  ({j['state']})")
+    return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> dict:

@@ -1,4 +1,4 @@
-"""The argument parser of ``python -m pam_explorer {train,regroup,merge,experiment,export,bench}``."""
+"""The argument parser of ``python -m pam_explorer {train,regroup,merge,experiment,sweep,export,bench}``."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,7 @@ so stdout stays parseable.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pam_explorer", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_train, _regroup, _merge, _experiment, _export, _bench):
+    for add in (_train, _regroup, _merge, _experiment, _sweep, _export, _bench):
         add(sub)
     return p
 
@@ -89,6 +89,40 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
+
+
+def _sweep(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser("sweep", help="PAM finetuned and pruned at every alpha under every seed, B1/B2 "
+                                     "once per seed -> DIR/sweep.json (frontier, recommended alpha)")
+    w.add_argument("--preset", default="digits-2task")
+    w.add_argument("--prune", default="taylor")
+    w.add_argument("--alphas", default="auto", metavar="auto|A1,A2,...",
+                   help="bits; auto: where the grouping changes, at most 8 log-spaced values (default)")
+    w.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...")
+    w.add_argument("--out", required=True, help="the sweep folder (on Slurm: one every node can read)")
+    w.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local")
+    w.add_argument("--workers", type=int, default=None,
+                   help="jobs at once (default: cores // --threads; slurm: no cap)")
+    w.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
+    w.add_argument("--mix", default=None, metavar="A=0.5,B=0.3,A+B=0.2",
+                   help="task-usage probabilities for the recommended alpha (default: uniform)")
+    w.add_argument("--dry-run", action="store_true", help="print the jobs and resources; submit nothing")
+    w.add_argument("--finetune-epochs", type=int, default=10,
+                   help="joint finetuning epochs of B2 and of PAM at every alpha before pruning (default 10)")
+    _device_arg(w, "auto")
+    w.add_argument("--arch", default="lenet5",
+                   help="architecture of the committed networks to merge (default lenet5)")
+    w.add_argument("--target-sparsity", type=float, default=0.9)
+    w.add_argument("--floor", choices=["original", "own"], default="original")
+    w.add_argument("--rank", choices=["published", "flops-aware"], default="published")
+    w.add_argument("--regroup", choices=["default", "paper", "legacy"], default="default")
+    w.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
+    w.add_argument("--slurm-partition", default=None)
+    w.add_argument("--gpus-per-job", type=int, default=0)
+    w.add_argument("--cpus-per-job", type=int, default=None, help="default: --threads")
+    w.add_argument("--mem-gb", type=float, default=8.0)
+    w.add_argument("--time-min", type=int, default=120, help="wall-clock limit per job, minutes")
+    w.add_argument("--json", action="store_true")
 
 
 def _export(sub: argparse._SubParsersAction) -> None:

@@ -44,5 +44,9 @@ class RunConflict(PamError):
     """An output directory holds a run with a different configuration."""
 
 
+class JobsFailed(PamError):
+    """Jobs of a sweep failed (each retried once); the rest is kept, a rerun retries them."""
+
+
 __all__ = ["PamError", "ConfigError", "StructureError", "DataError", "DataMissing", "CheckpointMismatch",
-           "ExportError", "QueueFull", "RunConflict"]
+           "ExportError", "QueueFull", "RunConflict", "JobsFailed"]

@@ -89,14 +89,17 @@ def merged_activations(nets: Sequence[nn.Module], images: torch.Tensor, pooling:
     return {name: torch.cat([norm(a[name]) for a in per_net], dim=1) for name in per_net[0]}
 
 
-def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = DataConfig(),
-                         mi: MIConfig = MIConfig(), cache_dir: Path | str | None = DEFAULT_CACHE,
-                         progress: Progress | None = None) -> PresetTrajectories:
-    """Trajectories of every layer for the simplified Algorithm 3 (Algorithm 2 when K = 2).
+def cached_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = DataConfig(),
+                        mi: MIConfig = MIConfig(),
+                        cache_dir: Path | str | None = DEFAULT_CACHE) -> PresetTrajectories | None:
+    """The trajectories :func:`compute_trajectories` would return if they are in the cache, else
+    None (nothing is computed)."""
+    return _lookup(preset, nets, data, mi, cache_dir)[0]
 
-    cache_dir: where ``trajectories/<key>.json`` lives; default the cache root
-    (``$PAM_CACHE_ROOT`` or ``<repo>/cache``), None for no cache.
-    """
+
+def _lookup(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig,
+            cache_dir: Path | str | None) -> tuple[PresetTrajectories | None, Path | None, tuple, dict, dict]:
+    """(cached trajectories or None, cache file, layer names, summed widths, per-net widths)."""
     if cache_dir == DEFAULT_CACHE:
         cache_dir = cache_root()
     maps = [layer_map(n) for n in nets]
@@ -108,8 +111,22 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
     key = _cache_key(preset, nets, data, mi)
     path = None if cache_dir is None else Path(cache_dir) / "trajectories" / f"{key}.json"
     cached = _read(path, preset.task_names, widths)
-    if cached is not None:
-        return PresetTrajectories(preset.task_names, tuple(names), widths, net_widths, cached, True)
+    found = None if cached is None else \
+        PresetTrajectories(preset.task_names, tuple(names), widths, net_widths, cached, True)
+    return found, path, tuple(names), widths, net_widths
+
+
+def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = DataConfig(),
+                         mi: MIConfig = MIConfig(), cache_dir: Path | str | None = DEFAULT_CACHE,
+                         progress: Progress | None = None) -> PresetTrajectories:
+    """Trajectories of every layer for the simplified Algorithm 3 (Algorithm 2 when K = 2).
+
+    cache_dir: where ``trajectories/<key>.json`` lives; default the cache root
+    (``$PAM_CACHE_ROOT`` or ``<repo>/cache``), None for no cache.
+    """
+    found, path, names, widths, net_widths = _lookup(preset, nets, data, mi, cache_dir)
+    if found is not None:
+        return found
     images, labels = sample_inputs(preset, data, mi)
     targets = {t: task_targets(labels, preset, t) for t in preset.task_names}
     acts = merged_activations(nets, images, mi.pooling, mi.normalise)
@@ -120,7 +137,7 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
                                          mi.bound, mi.label_mode, progress=cb, layer=name,
                                          kernel=mi.kernel, null_perms=mi.null_perms, null_seed=mi.seed)
     _write(path, trajs)
-    return PresetTrajectories(preset.task_names, tuple(names), widths, net_widths, trajs, False)
+    return PresetTrajectories(preset.task_names, names, widths, net_widths, trajs, False)
 
 
 def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig) -> str:

@@ -33,19 +33,16 @@ from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, Regro
 from pam_explorer.core.errors import ConfigError, RunConflict
 from pam_explorer.core.io import write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
-from pam_explorer.data import get_preset, load_preset_data
-from pam_explorer.graph.layer_map import layer_map
-from pam_explorer.merge.build import from_single
-from pam_explorer.prune import AdapMTLConfig, PruneConfig, TaskData, list_pruners
+from pam_explorer.data import get_preset
+from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
 from pam_explorer.prune.config import RANKS
-from pam_explorer.regroup.trajectories import weights_hash
 from pam_explorer.runs import report as rep
 from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
-from pam_explorer.runs.stage_cache import StageCache, stage_key
-from pam_explorer.train.finetune import evaluate
+from pam_explorer.runs.stage_cache import StageCache
+from pam_explorer.runs.stage_run import StageContext, resolve_stage, stage_key_of
 from pam_explorer.zoo.chain import ChainNet
-from pam_explorer.zoo.pretrained import DEFAULT_ARCH, load_pretrained
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH
 from pam_explorer.zoo.registry import list_models
 
 SCHEMES = ("B1", "B2", "PAM")
@@ -167,6 +164,14 @@ class ExperimentConfig:
     def finetune(self, seed: int) -> FinetuneConfig:
         return FinetuneConfig(epochs=1 if self.quick else self.finetune_epochs, seed=seed, device=self.device)
 
+    def scheme_settings(self, seed: int, reference: Mapping[str, float] | None,
+                        layers: Sequence[tuple[str, str]]) -> SchemeSettings:
+        """The concrete settings of ``seed``'s stages; ``reference``: the floor's accuracy per
+        task (None: each scheme's own); ``layers``: (name, kind) of the networks' layers."""
+        return SchemeSettings(self.preset, self.prune, self.prune_config(seed, reference), self.mtz(seed),
+                              self.finetune(seed), self.mi(seed), self.regroup_config(layers), self.data(),
+                              0.02 if self.quick else 0.2)
+
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
                    nets: Sequence[ChainNet] | None = None, cache: str | Path | None = "default") -> dict:
@@ -185,46 +190,20 @@ def _jsonable(cfg: ExperimentConfig) -> dict:
 def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequence[ChainNet] | None,
          cache: StageCache) -> dict:
     legacy = _check_or_write_config(cfg, out)
-    preset = get_preset(cfg.preset)
-    nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names, cfg.arch)
-    data = TaskData.from_splits(load_preset_data(preset, cfg.data()), preset)
-    singles = [from_single(n, t) for n, t in zip(nets, preset.task_names)]
-    original_val = {t: evaluate(s, *data.val)[t] for s, t in zip(singles, preset.task_names)}
-    original_test = {t: evaluate(s, *data.test)[t] for s, t in zip(singles, preset.task_names)}
-    layers = [(info.name, info.kind) for info in layer_map(nets[0])]
+    ctx = StageContext.load(cfg.preset, cfg.data(), nets, cfg.arch)
     stages = _Stages(out, [(seed, s) for seed in cfg.seeds for s in cfg.schemes], progress, legacy)
     per_seed: dict[int, dict] = {}
     for seed in cfg.seeds:
-        settings = _settings(cfg, seed, None if cfg.floor == "own" else original_val, layers)
-        payload = {"preset": preset.name, "weights": weights_hash(nets), "seed": seed,
-                   "quick": cfg.quick, "method": cfg.prune}
+        settings = cfg.scheme_settings(seed, ctx.reference(cfg.floor), ctx.layers)
         per_seed[seed] = {name: stages.run(seed, name, lambda n=name: SCHEME_FNS[n](
-            settings, nets, preset.task_names, data, stages.detail, stages.dir, stages.tag(seed)),
-            cache, stage_key({**payload, **_stage_inputs(name, settings)})) for name in cfg.schemes}
-    report = _report(cfg, preset, per_seed, original_test, original_val, layers)
+            settings, ctx.nets, ctx.tasks, ctx.data, stages.detail, stages.dir, stages.tag(seed)),
+            cache, stage_key_of(ctx, seed, cfg.quick, name, settings)) for name in cfg.schemes}
+    report = _report(cfg, ctx.preset, per_seed, ctx.original_test, ctx.original_val, ctx.layers)
     _export_model(stages, cfg, out)
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "table.md", rep.markdown_table(report))
     stages.report(1.0, "done", "report written")
     return report
-
-
-def _settings(cfg: ExperimentConfig, seed: int, reference: Mapping[str, float] | None,
-              layers: Sequence[tuple[str, str]]) -> SchemeSettings:
-    return SchemeSettings(cfg.preset, cfg.prune, cfg.prune_config(seed, reference), cfg.mtz(seed),
-                          cfg.finetune(seed), cfg.mi(seed), cfg.regroup_config(layers), cfg.data(),
-                          0.02 if cfg.quick else 0.2)
-
-
-def _stage_inputs(name: str, s: SchemeSettings) -> dict:
-    """What a stage's result depends on beyond preset, networks, seed and method."""
-    inputs = {"scheme": name, "prune": dataclasses.asdict(s.prune), "data": dataclasses.asdict(s.data)}
-    if name == "B2":
-        inputs.update(mtz=dataclasses.asdict(s.mtz), finetune=dataclasses.asdict(s.finetune))
-    if name == "PAM":
-        inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
-                      finetune=dataclasses.asdict(s.finetune))
-    return inputs
 
 
 def _report(cfg: ExperimentConfig, preset, per_seed: dict[int, dict], original_test: dict,
@@ -277,24 +256,13 @@ class _Stages:
 
     def run(self, seed: int, name: str, fn: Callable[[], tuple[dict, dict]], cache: StageCache,
             key: str) -> dict:
-        path = self.dir / f"{name}{self.tag(seed)}.json"
         label = name if self.legacy else f"{name} seed {seed}"
         self.current = (seed, name)
-        if path.is_file():
-            self.report(self._fraction(1.0), label, f"{label}: resumed from {path.name}")
-            return json.loads(path.read_text())
-        hit = cache.get(key)
-        if hit is not None:
-            record, folder = hit
-            for f in record.pop("_files", []):
-                shutil.copyfile(folder / f, self.dir / f.replace(".zip", f"{self.tag(seed)}.zip"))
-            self.report(self._fraction(1.0), label, f"{label}: reused from the stage cache")
-        else:
-            self.report(self._fraction(0.0), label, f"{label}: started")
-            record, files = fn()
-            cache.put(key, record, files)
-        write_json_atomic(path, record)
-        self.report(self._fraction(1.0), label, f"{label}: done")
+        self.report(self._fraction(0.0), label, f"{label}: started")
+        record, source = resolve_stage(self.dir / f"{name}{self.tag(seed)}.json", key, cache, fn,
+                                       self.tag(seed))
+        said = {"resumed": "resumed from the run folder", "cached": "reused from the stage cache"}
+        self.report(self._fraction(1.0), label, f"{label}: {said.get(source, 'done')}")
         return record
 
     def _fraction(self, within: float) -> float:

@@ -82,6 +82,25 @@ def _overrides(where: str, v: Any) -> list[str]:
     return [f"{_name(where, k)[0]}={_number(where, a)[0]}" for k, a in v.items()]
 
 
+def _alphas(where: str, v: Any) -> list[str]:
+    """"auto" or a non-empty list of finite numbers >= 0 (bits)."""
+    if v == "auto":
+        return ["auto"]
+    def bad(x: Any) -> bool:
+        return isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0
+
+    if not (isinstance(v, (list, tuple)) and v) or any(bad(x) for x in v):
+        _fail(where, f"must be 'auto' or a non-empty list of finite numbers >= 0, got {v!r}")
+    return [",".join(repr(float(x)) for x in v)]
+
+
+def _mix(where: str, v: Any) -> list[str]:
+    """{subset name: probability}: SUBSET=P,... (the command checks that they sum to 1)."""
+    if not (isinstance(v, Mapping) and v):
+        _fail(where, f"must be an object {{subset: probability}}, got {v!r}")
+    return [",".join(f"{_name(where, k)[0]}={_number(where, p)[0]}" for k, p in v.items())]
+
+
 FLAG = "flag"  # a boolean: the flag present or not
 Kind = Callable[[str, Any], list[str]] | str
 
@@ -90,6 +109,11 @@ COMMANDS: dict[str, dict[str, Kind]] = {
                    "finetune_epochs": _count, "seed": _count, "seeds": _counts, "device": _device,
                    "target_sparsity": _number, "quick": FLAG, "floor": _name, "rank": _name,
                    "regroup": _name},
+    "sweep": {"preset": _name, "prune": _name, "alphas": _alphas, "seeds": _counts, "executor": _name,
+              "workers": _count, "threads": _count, "mix": _mix, "quick": FLAG, "floor": _name,
+              "rank": _name, "regroup": _name, "finetune_epochs": _count, "device": _device,
+              "target_sparsity": _number, "slurm_partition": _name, "gpus_per_job": _count,
+              "cpus_per_job": _count, "mem_gb": _number, "time_min": _count, "arch": _name},
     "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
               "pooling": _name, "label_mode": _name, "bound": _name},

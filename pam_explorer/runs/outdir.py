@@ -78,6 +78,16 @@ def claim(out: str | Path, command: str, config: Mapping[str, Any], outputs: Seq
         raise
 
 
+def check(out: str | Path, command: str, config: Mapping[str, Any], outputs: Sequence[str] = (), *,
+          force: bool = False, defaults: Mapping[str, Any] | Callable | None = None) -> None:
+    """What :func:`claim` refuses, without creating, locking or writing anything (dry runs)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file; give a folder (nothing was changed)")
+    if out.is_dir():
+        _check(out, command, _jsonable(config), outputs, force, defaults)
+
+
 def producer(out: str | Path) -> tuple[str | None, dict | None]:
     """(command, config) of what ``out`` holds: from its marker, else guessed from the files
     commands wrote before markers existed (config None: not known); (None, None) if nothing.
@@ -245,4 +255,4 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-__all__ = ["MARKER", "LOCK", "claim", "producer"]
+__all__ = ["MARKER", "LOCK", "claim", "check", "producer"]

@@ -1,0 +1,172 @@
+"""Pure figure/table builders of the alpha sweep (no streamlit: tests call them directly).
+
+Inputs are a loaded sweep.json (:mod:`pam_explorer.runs.sweep_report` wrote it) and plain values
+from the page (alpha, task-usage probabilities); every number shown is the report's, and the live
+recommendation is :func:`pam_explorer.runs.sweep_report.recommend` itself.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from pam_explorer.cli.commands import parse_alphas, parse_ints
+from pam_explorer.core.subsets import all_subsets, subset_key
+from pam_explorer.runs import job_spec
+from pam_explorer.runs.sweep_report import recommend, uniform_mix
+
+COLORS = {"PAM": "#E45756", "B1": "#4C78A8", "B2": "#72B7B2"}
+SUBSET_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#9D755D", "#EECA3B", "#FF9DA6")
+_LAYOUT = dict(margin=dict(l=10, r=10, t=60, b=10), height=340,
+               legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1))
+
+
+def _bars(means: Sequence[float], cis: Sequence[Sequence[float]]) -> dict:
+    """Asymmetric error bars from 95 % CIs."""
+    return dict(type="data", symmetric=False, array=[ci[1] - m for m, ci in zip(means, cis)],
+                arrayminus=[m - ci[0] for m, ci in zip(means, cis)])
+
+
+def _figure(title: str, traces: list[dict], **layout) -> go.Figure:
+    return go.Figure({"data": traces, "layout": {"title": dict(text=title, font=dict(size=14), x=0),
+                                                 **_LAYOUT, **layout}})
+
+
+# --------------------------------------------------------------------------- launching
+def sweep_job(preset: str, prune: str, alphas: str, seeds: str, executor: str, workers: int | None,
+              quick: bool) -> dict:
+    """The job spec of a dashboard sweep run; ConfigError for bad alphas or seeds text."""
+    parsed = parse_alphas(alphas)
+    args: dict = {"preset": preset, "prune": prune, "alphas": parsed if parsed == "auto" else list(parsed),
+                  "seeds": list(parse_ints(seeds, "seeds")), "executor": executor}
+    if workers:
+        args["workers"] = int(workers)
+    if quick:
+        args["quick"] = True
+    return job_spec.check({"command": "sweep", "args": args})
+
+
+def points_table(points: Sequence[Mapping]) -> pd.DataFrame:
+    """DIR/points.json rows as a table: job, state, attempts, seconds, how it was obtained."""
+    rows = [{"job": p.get("label"), "state": p.get("state"), "attempts": p.get("attempts", 0),
+             "seconds": p.get("seconds"), "source": p.get("source", ""), "message": p.get("message", "")}
+            for p in points]
+    return pd.DataFrame(rows, columns=["job", "state", "attempts", "seconds", "source", "message"])
+
+
+# --------------------------------------------------------------------------- choosing a point
+def probabilities(tasks: Sequence[str], state: Mapping, preset: str) -> dict[str, float]:
+    """The page's task-usage probabilities (``prob_<preset>_<subset>`` in ``state``), uniform for
+    subsets it does not hold."""
+    uniform = uniform_mix(tasks)
+    return {s: float(state.get(f"prob_{preset}_{s}", p)) for s, p in uniform.items()}
+
+
+def nearest_point(sweep: Mapping, alpha: float) -> Mapping | None:
+    """The measured point whose alpha is nearest ``alpha`` in log scale (None if none)."""
+    measured = [p for p in sweep["points"] if "flops" in p]
+    if not measured:
+        return None
+    return min(measured, key=lambda p: (abs(_log(p["alpha"]) - _log(alpha)), p["alpha"]))
+
+
+def _log(alpha: float) -> float:
+    return math.log10(max(alpha, 1e-6))
+
+
+def live_recommendation(sweep: Mapping, probs: Mapping[str, float]) -> dict:
+    """The recommended alpha under ``probs`` (ConfigError if they are not a distribution)."""
+    return recommend(sweep["points"], sweep["baselines"], probs)
+
+
+# --------------------------------------------------------------------------- tables
+def _half(ci: Sequence[float]) -> float:
+    return (ci[1] - ci[0]) / 2
+
+
+def measured_table(sweep: Mapping, point: Mapping) -> pd.DataFrame:
+    """PAM at ``point`` and B1, B2: FLOPs per subset (M, mean ± 95 % CI half-width), test accuracy
+    per task (mean, worst seed), whether it meets the floor in every seed."""
+    rows = {}
+    for name, r in [(f"PAM (alpha {point['alpha']:.4g})", point), *sweep["baselines"].items()]:
+        if "flops" not in r:
+            continue
+        row = {f"FLOPs {s} (M)": f"{r['flops'][s] / 1e6:.3f} ± {_half(r['flops_ci95'][s]) / 1e6:.3f}"
+               for s in r["flops"]}
+        row.update({f"acc {t} (%)": f"{r['accuracy'][t]:.2f} (min {r['accuracy_min'][t]:.2f})"
+                    for t in sweep["tasks"]})
+        row["floor met"] = "yes" if r.get("meets_floor") else "no"
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def gains_table(point: Mapping) -> pd.DataFrame:
+    """PAM's FLOPs gains at ``point`` vs B1 and B2, paired by seed: average and peak with CIs."""
+    rows = {}
+    for vs, g in point.get("gains", {}).items():
+        rows[vs.replace("_", " ")] = {
+            "average": round(g["average"], 3), "average 95% CI": _ci(g.get("average_ci95")),
+            "peak": round(g["peak"], 3), "peak 95% CI": _ci(g.get("peak_ci95")),
+            "verdict": g.get("average_verdict", ""), "seeds": g.get("n", 1)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return "" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+# --------------------------------------------------------------------------- figures
+def fig_measured_flops(sweep: Mapping, point: Mapping) -> go.Figure:
+    """FLOPs per task subset after pruning: PAM at ``point``, B1, B2; error bars = 95 % CI over seeds."""
+    traces = []
+    for name, r in [("PAM", point), *sweep["baselines"].items()]:
+        if "flops" not in r:
+            continue
+        subsets = list(r["flops"])
+        mean = [r["flops"][s] for s in subsets]
+        traces.append(dict(type="bar", name=name, x=subsets, y=mean, marker_color=COLORS.get(name),
+                           error_y=_bars(mean, [r["flops_ci95"][s] for s in subsets])))
+    seeds = len(point.get("seeds", []))
+    return _figure(f"Measured FLOPs after pruning at alpha {point['alpha']:.4g} ({seeds} seeds)", traces,
+                   barmode="group", yaxis=dict(title="FLOPs"))
+
+
+def fig_frontier(sweep: Mapping, alpha: float, probs: Mapping[str, float],
+                 recommended: float | None) -> go.Figure:
+    """FLOPs per subset vs alpha (mean, 95 % CI bars; hollow: below the floor in some seed), the
+    expected FLOPs under ``probs`` (B1/B2 dashed), frontier alphas ringed, the slider's alpha."""
+    pts = [p for p in sweep["points"] if "flops" in p]
+    xs = [p["alpha"] for p in pts]
+    subsets = [subset_key(s) for s in all_subsets(list(sweep["tasks"]))]
+    front = set(sweep.get("frontier", []))
+    traces = []
+    for i, s in enumerate(subsets):
+        ys = [p["flops"][s] for p in pts]
+        traces.append(dict(type="scatter", mode="lines+markers", name=f"FLOPs {s}", x=xs, y=ys,
+                           line=dict(color=SUBSET_COLORS[i % len(SUBSET_COLORS)]),
+                           marker=dict(size=[11 if p["alpha"] in front else 7 for p in pts], symbol=[
+                               "circle" if p.get("meets_floor") else "circle-open" for p in pts]),
+                           error_y=_bars(ys, [p["flops_ci95"][s] for p in pts])))
+    expected = [sum(probs.get(s, 0.0) * p["flops"][s] for s in subsets) for p in pts]
+    traces.append(dict(type="scatter", mode="lines+markers", name="expected (your mix)", x=xs, y=expected,
+                       line=dict(color="black", width=3)))
+    shapes = [dict(type="line", xref="x", yref="paper", x0=alpha, x1=alpha, y0=0, y1=1,
+                   line=dict(color="#888", dash="dot"))] if alpha > 0 else []
+    for name, b in sweep["baselines"].items():
+        if "flops" in b:
+            e = sum(probs.get(s, 0.0) * b["flops"][s] for s in subsets)
+            shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=e, y1=e,
+                               line=dict(color=COLORS.get(name), dash="dash")))
+    if recommended is not None:
+        i = xs.index(recommended)
+        traces.append(dict(type="scatter", mode="markers", name="recommended", x=[recommended],
+                           y=[expected[i]], marker=dict(symbol="star", size=16, color="#E45756")))
+    return _figure("Measured trade-off across alphas (big markers: frontier; hollow: below the floor)",
+                   traces, shapes=shapes, xaxis=dict(title="alpha (bits)", type="log"),
+                   yaxis=dict(title="FLOPs"))
+
+
+__all__ = ["sweep_job", "points_table", "probabilities", "nearest_point", "live_recommendation",
+           "measured_table", "gains_table", "fig_measured_flops", "fig_frontier"]
