@@ -67,28 +67,31 @@ def fused_costs(geometry: NetGeometry, widths: Widths) -> dict[str, dict[str, in
     """{subset name: {"flops", "params"}} of the dense fused model of every subset
     (:func:`pam_explorer.merge.fuse.fuse`, layout "dense"), counted as :func:`costs_from_widths`.
 
-    Per layer up to the subset's deepest head layer, one core maps all n_prev active neurons of the
-    previous layer (the image channels for layer 0) to all n active neurons of this one: n * n_prev
-    connections, the zero blocks between groups that do not read each other included, so a subset
-    costs at least its grouped cost, and exactly that when the active groups of every layer are
-    nested (one group per layer, as in B1 and B2). Heads read only their own groups, as grouped.
+    Per module layer up to the subset's deepest head layer, one core maps all n_in active neurons
+    of the neuron layer it reads (the image channels for the first) to all n active neurons of its
+    own neuron layer: n * n_in connections, the zero blocks between groups that do not read each
+    other included, so a subset costs at least its grouped cost, and exactly that when the active
+    groups of every layer are nested (one group per layer, as in B1 and B2). Identity additions
+    are free, as in the grouped count. Heads read only their own groups, as grouped.
     """
     masks = subset_masks(geometry.tasks)
     names = [lg.name for lg in geometry.layers]
-    heads = [(1 << j, n_out, geometry.head_factor(t), names.index(geometry.head_layer(t)))
+    heads = [(1 << j, n_out, geometry.head_factor(t), geometry.grouping_of(geometry.head_layer(t)),
+              names.index(geometry.head_layer(t)))
              for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs))]
     out = {}
     for name, mask in masks.items():
+        active = {layer: sum(w for k, w in ws.items() if masks[k] & mask) for layer, ws in widths.items()}
         macs = params = 0
-        n_prev = geometry.in_channels
-        for lg in geometry.layers[:max(h for m, _, _, h in heads if m & mask) + 1]:
-            n = sum(w for k, w in widths[lg.name].items() if masks[k] & mask)
-            macs += n * n_prev * lg.macs_per_connection
-            params += n * n_prev * lg.params_per_connection + n * (int(lg.bias) + lg.follower_params)
-            n_prev = n
-        for m, n_out, factor, h in heads:
+        for lg in geometry.layers[:max(h for m, *_, h in heads if m & mask) + 1]:
+            inp = geometry.input_of(lg.name)
+            n = active[geometry.grouping_of(lg.name)]
+            n_in = geometry.in_channels if inp is None else active[inp]
+            macs += n * n_in * lg.macs_per_connection
+            params += n * n_in * lg.params_per_connection + n * (int(lg.bias) + lg.follower_params)
+        for m, n_out, factor, at, _ in heads:
             if m & mask:
-                n_in = factor * sum(w for k, w in widths[names[h]].items() if masks[k] & m)
+                n_in = factor * sum(w for k, w in widths[at].items() if masks[k] & m)
                 macs += n_out * n_in
                 params += n_out * n_in + n_out * int(geometry.head_bias)
         out[name] = {"flops": 2 * macs, "params": params}

@@ -1,7 +1,7 @@
 """Stage 7, export: a merged model as one zip (safetensors weights + a JSON manifest), loaded back
 without executing anything (:mod:`.archive`); the fused model of one task subset as ONNX,
 torch.export (.pt2) or safetensors with a JSON manifest (:mod:`.subset`). ``FORMAT``, ``FORMATS``,
-``save/load/read_manifest/to_bytes/manifest_of`` and ``SUBSET_FORMAT``, ``save_subset``,
+``save/load/read_manifest/to_bytes/manifest_of`` and ``SUBSET_FORMAT(S)``, ``save_subset``,
 ``subset_model_bytes``, ``load_fused`` are public API (``from pam_explorer import export``)."""
 from pam_explorer.export.archive import (
     FORMAT,
@@ -20,6 +20,7 @@ from pam_explorer.export.archive import (
 from pam_explorer.export.subset import (
     MODEL_FORMATS,
     SUBSET_FORMAT,
+    SUBSET_FORMATS,
     SUFFIXES,
     check_format,
     load_fused,
@@ -30,7 +31,6 @@ from pam_explorer.export.subset import (
 )
 
 __all__ = ["FORMAT", "FORMATS", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest",
-           "load",
-           "merged_model_bytes", "check_output", "write_outputs", "MODEL_FORMATS", "SUBSET_FORMAT",
-           "SUFFIXES", "check_format", "load_fused", "save_subset", "sidecar", "subset_model_bytes",
-           "subset_bytes_from_archive"]
+           "load", "merged_model_bytes", "check_output", "write_outputs", "MODEL_FORMATS", "SUBSET_FORMAT",
+           "SUBSET_FORMATS", "SUFFIXES", "check_format", "load_fused", "save_subset", "sidecar",
+           "subset_model_bytes", "subset_bytes_from_archive"]

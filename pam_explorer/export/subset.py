@@ -9,7 +9,9 @@ safetensors header ``__metadata__["pam_manifest"]``). It records the tasks and t
 the input (name, shape, dtype, value range, normalisation), the outputs (names, shapes, labels, how to
 read a logit), the ONNX opset, FLOPs and parameters of the fused model and of the grouped subset,
 and for safetensors the architecture (:mod:`pam_explorer.merge.fused_spec`), so that the file is
-usable without this project.
+usable without this project. Chain nets are format ``pam-explorer-subset/1``, residual nets
+``pam-explorer-subset/2`` (their architecture has the shortcut wiring, which a reader of version 1
+would not know; it refuses them).
 
 What loading executes: ONNX and safetensors files are data. ``torch.export.load`` unpickles parts
 of a .pt2 archive when they are pickles (the sample inputs, tensors flagged ``use_pickle``); files
@@ -50,7 +52,10 @@ from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.fused_spec import build, describe
 from pam_explorer.merge.merged_net import MergedNet
 
-SUBSET_FORMAT = "pam-explorer-subset/1"
+SUBSET_FORMAT = "pam-explorer-subset/1"  # chain nets: unchanged since the first subset export
+# by NetGeometry.kind: a residual fused model's architecture has wiring (source, add, post per
+# layer, pam_explorer.merge.fused_spec) that a reader of version 1 would drop, so it refuses /2
+SUBSET_FORMATS = {"chain": SUBSET_FORMAT, "residual": "pam-explorer-subset/2"}
 MODEL_FORMATS = ("onnx", "torch-export", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "safetensors": ".safetensors"}
 PACKAGES = {"onnx": ("onnx", "onnxscript"), "torch-export": (), "safetensors": ("safetensors",)}
@@ -109,7 +114,7 @@ def subset_manifest(net: MergedNet, fused: FusedNet, fmt: str, source: dict[str,
     grouped = subset_costs(net)[subset]
     fused_cost = fused_costs(geo, net.group_widths())[subset] if fused.layout == "dense" else grouped
     manifest = {
-        "format": SUBSET_FORMAT, "model_format": fmt, "subset": subset, "tasks": list(fused.tasks),
+        "format": SUBSET_FORMATS[geo.kind], "model_format": fmt, "subset": subset, "tasks": list(fused.tasks),
         "labels": labels, "layout": fused.layout,
         "input": {"name": INPUT_NAME, "shape": ["batch", geo.in_channels, geo.image_size, geo.image_size],
                   "dtype": "float32", "layout": "NCHW", "value_range": [0.0, 1.0],
@@ -197,7 +202,7 @@ def _onnx_bytes(fused: FusedNet, manifest: dict[str, Any]) -> bytes:
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = MANIFEST_KEY, _manifest_text(manifest)
-    proto.doc_string = f"PAM Explorer fused model of task subset {fused.subset} ({SUBSET_FORMAT})"
+    proto.doc_string = f"PAM Explorer fused model of task subset {fused.subset} ({manifest['format']})"
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -246,12 +251,12 @@ def read_embedded_manifest(data: bytes) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ExportError(f"not a PAM Explorer subset export: no readable {MANIFEST_KEY} in the "
                           f"safetensors header ({type(exc).__name__})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != SUBSET_FORMAT:
-        raise ExportError(f"not a PAM Explorer subset export: expected format {SUBSET_FORMAT!r}")
+    if not isinstance(manifest, dict) or manifest.get("format") not in SUBSET_FORMATS.values():
+        raise ExportError(f"not a PAM Explorer subset export: expected a format of "
+                          f"{sorted(SUBSET_FORMATS.values())}")
     return manifest
 
 
-__all__ = ["SUBSET_FORMAT", "MODEL_FORMATS", "SUFFIXES", "PACKAGES", "OPSET", "MANIFEST_KEY", "check_format",
-           "sidecar", "label_names", "subset_manifest", "subset_model_bytes", "subset_bytes_from_archive",
-           "save_subset", "load_fused",
-           "read_embedded_manifest"]
+__all__ = ["SUBSET_FORMAT", "SUBSET_FORMATS", "MODEL_FORMATS", "SUFFIXES", "PACKAGES", "OPSET",
+           "MANIFEST_KEY", "check_format", "sidecar", "label_names", "subset_manifest", "subset_model_bytes",
+           "subset_bytes_from_archive", "save_subset", "load_fused", "read_embedded_manifest"]

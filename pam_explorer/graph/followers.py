@@ -43,4 +43,14 @@ def make_follower(spec: FollowerSpec, width: int) -> nn.Module:
     return cls(width, **dict(args)) if name.startswith("BatchNorm") else cls(**dict(args))
 
 
-__all__ = ["follower_spec", "make_follower"]
+def make_post_op(spec: FollowerSpec) -> nn.Module:
+    """A parameter-free op applied after an addition (a residual block's ReLU, pooling), never in
+    place (the summands may be kept); StructureError if the op holds parameters or buffers."""
+    name, args = spec
+    module = make_follower((name, tuple((a, False if a == "inplace" else v) for a, v in args)), 0)
+    if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+        raise StructureError(f"op {name} after an addition must be parameter-free")
+    return module
+
+
+__all__ = ["follower_spec", "make_follower", "make_post_op"]

@@ -22,6 +22,18 @@ The head of task t (a copy of the merged net's) reads the columns of the groups 
 that contain t. ``forward(x)`` takes no task argument and has no Python control flow on its input,
 so ``torch.export``, the ONNX exporter and ``torch.compile`` trace it faithfully; it returns a
 tuple of (N, L_t) logits in task order (``FusedNet.output_names``).
+
+Residual nets (docs/residual.md): one fused layer per *module layer* (stem, each block's conv1,
+downsample and conv2), its channels the active groups of its neuron layer. A layer reads the value
+of its source module layer (``FusedNet.wiring``), and a block's conv2 adds its shortcut's value
+(the block input or the downsample's output) and applies the block's ReLU (and the final pool)
+after the addition, as ``MergedNet.forward`` does per group. The module layers of one neuron
+layer run the same active groups in the same order, so the addition is channel-aligned in the
+fused order. BatchNorm is kept, not folded into the convs: the fused block runs the same conv,
+BN, ReLU and addition as the merged block on the same numbers (BN's statistics concatenated), so
+the outputs match to rounding and the parameter count is the analytic one (BN weight and bias
+count as parameters; folding would replace them by a conv bias). FLOPs do not depend on it
+(FlopCounterMode counts neither BN nor bias adds); export runtimes fold BN themselves.
 """
 from __future__ import annotations
 
@@ -35,11 +47,12 @@ from torch import nn
 from pam_explorer.core.errors import ConfigError, StructureError
 from pam_explorer.core.subsets import subset_key, subset_masks
 from pam_explorer.cost.latency import measure_models_latency
-from pam_explorer.graph.followers import follower_spec, make_follower
+from pam_explorer.graph.followers import follower_spec, make_follower, make_post_op
 from pam_explorer.merge.group_modules import make_core
 
 LAYOUTS = ("dense", "exact")
 Ranges = tuple[tuple[int, int], ...]  # [start, stop) column ranges, increasing
+Wire = tuple[int, int]  # (layer whose value a layer reads, -1: the image; layer it adds, -1: none)
 
 
 class FusedLayer(nn.Module):
@@ -81,11 +94,15 @@ class FusedNet(nn.Module):
     forward(x (N, C, H, W)) -> tuple of (N, L_t) logits, one per task of ``tasks`` in task order.
     ``head_at[j]``: index of the layer the j-th head reads. ``groups``: per layer, the active group
     keys in channel order with their widths (what the manifest of an export records).
+    ``wiring[i]`` = (source, add): layer i reads the value of layer ``source`` (-1: the image)
+    and adds the value of layer ``add`` (-1: nothing); then ``posts[str(i)]``, if present, runs
+    on the sum. None: a chain, layer i reads layer i-1 and adds nothing.
     """
 
     def __init__(self, tasks: Sequence[str], layers: Sequence[FusedLayer], heads: Sequence[FusedLayer],
                  head_at: Sequence[int], groups: Sequence[Sequence[tuple[str, int]]], layout: str,
-                 layer_names: Sequence[str]) -> None:
+                 layer_names: Sequence[str], wiring: Sequence[Wire] | None = None,
+                 posts: Mapping[int, nn.Module] | None = None) -> None:
         super().__init__()
         self.tasks = tuple(tasks)
         self.layers = nn.ModuleList(layers)
@@ -94,6 +111,14 @@ class FusedNet(nn.Module):
         self.groups = [list(g) for g in groups]
         self.layout = layout
         self.layer_names = list(layer_names)
+        chain = [(i - 1, -1) for i in range(len(self.layers))]
+        self.wiring = [(int(a), int(b)) for a, b in wiring] if wiring is not None else chain
+        if len(self.wiring) != len(self.layers) or any(
+                not -1 <= a < i or not -1 <= b < i for i, (a, b) in enumerate(self.wiring)):
+            raise StructureError(f"fused net wiring {self.wiring} must give each of the {len(self.layers)} "
+                                 "layers an earlier source (or -1, the image) and an earlier addend (or -1)")
+        self.posts = nn.ModuleDict({str(i): m for i, m in (posts or {}).items()})
+        self._free = _last_use(self.wiring, self.head_at)
 
     @property
     def subset(self) -> str:
@@ -103,12 +128,40 @@ class FusedNet(nn.Module):
     def output_names(self) -> list[str]:
         return [f"logits_{t}" for t in self.tasks]
 
+    @property
+    def wired(self) -> bool:
+        """True for a residual net (some layer reads other than its predecessor, adds or posts)."""
+        return bool(self.posts) or self.wiring != [(i - 1, -1) for i in range(len(self.layers))]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        taps: dict[int, torch.Tensor] = {}
-        for i, layer in enumerate(self.layers):  # a fixed module list: no control flow on x
-            x = layer(x)
-            taps[i] = x
-        return tuple(head(taps[i]) for head, i in zip(self.heads, self.head_at))
+        values: dict[int, torch.Tensor] = {}  # layer index -> (N, C_i[, H_i, W_i]) in fused order
+        for i, layer in enumerate(self.layers):  # fixed modules and wiring: no control flow on x
+            src, add = self.wiring[i]
+            y = layer(x if src < 0 else values[src])
+            if add >= 0:  # the shortcut: same active groups, same channel order
+                y = y + values[add]
+            if str(i) in self.posts:
+                y = self.posts[str(i)](y)
+            values[i] = y
+            for j in self._free[i]:  # a value no later layer or head reads
+                del values[j]
+        return tuple(head(values[i]) for head, i in zip(self.heads, self.head_at))
+
+
+def _last_use(wiring: Sequence[Wire], head_at: Sequence[int]) -> list[list[int]]:
+    """Per layer i: the layer values that nothing after layer i reads, adds or feeds to a head."""
+    last = {i: i for i in range(len(wiring))}
+    for i, (src, add) in enumerate(wiring):
+        for ref in (src, add):
+            if ref >= 0:
+                last[ref] = max(last[ref], i)
+    for h in head_at:
+        last[h] = len(wiring)  # kept to the end: the heads run last
+    out: list[list[int]] = [[] for _ in wiring]
+    for j, i in last.items():
+        if i < len(wiring):
+            out[i].append(j)
+    return out
 
 
 class SequentialNets(nn.Module):
@@ -138,32 +191,34 @@ def subset_tasks(net: Any, subset: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def fuse(net: Any, subset: str | Sequence[str], layout: str = "dense") -> FusedNet:
-    """The fused model of ``net`` (a MergedNet) for ``subset``, in eval mode, on net's device.
+    """The fused model of ``net`` (a MergedNet, chain or residual) for ``subset``, in eval mode, on
+    net's device: one fused layer per module layer up to the subset's deepest head layer.
 
     Its outputs equal ``net(x, subset)`` (same weights; only the summation order differs).
     Raises StructureError for an unknown subset, ConfigError for an unknown layout.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"fuse: layout must be one of {list(LAYOUTS)}, got {layout!r}")
-    if net.geometry.kind != "chain":
-        raise StructureError(f"fused subset models are built for chain networks; this is a "
-                             f"{net.geometry.kind} network (export it as the merged zip instead)")
     tasks = subset_tasks(net, subset)
     geo, masks = net.geometry, subset_masks(net.tasks)
     req = masks[subset_key(tasks)]
-    head_at = [net.layer_names.index(geo.head_layer(t)) for t in tasks]
-    widths = net.group_widths()
-    layers, groups, prev = [], [], None
+    names = list(geo.layer_names)  # module layers
+    head_at = [names.index(geo.head_layer(t)) for t in tasks]
+    widths = net.group_widths()  # per neuron layer
+    build = _dense_layer if layout == "dense" else _exact_layer
+    layers, groups, wiring, posts = [], [], [], {}
     with torch.no_grad():
         for i, lg in enumerate(geo.layers[:max(head_at) + 1]):
-            cur = [(k, w) for k, w in widths[lg.name].items() if w and masks[k] & req]
-            build = _dense_layer if layout == "dense" else _exact_layer
-            layers.append(build(net, i, prev, cur))
+            src = geo.source_of(lg.name)
+            wiring.append((-1 if src is None else names.index(src), names.index(lg.add) if lg.add else -1))
+            cur = [(k, w) for k, w in widths[geo.grouping_of(lg.name)].items() if w and masks[k] & req]
+            layers.append(build(net, i, None if src is None else groups[wiring[-1][0]], cur))
             groups.append(cur)
-            prev = cur
+            if lg.post:
+                posts[i] = nn.Sequential(*(make_post_op(spec) for spec in lg.post))
         heads = [_head(net, t, groups[h], h) for t, h in zip(tasks, head_at)]
     device = next(net.parameters()).device  # index buffers are built on the CPU
-    fused = FusedNet(tasks, layers, heads, head_at, groups, layout, net.layer_names[:len(layers)])
+    fused = FusedNet(tasks, layers, heads, head_at, groups, layout, names[:len(layers)], wiring, posts)
     return fused.to(device).eval()
 
 
@@ -188,30 +243,34 @@ def _merge_ranges(ranges: Sequence[tuple[int, int]], total: int) -> Ranges | Non
 
 
 def _input_factor(net: Any, i: int) -> tuple[int, bool]:
-    """(columns per input neuron of layer i, whether its input is flattened first)."""
-    lg = net.geometry.layers[i]
+    """(columns per input neuron of module layer i, whether its input is flattened first)."""
+    geo = net.geometry
+    lg = geo.layers[i]
     if lg.kind != "fc":
         return 1, False
-    prev_conv = net.geometry.layers[i - 1].kind == "conv" if i else True  # the image is a map
+    src = geo.source_of(lg.name)
+    prev_conv = src is None or geo.layers[geo.layer_names.index(src)].kind == "conv"  # the image is a map
     return lg.in_factor, prev_conv
 
 
 def _read_ranges(net: Any, i: int, key: str, prev: Sequence[tuple[str, int]]) -> Ranges | None:
-    """Column ranges of the fused previous layer that group ``key`` of layer i reads, in its own
+    """Column ranges of the fused input of module layer i that its group ``key`` reads, in its own
     column order (canonical, like the fused order); None for all of them or for the image."""
-    if i == 0:
+    layer = net.geometry.layer_names[i]
+    if net.geometry.source_of(layer) is None:
         return None
     factor, _ = _input_factor(net, i)
     pos = _offsets(prev, factor)
     total = sum(w for _, w in prev) * factor
-    layer = net.layer_names[i]
     return _merge_ranges([pos[k] for k in net.reads(layer, key) if k in pos], total)
 
 
 def _exact_layer(net: Any, i: int, prev: Sequence[tuple[str, int]] | None,
                  cur: Sequence[tuple[str, int]]) -> FusedLayer:
-    """One op per active group: a copy of the group, reading only its input groups."""
-    layer = net.layer_names[i]
+    """One op per active group: a copy of the group, reading only its input groups.
+
+    prev: the active (key, width) of the value module layer i reads (None: the image); cur: its own."""
+    layer = net.geometry.layer_names[i]
     ops = [copy.deepcopy(net.groups[layer][k]).eval() for k, _ in cur]
     reads = [_read_ranges(net, i, k, prev or []) for k, _ in cur]
     return FusedLayer(ops, reads, _input_factor(net, i)[1])
@@ -219,13 +278,15 @@ def _exact_layer(net: Any, i: int, prev: Sequence[tuple[str, int]] | None,
 
 def _dense_layer(net: Any, i: int, prev: Sequence[tuple[str, int]] | None,
                  cur: Sequence[tuple[str, int]]) -> FusedLayer:
-    """One core from every active channel of layer i-1 to every active channel of layer i."""
-    geo, layer = net.geometry, net.layer_names[i]
+    """One core from every active channel of module layer i's input to every active channel of
+    layer i (arguments as :func:`_exact_layer`); zeros where a group does not read a group."""
+    geo = net.geometry
     lg = geo.layers[i]
+    inp = geo.input_of(lg.name)  # neuron layer of the value it reads; None: the image
     factor, flatten = _input_factor(net, i)
-    mods = [net.groups[layer][k] for k, _ in cur]
+    mods = [net.groups[lg.name][k] for k, _ in cur]
     ref = mods[0][0].weight
-    n_in = geo.in_channels if i == 0 else sum(w for _, w in prev)
+    n_in = geo.in_channels if prev is None else sum(w for _, w in prev)
     n_out = sum(w for _, w in cur)
     core = make_core(lg.kind, n_in * (factor if lg.kind == "fc" else 1), n_out, lg.kernel, lg.stride,
                      lg.padding, lg.dilation, lg.bias, ref.device, ref.dtype)
@@ -234,12 +295,12 @@ def _dense_layer(net: Any, i: int, prev: Sequence[tuple[str, int]] | None,
     for (key, _), mod in zip(cur, mods):
         r0, r1 = rows[key]
         src = mod[0].weight
-        if i == 0:
+        if inp is None:
             core.weight[r0:r1] = src
         else:
             own = 0  # the group's own columns: its read groups in order, each width*factor wide
-            for k in net.reads(layer, key):
-                w = net.width(net.layer_names[i - 1], k) * factor
+            for k in net.reads(lg.name, key):
+                w = net.width(inp, k) * factor
                 if w:
                     c0, c1 = cols[k]
                     core.weight[r0:r1, c0:c1] = src[:, own:own + w]

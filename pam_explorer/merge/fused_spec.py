@@ -15,6 +15,13 @@ A layer flattens its input (N, C, H, W) -> (N, C*H*W) first when ``flatten_input
 op on the channels it reads (all when ``reads`` is null), then concatenates the op outputs along
 the channel axis. A head reads the output of layer ``input_layer``. The outputs are the heads' in
 task order.
+
+Residual nets (``FusedNet.wired``) add three keys to every layer; a chain's description has none
+of them and means: layer i reads layer i-1 (the first reads the image) and adds nothing.
+
+    "source": null | j          # the input is layer j's output (null: the image)
+    "add": null | j             # layer j's output is added to the concatenated op outputs
+    "post": [[torch.nn class name, {constructor args}], ...]   # parameter-free, after the addition
 """
 from __future__ import annotations
 
@@ -24,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pam_explorer.core.errors import ExportError
-from pam_explorer.graph.followers import follower_spec, make_follower
+from pam_explorer.core.errors import ExportError, StructureError
+from pam_explorer.graph.followers import follower_spec, make_follower, make_post_op
 from pam_explorer.merge.fuse import FusedLayer, FusedNet
 from pam_explorer.merge.group_modules import make_core
 
@@ -35,6 +42,11 @@ def describe(fused: FusedNet) -> dict[str, Any]:
     layers = [{"name": name, "flatten_input": layer.flatten,
                "ops": _ops(layer, f"layers.{i}.")}
               for i, (name, layer) in enumerate(zip(fused.layer_names, fused.layers))]
+    if fused.wired:
+        for i, (d, (src, add)) in enumerate(zip(layers, fused.wiring)):
+            post = fused.posts[str(i)] if str(i) in fused.posts else []
+            d.update({"source": src if src >= 0 else None, "add": add if add >= 0 else None,
+                      "post": [list(_spec(m)) for m in post]})
     heads = [{"task": t, "input_layer": at, "flatten_input": head.flatten,
               "ops": _ops(head, f"heads.{j}.")}
              for j, (t, head, at) in enumerate(zip(fused.tasks, fused.heads, fused.head_at))]
@@ -61,6 +73,11 @@ def _core(core: nn.Module, name: str) -> dict[str, Any]:
             "weight": name + "weight", "bias": name + "bias" if core.bias is not None else None}
 
 
+def _spec(module: nn.Module) -> tuple[str, dict[str, Any]]:
+    cls, args = follower_spec(module)
+    return cls, {k: v for k, v in args}
+
+
 def _follower(module: nn.Module, name: str) -> list[Any]:
     cls, args = follower_spec(module)
     tensors = {k: name + k for k in module.state_dict()}
@@ -77,12 +94,16 @@ def build(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], tasks: lis
         heads = [_layer(d) for d in spec["heads"]]
         head_at = [int(d["input_layer"]) for d in spec["heads"]]
         names = [str(d["name"]) for d in spec["layers"]]
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        wiring, posts = _wiring(spec["layers"])
+    except (KeyError, TypeError, ValueError, IndexError, StructureError) as exc:
         raise ExportError(f"the manifest's architecture is malformed ({type(exc).__name__}: {exc})") from exc
     if len(heads) != len(tasks) or any(not 0 <= h < len(layers) for h in head_at):
         raise ExportError(f"the manifest's architecture has {len(heads)} heads for tasks {tasks}, or a head "
                           "reads a layer that does not exist")
-    net = FusedNet(tasks, layers, heads, head_at, [[] for _ in layers], layout, names)
+    try:
+        net = FusedNet(tasks, layers, heads, head_at, [[] for _ in layers], layout, names, wiring, posts)
+    except StructureError as exc:
+        raise ExportError(f"the manifest's architecture is malformed: {exc}") from exc
     expected = net.state_dict()
     bad = sorted(set(expected) ^ set(state))
     if bad:
@@ -94,6 +115,17 @@ def build(spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], tasks: lis
                               f"{tuple(v.shape)}")
     net.load_state_dict(dict(state))
     return net.eval()
+
+
+def _wiring(layers: list[Mapping[str, Any]]) -> tuple[list[tuple[int, int]] | None, dict[int, nn.Module]]:
+    """(wiring, posts) of the layer descriptions: (None, {}) for a chain (no "source" keys)."""
+    if not any("source" in d for d in layers):
+        return None, {}
+    wiring = [(-1 if d["source"] is None else int(d["source"]), -1 if d["add"] is None else int(d["add"]))
+              for d in layers]
+    posts = {i: nn.Sequential(*(make_post_op((cls, tuple(args.items()))) for cls, args in d["post"]))
+             for i, d in enumerate(layers) if d["post"]}
+    return wiring, posts
 
 
 def _layer(d: Mapping[str, Any]) -> FusedLayer:

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from pam_explorer.core.errors import StructureError
-from pam_explorer.core.geometry import FollowerSpec, NetGeometry, check_widths
+from pam_explorer.core.geometry import NetGeometry, check_widths
 from pam_explorer.core.subsets import check_tasks, parse_key, subset_masks
-from pam_explorer.graph.followers import make_follower
+from pam_explorer.graph.followers import make_post_op
 from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.group_modules import group_width, make_core, make_group, slice_group_out, slice_inputs
 
@@ -77,7 +77,7 @@ class MergedNet(nn.Module):
         self._head_reads = {t: [k for k in self._keys(geometry.head_layer(t)) if self._mask[k] >> j & 1]
                             for j, t in enumerate(self.tasks)}
         # parameter-free ops after a shortcut's addition; not inplace, the summands may be kept
-        self._post = {lg.name: nn.Sequential(*(_fresh(spec) for spec in lg.post))
+        self._post = {lg.name: nn.Sequential(*(make_post_op(spec) for spec in lg.post))
                       for lg in geometry.layers if lg.post}
         self._last_use = _last_use(geometry)
         # the structure first: a group naming a task after its head layer gets the clear error
@@ -354,15 +354,6 @@ class MergedNet(nn.Module):
                      if masks[k] >> j & 1), n_out, bias=geometry.head_bias)
                  for j, (t, n_out) in enumerate(zip(tasks, geometry.head_outputs))}
         return cls(geometry, groups, heads, provenance)
-
-
-def _fresh(spec: FollowerSpec) -> nn.Module:
-    """A parameter-free op after an addition, never in place (the summands may be kept)."""
-    name, args = spec
-    module = make_follower((name, tuple((a, False if a == "inplace" else v) for a, v in args)), 0)
-    if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
-        raise StructureError(f"op {name} after an addition must be parameter-free")
-    return module
 
 
 def _last_use(geometry: NetGeometry) -> list[list[str]]:

@@ -9,9 +9,9 @@ from pam_explorer import export
 from pam_explorer.cli import main
 from pam_explorer.cost.analytic import fused_costs, separate_costs, subset_costs
 from pam_explorer.merge.build import from_single, fully_shared, merge_networks
-from pam_explorer.runs.bench_latency import latency_table
+from pam_explorer.runs.bench_latency import bench_latency, latency_table
 from pam_explorer.zoo import build_model
-from tests.helpers import random_grouping
+from tests.helpers import random_grouping, tiny_resnets
 
 
 def test_bench_latency_grid_and_target(tmp_path, capsys):
@@ -41,3 +41,25 @@ def test_bench_latency_grid_and_target(tmp_path, capsys):
         assert t["met"] == (t["pam_fused_ms"] < t["baseline_fused_ms"])
     table = latency_table(result)
     assert table.count("\n| cpu |") == 3 * 3 * 2 and "FLOPs fused" in table
+
+
+def test_bench_latency_on_a_residual_run_without_b2(tmp_path):
+    """Residual runs have no B2 (MTZ does not zip residual nets): PAM and B1 are measured, fused and
+    grouped, with FLOPs from the analytic counts (FlopCounterMode: tests/merge/test_fuse_residual.py)."""
+    nets = tiny_resnets(2, size=8)
+    pam = merge_networks(nets, ["A", "B"], random_grouping(nets, ["A", "B"], 1)).eval()
+    export.save(pam, tmp_path / "model.zip")
+    singles = {t: from_single(n, t) for t, n in zip("AB", nets)}
+    for t, n in singles.items():
+        export.save(n, tmp_path / "stages" / f"B1_{t}.zip")
+    result = bench_latency(tmp_path, batches=(2,), threads=(1,), devices=["cpu"], min_run_time=0.001,
+                           repeats=1)
+    rows = result["rows"]
+    assert len(rows) == 2 * 3 * 2 and {r["scheme"] for r in rows} == {"PAM", "B1"}
+    assert all(r["ms"] > 0 for r in rows)
+    flops = {(r["scheme"], r["subset"], r["execution"]): r["flops"] for r in rows}
+    dense = fused_costs(pam.geometry, pam.group_widths())
+    for s in ("A", "B", "A+B"):
+        assert flops[("PAM", s, "fused")] == dense[s]["flops"] > flops[("PAM", s, "grouped")]
+        assert flops[("B1", s, "fused")] == separate_costs(singles)[s]["flops"]
+    assert all(t["baseline"] == "B1" for t in result["target"])
