@@ -219,6 +219,8 @@ def _report(cfg: ExperimentConfig, preset, per_seed: dict[int, dict], original_t
                          "regroup_config": dataclasses.asdict(regroup),
                          "prune_config": dataclasses.asdict(cfg.prune_config(seeds[0], None))},
               "torch_threads": torch.get_num_threads(),
+              "latency": "CPU, batch 1, median ms of each subset's fused model (B1: its fused "
+                         "single-task nets one after the other)",
               "reference_accuracy": original_test, "reference_val_accuracy": original_val,
               "floor": {t: a - cfg.prune_config(0, None).delta for t, a in original_val.items()}
               if cfg.floor == "original" else "each scheme's own unpruned validation accuracy - delta",
