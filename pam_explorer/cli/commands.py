@@ -35,16 +35,20 @@ def cmd_train(args: argparse.Namespace) -> dict:
         _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  "
              f"val acc {row['val_accuracy']:.2f}%")
 
-    summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force)
+    summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force,
+                           install=args.install)
     for task, row in summary["tasks"].items():
         print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
               f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
+    if "installed" in summary:
+        print(f"installed for the explorer: {summary['installed']}")
     return summary
 
 
-def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
+def parse_overrides(items: list[str]) -> tuple[tuple[str, float], ...]:
+    """["conv1=0.1", ...] (``--override LAYER=ALPHA``) -> (("conv1", 0.1), ...); ConfigError otherwise."""
     overrides = []
-    for item in args.override:
+    for item in items:
         layer, sep, value = item.partition("=")
         if not sep or not layer:
             raise ConfigError(f"--override {item!r}: expected LAYER=ALPHA, e.g. conv1=0.1")
@@ -53,11 +57,15 @@ def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupCon
         except ValueError:
             raise ConfigError(f"--override {item!r}: ALPHA must be a number of bits, got {value!r}") from None
         overrides.append((layer, alpha))
+    return tuple(overrides)
+
+
+def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
     alpha = default_alpha if args.alpha is None else args.alpha
-    return RegroupConfig(alpha=alpha, overrides=tuple(overrides), algorithm=args.algorithm)
+    return RegroupConfig(alpha=alpha, overrides=parse_overrides(args.override), algorithm=args.algorithm)
 
 
-def check_override_layers(cfg: RegroupConfig, preset: Preset) -> None:
+def check_override_layers(cfg: RegroupConfig | ExperimentConfig, preset: Preset) -> None:
     """ConfigError for an --override of a layer the preset's networks do not have (it would be
     ignored), listing the known ones; checked on the committed networks before any MI work."""
     if not cfg.overrides:
@@ -126,7 +134,8 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
-                           rank=args.rank, regroup=args.regroup)
+                           rank=args.rank, regroup=args.regroup, overrides=parse_overrides(args.override))
+    check_override_layers(cfg, get_preset(cfg.preset))
     report = run_experiment(cfg, Path(args.out),
                             progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
     if not args.json:

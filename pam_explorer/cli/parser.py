@@ -29,6 +29,9 @@ def _train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default="auto")
     t.add_argument("--force", action="store_true",
                    help="replace checkpoints of another (or an unknown) training configuration in --out")
+    t.add_argument("--install", action="store_true",
+                   help="with --out: also copy the networks to assets/<preset> when that preset has none "
+                        "there (never replaces networks; the dashboard's 'Train networks' job)")
 
 
 def _regroup(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +62,10 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("experiment", help="B1 vs B2 vs PAM under one pruning method -> DIR/report.json")
     e.add_argument("--preset", default="digits-2task")
     e.add_argument("--prune", default="taylor")
-    e.add_argument("--alpha", type=float, default=None)
+    e.add_argument("--alpha", type=float, default=None,
+                   help="PAM's alpha in bits (default: the regroup profile's for the preset)")
+    e.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA",
+                   help="per-layer alpha of PAM's regrouping, repeatable (as in regroup and merge)")
     e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
     e.add_argument("--finetune-epochs", type=int, default=3)
     e.add_argument("--device", default="auto")

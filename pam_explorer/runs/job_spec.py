@@ -86,10 +86,15 @@ FLAG = "flag"  # a boolean: the flag present or not
 Kind = Callable[[str, Any], list[str]] | str
 
 COMMANDS: dict[str, dict[str, Kind]] = {
-    "experiment": {"preset": _name, "prune": _name, "alpha": _number, "schemes": _names,
+    "experiment": {"preset": _name, "prune": _name, "alpha": _number, "overrides": _overrides,
+                   "schemes": _names,
                    "finetune_epochs": _count, "seed": _count, "seeds": _counts, "device": _device,
                    "target_sparsity": _number, "quick": FLAG, "floor": _name, "rank": _name,
                    "regroup": _name},
+    # training writes the checkpoints into the run's folder; ``install`` (a flag, no path) also
+    # copies them to assets/<preset> when that preset has no networks there (never replaces any)
+    "train": {"preset": _name, "arch": _name, "epochs": _count, "seed": _count, "n_train": _count,
+              "device": _device, "install": FLAG},
     "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
               "pooling": _name, "label_mode": _name, "bound": _name},
