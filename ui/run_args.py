@@ -27,6 +27,28 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def parse_overrides(text: str) -> dict[str, float]:
+    """"conv1=0.1, fc1=0.2" -> {"conv1": 0.1, "fc1": 0.2}; ValueError (with the reason) otherwise."""
+    out: dict[str, float] = {}
+    for item in (x.strip() for x in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        layer, sep, value = item.partition("=")
+        try:
+            alpha = float(value)
+        except ValueError:
+            alpha = float("nan")
+        if not sep or not layer.strip() or not alpha >= 0 or alpha == float("inf"):
+            raise ValueError(f"per-layer overrides are LAYER=ALPHA items (alpha >= 0 bits) separated by "
+                             f"commas, e.g. conv1=0.1, fc1=0.2; got {item!r}")
+        out[layer.strip()] = alpha
+    return out
+
+
+def overrides_to_text(overrides) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in dict(overrides).items())
+
+
 def experiment_job(preset: str, prune: str, mode: str, alpha: float | None, quick: bool,
                    device: str = "auto", target_sparsity: float | None = None,
                    overrides: Mapping[str, float] | None = None, seeds: Sequence[int] = (0,),
@@ -99,5 +121,6 @@ def finetune_export_job(preset: str, cfg: RegroupConfig, mi: MIConfig, epochs: i
     return {"command": "merge", "args": args}
 
 
-__all__ = ["MODES", "FLOORS", "RANKS", "REGROUP_PROFILES", "parse_seeds", "experiment_job",
+__all__ = ["MODES", "FLOORS", "RANKS", "REGROUP_PROFILES", "parse_seeds", "parse_overrides",
+           "overrides_to_text", "experiment_job",
            "regroup_profile", "run_differences", "train_job", "finetune_export_job"]
