@@ -12,6 +12,7 @@ about the last launch included) is drawn by the polling fragment, so nothing on 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -156,7 +157,6 @@ def launch_feedback(runs: list[dict]) -> None:
 
 def run_panel(r: dict, position: int | None = None) -> None:
     rid, state, root = r["run_id"], r["state"], r["root"]
-    command = (r.get("job") or {}).get("command")
     with st.container(border=True):
         c1, c2 = st.columns([5, 1])
         c1.markdown(f"**{rid}** · `{state}` · {_duration(r)}" + (" · **quick**" if L.is_quick(r) else "")
@@ -183,18 +183,22 @@ def run_panel(r: dict, position: int | None = None) -> None:
             with st.expander("Log (last 30 lines)", expanded=state == "failed"):
                 st.code(jobs.log_tail(rid, 30, root) or "(empty log)", language=None)
         if state == "done":
-            links(rid, command)
+            links(r)
 
 
-def links(rid: str, command: str | None) -> None:
-    if command == "experiment" and st.button("Open its results", key=f"results_{rid}"):
+def links(r: dict) -> None:
+    """Where a finished run's outputs are shown: its results, its model, its networks."""
+    rid, folder = r["run_id"], Path(r["dir"])
+    command = (r.get("job") or {}).get("command")
+    c = st.columns(3)
+    if (folder / "report.json").is_file() and c[0].button("Open its results", key=f"results_{rid}"):
         st.session_state["res_run"] = rid
         st.switch_page("ui/page_results.py")
-    if command in ("experiment", "merge") and st.button("Export its model", key=f"export_{rid}"):
+    if (folder / "model.zip").is_file() and c[1].button("Export its model", key=f"export_{rid}"):
         st.session_state["export_run"] = rid
         st.switch_page("ui/page_export.py")
     if command == "train":
-        st.caption("The networks are installed for this preset: pick it on the Setup page.")
+        c[2].caption("The networks are installed for their preset: pick it on the Setup page.")
 
 
 def _resume(rid: str, root: str) -> None:

@@ -3,6 +3,7 @@ and numbers exactly as the backend computes them; export; bad uploads; runs and 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -10,15 +11,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pam_explorer import export
+from pam_explorer.core import paths
 from pam_explorer.core.config import MIConfig, RegroupConfig
 from pam_explorer.data import get_preset
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs import jobs
 from ui import figures as F
+from ui import results_view as R
 
 DEFAULT_ALPHA = get_preset("digits-2task").default_alpha
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PAGES = ["ui/page_setup.py", "ui/page_export.py", "ui/page_runs.py", "ui/page_results.py",
          "ui/page_explorer.py"]
 
@@ -46,6 +50,16 @@ def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
+def echarts(at: AppTest) -> list[dict]:
+    """The ECharts options on the page (the explorer's charts)."""
+    return [json.loads(el.proto.spec) for el in at.get("echarts_chart")]
+
+
+def view(at: AppTest, name: str) -> AppTest:
+    """Show one of the explorer's views (one at a time below the key figures)."""
+    return at.radio(key="explorer_view").set_value(name).run()
+
+
 def test_every_page_renders(runs_root):
     at = fresh()
     assert at.select_slider[0].value == pytest.approx(DEFAULT_ALPHA)  # the preset's default alpha
@@ -64,23 +78,25 @@ def test_slider_drives_groups_and_flops(explorer, runs_root):
         at.select_slider[0].set_value(alpha).run()
         assert not at.exception
         groups = explorer.groups(RegroupConfig(alpha=alpha))
-        shown = at.dataframe[0].value
+        shown = at.table[0].value
         for layer, g in groups.items():
             for key, ids in g.groups.items():
                 assert shown.loc[layer, "+".join(key)] == len(ids)
             assert shown.loc[layer, "sharing ratio"] == pytest.approx(g.sharing_ratio(), abs=1e-4)
-        flops = at.dataframe[1].value
+        chart = echarts(at)[0]
+        shared = next(x for x in chart["series"] if x["name"] == "A+B")["data"]
+        assert shared == [len(g.groups[("A", "B")]) for g in groups.values()]
+        seen.add(tuple(shared))
+        view(at, "Predicted FLOPs")
+        flops = at.table[0].value
         for scheme, per in explorer.predicted_flops(RegroupConfig(alpha=alpha)).items():
             assert flops[scheme].to_dict() == per
-        sharing_fig = plotly_specs(at)[0]
-        ratios = sharing_fig["data"][0]["y"]
-        assert ratios == pytest.approx([g.sharing_ratio() for g in groups.values()], abs=1e-4)
-        seen.add(tuple(ratios))
+        view(at, "Groups and sharing")
     assert len(seen) >= 2, "moving alpha must change the sharing figure"
 
 
 def test_expected_flops_validation(explorer, runs_root):
-    at = fresh()
+    at = view(fresh(), "Expected FLOPs")
     probs = [n for n in at.number_input if n.key and n.key.startswith("prob_")]
     assert len(probs) == 3 and not at.error
     metrics = {m.label: m.value for m in at.metric}
@@ -104,7 +120,8 @@ def test_export_bytes_load(explorer, runs_root):
     alpha = options[40]
     at.select_slider[0].set_value(alpha).run()
     at.switch_page("ui/page_export.py").run()
-    assert not at.exception and not at.warning
+    assert not at.exception and not at.error
+    assert any("before finetuning" in w.value and "test accuracy A" in w.value for w in at.warning)
     data = at.session_state["export_bytes"]
     net = export.load(data)
     manifest = export.read_manifest(data)
@@ -137,7 +154,7 @@ def test_bad_upload_shows_error_and_keeps_setup(runs_root):
     assert "not applied" in errors and "safetensors" in errors
     assert at.session_state["setup"].checkpoints == "pretrained"
     at.switch_page("ui/page_explorer.py").run()
-    assert not at.exception and at.dataframe[0].value.shape[0] == 4
+    assert not at.exception and at.table[0].value.shape[0] == 4
 
 
 def test_wrong_shape_upload(tmp_path, runs_root):
@@ -165,18 +182,14 @@ def _wait(root, rid, timeout=20):
 
 
 def test_runs_and_results_pages(runs_root):
-    report = {"preset": "digits-2task", "prune": "taylor", "tasks": ["A", "B"],
-              "schemes": {s: {"flops": {"A": f, "B": f, "A+B": 2 * f - 5}, "accuracy": {"A": 96.0, "B": 95.0},
-                              "widths": {"conv1": {"A": 2, "B": 2, "A+B": 4}},
-                              "log": [{"step": 0, "task": "A", "accepted": True,
-                                       "widths": {"conv1": {"A": 3, "B": 2, "A+B": 4}}, "flops": 10,
-                                       "val_accuracy": {"A": 96.0}},
-                                      {"step": 1, "task": "B", "accepted": True,
-                                       "widths": {"conv1": {"A": 2, "B": 2, "A+B": 4}}, "flops": 9,
-                                       "val_accuracy": {"B": 95.0}}]}
-                          for s, f in (("B1", 100), ("B2", 80), ("PAM", 50))},
-              "gains": {"vs_B1": {"average": 2.0, "peak": 2.2}, "vs_B2": {"average": 1.6, "peak": 1.7}}}
-    ok = jobs.submit({"command": "selftest", "args": {"report": report}}, runs_root, name="fake")
+    """A finished run keeps its panel (progress, log, a link to its results); the results of a
+    quick multi-seed report show mean ± CI, the verdict, the seeds, the configuration, a quick
+    banner and dashes (never "None") in the original networks' row."""
+    report = json.loads((FIXTURES / "report_two_seeds_quick.json").read_text())
+    progress = {"stage": "done", "fraction": 1.0, "message": "report written", "stage_number": 6,
+                "stages": 6, "stage_fraction": 1.0}
+    ok = jobs.submit({"command": "selftest", "args": {"report": report, "progress": progress,
+                                                      "print": "all fine"}}, runs_root, name="fake")
     jobs.start_next(runs_root)
     _wait(runs_root, ok)
     bad = jobs.submit({"command": "selftest", "args": {"print": "exploded here", "exit": 4}}, runs_root,
@@ -188,40 +201,111 @@ def test_runs_and_results_pages(runs_root):
     assert not at.exception
     runs_df = at.dataframe[0].value
     assert set(runs_df["state"]) == {"done", "failed"}
-    assert any("exploded here" in c.value for c in at.code)
-    at.switch_page("ui/page_results.py").run()
-    assert not at.exception
-    at.selectbox(key="res_run").set_value(ok).run()
+    assert any("exploded here" in c.value for c in at.code) and any("all fine" in c.value for c in at.code)
+    assert any("stage 6 of 6" in str(p.proto.text) for p in at.get("progress"))  # the done run's panel
+    assert at.button(key=f"resume_{bad}") is not None  # failed: resumable
+    at.button(key=f"results_{ok}").click().run()  # the finished run's link
+    assert not at.exception and at.selectbox(key="res_run").value == ok
+    assert any("Quick run" in w.value for w in at.warning)
     table = at.dataframe[0].value
-    assert list(table.index) == ["B1", "B2", "PAM"]
-    assert table.loc["PAM", "FLOPs A+B"] == 95 and table.loc["B1", "acc A (%)"] == 96.0
+    assert list(table.index) == ["original", "B1", "B2", "PAM"]
+    assert table.loc["original", "FLOPs A+B"] == "—" and "None" not in table.to_string()
+    b1 = report["schemes"]["B1"]
+    lo, hi = b1["flops_ci95"]["B"]
+    assert table.loc["B1", "FLOPs B"] == f"{b1['flops']['B']:,.0f} ± {(hi - lo) / 2:,.0f}" and hi > lo
+    assert table.equals(R.table1_display(report))
+    gains = at.dataframe[1].value
+    verdict = report["gains"]["vs_B1"]["average_verdict"]
+    assert gains.loc["vs B1 (FLOPs)", "seeds"] == 2
+    assert gains.loc["vs B1 (FLOPs)", "verdict (average)"] == R.VERDICT_TEXT[verdict]
+    captions = " ".join(c.value for c in at.caption)
+    for want in ("seeds [0, 1]", "both_picked `share`", "MI profile `default`", "quick run",
+                 "rank `published`"):
+        assert want in captions, want
     assert len(at.get("plotly_chart")) >= 3  # gains, flops, sharing after pruning, log
+    at.switch_page("ui/page_results.py")  # AppTest reruns the page the test last switched to
     at.selectbox(key="res_run").set_value(bad).run()
-    assert any("failed" in e.value for e in at.error)
+    assert any("Run failed" in e.value for e in at.error) and at.toggle
     assert any("exploded here" in c.value for c in at.code)
     at.toggle[0].set_value(True).run()
     assert not at.exception and len(at.selectbox) >= 2
 
 
+def test_runs_page_defaults_to_the_explorers_alpha_and_shows_the_job(explorer, runs_root, monkeypatch):
+    """The launch form takes the explorer's alpha and overrides, says what the run will use,
+    offers taylor first and cuda only with a GPU; Launch submits exactly that job; the banner
+    about it follows the run's real state; resume queues a failed run again."""
+    import torch
+    submitted = []
+    real_submit = jobs.submit
+
+    def submit(job, root=None, name="run", **kw):
+        submitted.append(job)
+        return real_submit({"command": "selftest", "args": {"sleep": 0.2}}, root, name=name)
+    monkeypatch.setattr(jobs, "submit", submit)
+    at = fresh()
+    alpha = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])[40]
+    at.select_slider[0].set_value(alpha).run()
+    at.number_input(key="ovr_fc1").set_value(0.2).run()
+    at.switch_page("ui/page_runs.py").run()
+    assert not at.exception
+    assert at.number_input(key="run_alpha_digits-2task").value == pytest.approx(alpha)
+    assert at.text_input(key="run_overrides_digits-2task").value == "fc1=0.2"
+    assert at.selectbox(key="run_prune").value == "taylor"
+    assert ("cuda" in at.selectbox(key="run_device").options) == torch.cuda.is_available()
+    info = " ".join(i.value for i in at.info)
+    assert f"--alpha {alpha!r}" in info and "--override fc1=0.2" in info and "MI profile default" in info
+    assert not any("will differ" in w.value for w in at.warning)
+    at.text_input(key="run_seeds").set_value("0,1").run()
+    at.checkbox(key="run_quick").check().run()
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert submitted == [{"command": "experiment", "args": {
+        "preset": "digits-2task", "prune": "taylor", "device": "auto", "alpha": alpha,
+        "overrides": {"fc1": 0.2}, "seeds": [0, 1], "quick": True}}]
+    rid = next(r["run_id"] for r in jobs.list_runs(runs_root))
+    _wait(runs_root, rid)
+    at.run()
+    assert any(f"Run {rid} finished" in s.value for s in at.success)  # not a stale "queued"
+    at.text_input(key="run_seeds").set_value("0,x").run()
+    assert any("seeds must be" in e.value for e in at.error)
+
+
+def test_resume_button_queues_a_failed_run_again(runs_root):
+    bad = jobs.submit({"command": "selftest", "args": {"report": {"partial": 1}, "exit": 3}}, runs_root,
+                      name="half")
+    jobs.start_next(runs_root)
+    _wait(runs_root, bad)
+    at = fresh()
+    at.switch_page("ui/page_runs.py").run()
+    at.button(key=f"resume_{bad}").click().run()
+    assert not at.exception
+    new = [r for r in jobs.list_runs(runs_root) if r.get("resumed_from") == bad]
+    assert len(new) == 1 and (Path(new[0]["dir"]) / "report.json").is_file()
+    assert jobs.read_status(bad, runs_root)["state"] == "failed"
+
+
 def test_five_tasks_full_algorithm_on_request(runs_root):
     """K = 5 (small MI sample for speed): 31 subsets; the full Algorithm 3 runs on a click."""
     from ui.state import Setup
-    mi = MIConfig(n_samples=24)
+    mi = MIConfig(n_samples=24, null_perms=2)  # small: its trajectories are computed here
     exp = Explorer.open("digits-5task", mi)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["setup"] = Setup("digits-5task", mi)
     at.run()
     assert not at.exception
-    assert len([n for n in at.number_input if n.key and n.key.startswith("prob_")]) == 31
     alpha = get_preset("digits-5task").default_alpha
     simplified = exp.groups(RegroupConfig(alpha=alpha))
-    assert at.dataframe[0].value.loc["conv2", "T1+T2+T3+T4+T5"] == len(simplified["conv2"].groups[exp.tasks])
+    assert at.table[0].value.loc["conv2", "T1+T2+T3+T4+T5"] == len(simplified["conv2"].groups[exp.tasks])
+    view(at, "Expected FLOPs")
+    assert len([n for n in at.number_input if n.key and n.key.startswith("prob_")]) == 31
+    view(at, "Groups and sharing")
     at.radio(key="algorithm_w").set_value("full").run()
     assert any("full Algorithm 3" in i.value for i in at.info)
     at.button[0].click().run()
     assert not at.exception
     full = exp.groups(RegroupConfig(alpha=alpha, algorithm="full"))
-    shown = at.dataframe[0].value
+    shown = at.table[0].value
     for layer, g in full.items():
         for key, ids in g.groups.items():
             assert shown.loc[layer, "+".join(key)] == len(ids)
@@ -241,7 +325,7 @@ def test_unbuildable_grouping_warns_and_keeps_figures(explorer, runs_root, monke
     monkeypatch.setattr(archive, "merge_networks", no_path)
     at = fresh()
     assert any("cannot be built" in w.value and "no non-empty input group" in w.value for w in at.warning)
-    assert at.dataframe[0].value.shape[0] == 4 and len(at.get("plotly_chart")) >= 2
+    assert at.table[0].value.shape[0] == 4 and len(at.get("echarts_chart")) == 1
     options = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])
     at.select_slider[0].set_value(options[17]).run()  # an alpha no other test exports
     at.switch_page("ui/page_export.py").run()
@@ -257,12 +341,17 @@ def test_layer_override_and_range_notice(explorer, runs_root):
     assert not at.exception
     assert any("conv1" in i.value and "clamped" in i.value for i in at.info)
     cfg = RegroupConfig(alpha=DEFAULT_ALPHA, overrides=(("conv1", round(top_conv1 * 2, 4)),))
-    shown = at.dataframe[0].value
+    shown = at.table[0].value
     for layer, g in explorer.groups(cfg).items():
         assert shown.loc[layer, "A+B"] == len(g.groups[("A", "B")])
         assert shown.loc[layer, "alpha"] == pytest.approx(cfg.alpha_for(layer))
+    view(at, "MI phase curves")  # the huge override does not stretch the phase chart's axis
+    at.selectbox(key="phase_layer").set_value("conv1").run()
+    chart = echarts(at)[0]
+    assert chart["yAxis"]["max"] < 1 and "above the chart" in chart["title"]["subtext"]
+    view(at, "Groups and sharing")
     at.number_input(key="ovr_conv1").set_value(None).run()
-    assert at.dataframe[0].value.loc["conv1", "alpha"] == pytest.approx(DEFAULT_ALPHA)
+    assert at.table[0].value.loc["conv1", "alpha"] == pytest.approx(DEFAULT_ALPHA)
 
 
 def test_valid_upload_and_mi_settings_apply(runs_root):
@@ -282,7 +371,7 @@ def test_valid_upload_and_mi_settings_apply(runs_root):
     assert not at.exception
     exp = Explorer.open("digits-2task", MIConfig(n_samples=24))
     alpha = at.select_slider[0].value
-    shown = at.dataframe[0].value
+    shown = at.table[0].value
     for layer, g in exp.groups(RegroupConfig(alpha=alpha)).items():
         assert shown.loc[layer, "A+B"] == len(g.groups[("A", "B")])
 
@@ -298,20 +387,32 @@ def test_cancel_from_runs_page(runs_root):
     assert jobs.read_status(rid, runs_root)["state"] == "cancelled"
 
 
-def test_preset_without_networks_keeps_setup(runs_root):
-    from pam_explorer.data import list_presets
-    from pam_explorer.zoo.pretrained import has_pretrained
-    missing = [p for p in list_presets() if not has_pretrained(p, get_preset(p).task_names)]
-    if not missing:
-        pytest.skip("every preset has committed networks")
+def test_preset_without_networks_offers_training(runs_root, tmp_path, monkeypatch):
+    """A preset without networks: "Pre-trained" cannot be chosen, the page gives a command that
+    works (tests/runs/test_dashboard_jobs.py runs it) and a "Train networks for this preset"
+    button, which submits the train job (installing under a temporary assets root here)."""
+    monkeypatch.setenv("PAM_ASSETS_ROOT", str(tmp_path / "assets"))
+    monkeypatch.setenv("PAM_CACHE_ROOT", str(paths.cache_root()))
+    shutil.copytree(paths.REPO / "assets" / "digits-2task", tmp_path / "assets" / "digits-2task")
     at = fresh()
     at.switch_page("ui/page_setup.py").run()
-    at.selectbox[0].set_value(missing[0]).run()
-    assert "none committed" in " ".join(m.value for m in at.markdown)
-    at.button[0].click().run()
+    at.selectbox(key="setup_preset").set_value("digits-inclusion").run()
     assert not at.exception
-    assert any("not applied" in e.value and "pre-trained" in e.value for e in at.error)
+    assert at.radio(key="checkpoints_digits-inclusion").options == ["Upload .safetensors per task"]
+    assert any("python -m pam_explorer train --preset digits-inclusion" in c.value for c in at.code)
+    assert "none trained yet" in " ".join(m.value for m in at.markdown)
+    at.button(key="train_digits-inclusion").click().run()
+    assert not at.exception
+    (run,) = [r for r in jobs.list_runs(runs_root)]
+    assert run["job"] == {"command": "train", "args": {"preset": "digits-inclusion", "epochs": 15,
+                                                       "device": "auto", "install": True}}
+    assert any("Training" in str(p.proto.text) for p in at.get("progress"))
+    jobs.cancel(run["run_id"], runs_root)
+    at.button(key="apply_setup").click().run()  # uploads chosen, none given: refused, setup kept
+    assert any("not applied" in e.value for e in at.error)
     assert at.session_state["setup"].preset == "digits-2task"
+    at.selectbox(key="setup_preset").set_value("digits-2task").run()
+    assert "0.658 bits (measured" in " ".join(m.value for m in at.markdown)  # measured, not "~0.62"
 
 
 def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
@@ -329,6 +430,10 @@ def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
     at = fresh()
     at.switch_page("ui/page_results.py").run()
     assert not at.exception, at.exception
+    log = (Path(jobs.read_status(rid, runs_root)["dir"]) / "log.txt").read_text()
+    assert "No CUDA runtime" not in log and "PAM seed 0" not in log.split("\n")[0]  # no noise first
+    assert any("Quick run" in w.value for w in at.warning)
+    assert "effective FLOPs A+B" in at.dataframe[0].value.columns  # Table 1: the cost after pruning
     sparse = next(d.value for d in at.dataframe if "Delta_T (%)" in d.value.columns)
     for name in ("B1", "B2", "PAM"):
         s = report["schemes"][name]
