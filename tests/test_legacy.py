@@ -78,7 +78,7 @@ def test_legacy_pickle_cache_is_ignored_and_the_old_estimator_reproduces(tmp_pat
     the old code's `regroup --alpha 0.05 --json` printed for conv1."""
     shutil.copytree(LEGACY / "cache", tmp_path / "cache")
     monkeypatch.setenv("PAM_CACHE_ROOT", str(tmp_path / "cache"))
-    explorer = Explorer.open("digits-2task", MIConfig(kernel="fixed", null_perms=0))
+    explorer = Explorer.open("digits-2task", MIConfig(n_samples=256, kernel="fixed", null_perms=0))
     assert not explorer.trajs.cache_hit
     conv1 = explorer.groups(RegroupConfig(alpha=0.05))["conv1"]
     assert {subset_key(k): len(v) for k, v in conv1.groups.items()} == {"A": 4, "B": 1, "A+B": 7}

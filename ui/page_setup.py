@@ -139,7 +139,8 @@ def _checkpoint_inputs(preset, cur: Setup, arch: str | None) -> tuple[dict | Non
             if f is not None:
                 files[t] = f.getvalue()
         st.caption("Weights only (safetensors: no code runs on load). Each file must match "
-                   "`build_model(arch, labels of the task, channels, 32)` exactly.")
+                   f"`build_model(arch, labels of the task, {preset.in_channels}, {preset.image_size})` "
+                   "exactly.")
         return files, up_arch
     return None, None
 

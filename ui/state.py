@@ -56,12 +56,14 @@ def preset_arch(preset: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def nets_from_uploads(preset: str, arch: str, files: Mapping[str, bytes], image_size: int = 32) -> list:
+def nets_from_uploads(preset: str, arch: str, files: Mapping[str, bytes],
+                      image_size: int | None = None) -> list:
     """One network per task of ``preset`` from uploaded safetensors bytes (task -> bytes):
-    :func:`pam_explorer.zoo.checkpoint.nets_from_uploads` with the preset's tasks and channels."""
+    :func:`pam_explorer.zoo.checkpoint.nets_from_uploads` with the preset's tasks, channels and
+    (None) picture size."""
     p = get_preset(preset)
     outputs = {t: len(labels) for t, labels in zip(p.task_names, p.task_labels)}
-    return checkpoint.nets_from_uploads(arch, files, outputs, p.in_channels, image_size)
+    return checkpoint.nets_from_uploads(arch, files, outputs, p.in_channels, image_size or p.image_size)
 
 
 def uploads_hash(arch: str, files: Mapping[str, bytes]) -> str:

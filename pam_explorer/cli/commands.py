@@ -25,18 +25,26 @@ def _err(msg: str, end: str = "\n") -> None:
     print(msg, file=sys.stderr, end=end, flush=True)
 
 
+def _nets(preset: str, arch: str | None) -> list:
+    """The committed ``arch`` networks of ``preset`` (DataMissing says how to train them)."""
+    p = get_preset(preset)
+    return load_pretrained(p.name, p.task_names, arch)
+
+
 def cmd_train(args: argparse.Namespace) -> dict:
     preset = get_preset(args.preset)
     out = Path(args.out) if args.out else None
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device)
     data = DataConfig(n_train=args.n_train, seed=args.seed)
+    command = (f"python -m pam_explorer train --preset {preset.name} --arch {args.arch} "
+               f"--epochs {args.epochs} --seed {args.seed} --n-train {args.n_train}")
 
     def progress(task: str, row: dict) -> None:
         _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  "
              f"val acc {row['val_accuracy']:.2f}%")
 
     summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force,
-                           install=args.install)
+                           install=args.install, extra_meta={"command": command})
     for task, row in summary["tasks"].items():
         print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
               f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
@@ -91,7 +99,8 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
     preset = get_preset(args.preset)
     cfg = regroup_config(args, preset.default_alpha)
     check_override_layers(cfg, preset)
-    explorer = Explorer.open(preset, mi_config(args), use_cache=not args.no_cache, progress=progress)
+    explorer = Explorer.open(preset, mi_config(args), nets=_nets(args.preset, args.arch),
+                             use_cache=not args.no_cache, progress=progress)
     report = explorer.regroup_report(cfg)
     if not args.json:
         for row in report["layers"]:
@@ -108,7 +117,7 @@ def cmd_merge(args: argparse.Namespace) -> dict:
     cfg = regroup_config(args, preset.default_alpha)
     check_override_layers(cfg, preset)
     summary = merge_preset(args.preset, cfg, mi_config(args), args.finetune_epochs, args.device,
-                           Path(args.out), progress, force=args.force)
+                           Path(args.out), progress, force=args.force, arch=args.arch)
     if not args.json:
         print(f"merged model -> {summary['model']}")
         for s, f in summary["flops"].items():
@@ -134,8 +143,10 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
-                           rank=args.rank, regroup=args.regroup, overrides=parse_overrides(args.override))
+                           rank=args.rank, regroup=args.regroup, arch=args.arch,
+                           overrides=parse_overrides(args.override))
     check_override_layers(cfg, get_preset(cfg.preset))
+    resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     report = run_experiment(cfg, Path(args.out),
                             progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
     if not args.json:

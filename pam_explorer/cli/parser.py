@@ -21,12 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one single-task network per task of a preset")
     t.add_argument("--preset", default="digits-2task")
-    t.add_argument("--arch", default="lenet5")
+    t.add_argument("--arch", default="lenet5", help="a registered architecture (default lenet5)")
     t.add_argument("--epochs", type=int, default=15)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="training and data seed")
     t.add_argument("--n-train", type=int, default=8000)
-    t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset>)")
-    t.add_argument("--device", default="auto")
+    t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset> "
+                   "for lenet5, assets/<preset>/<arch> otherwise: where the other commands look)")
+    _device_arg(t, "auto")
     t.add_argument("--force", action="store_true",
                    help="replace checkpoints of another (or an unknown) training configuration in --out")
     t.add_argument("--install", action="store_true",
@@ -40,6 +41,7 @@ def _regroup(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--alpha", type=float, default=None, help="bits; default: the preset's")
     r.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
     r.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
+    _arch_arg(r)
     _mi_args(r)
     r.add_argument("--json", action="store_true")
 
@@ -51,7 +53,8 @@ def _merge(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
     m.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
     m.add_argument("--finetune-epochs", type=int, default=0)
-    m.add_argument("--device", default="auto")
+    _device_arg(m, "auto")
+    _arch_arg(m)
     m.add_argument("--out", required=True)
     m.add_argument("--force", action="store_true", help="replace a merge of another configuration in --out")
     _mi_args(m)
@@ -67,8 +70,12 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA",
                    help="per-layer alpha of PAM's regrouping, repeatable (as in regroup and merge)")
     e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
-    e.add_argument("--finetune-epochs", type=int, default=3)
-    e.add_argument("--device", default="auto")
+    e.add_argument("--finetune-epochs", type=int, default=10,
+                   help="joint finetuning epochs of the merged schemes (B2 after zipping, PAM after "
+                        "merging) before pruning (default 10)")
+    _device_arg(e, "auto")
+    e.add_argument("--arch", default="lenet5",
+                   help="architecture of the committed networks to merge (default lenet5)")
     e.add_argument("--seeds", default="0", metavar="S1,S2,...",
                    help="every scheme runs under every seed; mean and 95%% CI over them (default 0)")
     e.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds S)")
@@ -110,7 +117,7 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--samples", type=int, default=128)
     g.add_argument("--labels", type=int, default=5)
     g.add_argument("--naive-neurons", type=int, default=None)
-    g.add_argument("--device", default="cpu")
+    _device_arg(g, "cpu")
     g.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's)")
     g.add_argument("--json", action="store_true")
     lat = bsub.add_parser("latency",
@@ -125,6 +132,16 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     lat.add_argument("--min-run-time", type=float, default=0.2, help="seconds per measurement")
     lat.add_argument("--repeats", type=int, default=3, help="measure the grid this many times (median)")
     lat.add_argument("--json", action="store_true")
+
+
+def _device_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--device", default=default,
+                   help=f"auto (the GPU if present), cpu, cuda or cuda:i (default {default})")
+
+
+def _arch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default=None, help="architecture of the committed networks "
+                   "(assets/<preset>/<arch>/); default: those in assets/<preset>/ (lenet5)")
 
 
 def _mi_args(p: argparse.ArgumentParser) -> None:

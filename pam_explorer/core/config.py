@@ -27,21 +27,31 @@ BOTH_PICKED = ("share", "drop")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Sizes and seed of a composed multi-label data set (train/val/test pictures)."""
+    """Sizes and seed of a composed multi-label data set (train/val/test pictures).
+
+    ``image_size`` None means the data set's natural size (32 for digits, Fashion-MNIST and
+    CelebA, 56 for MNIST: 2x2 grids of 28x28 digits); loaders fill it in with :meth:`sized`.
+    """
 
     n_train: int = 8000
     n_val: int = 1000
     n_test: int = 2000
     seed: int = 0
-    image_size: int = 32
+    image_size: int | None = None
     root: str | None = None  # local root of real data sets (Fashion-MNIST, CelebA)
 
     def __post_init__(self) -> None:
-        for name in ("n_train", "n_val", "n_test", "image_size"):
+        for name in ("n_train", "n_val", "n_test"):
             v.positive_int(self, name)
         v.integer(self, "seed")
-        if self.image_size < 16:
-            v.fail(self, "image_size", f"must be >= 16 for a 2x2 grid, got {self.image_size}")
+        if self.image_size is not None:
+            v.positive_int(self, "image_size")
+            if self.image_size < 16:
+                v.fail(self, "image_size", f"must be >= 16 for a 2x2 grid, got {self.image_size}")
+
+    def sized(self, natural: int) -> DataConfig:
+        """This config with ``image_size`` set: its own if given, else the data set's ``natural``."""
+        return self if self.image_size is not None else dataclasses.replace(self, image_size=natural)
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class MIConfig:
     :meth:`paper` is the paper's literal one. :attr:`profile` names which one a config is.
     """
 
-    n_samples: int = 256  # N pictures of the estimate (the authors: one batch of 128)
+    n_samples: int = 128  # N pictures of the estimate (the authors: one batch of 128)
     sigma2: float = 0.1  # kernel noise variance: relative to the layer RMS, or absolute (normalise)
     pooling: str = "max"  # conv channel map -> one number per sample: "max" | "mean"
     label_mode: str = "sum"  # "sum" of per-label MI (the authors) | "joint" label vector as one class
@@ -95,8 +105,7 @@ class MIConfig:
     def paper(cls, **changes: Any) -> MIConfig:
         """The paper's estimator (authors' code): fixed kernel, absolute sigma2 = 0.1 on raw
         activations, no chance correction, N = 128; ``changes`` override fields."""
-        return dataclasses.replace(cls(n_samples=128, kernel="fixed", null_perms=0, normalise="none"),
-                                   **changes)
+        return dataclasses.replace(cls(kernel="fixed", null_perms=0, normalise="none"), **changes)
 
     @property
     def profile(self) -> str:

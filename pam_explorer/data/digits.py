@@ -24,6 +24,7 @@ from pam_explorer.core.errors import DataError
 SPLITS = ("train", "val", "test")
 DIGIT_NAMES: tuple[str, ...] = tuple(f"digit {d}" for d in range(10))
 POOL_FRACTIONS = (0.60, 0.15, 0.25)  # train / val / test share of each class's source images
+DIGITS_IMAGE_SIZE = 32  # natural picture size (DataConfig.image_size None): 16x16 cells
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,13 @@ def compose_splits(
     config: DataConfig,
     label_names: tuple[str, ...],
 ) -> dict[str, MultiLabelSplit]:
-    """Compose train/val/test from three disjoint pools; sizes from config, one generator each."""
+    """Compose train/val/test from three disjoint pools; sizes from config, one generator each.
+
+    cells: float32 (M, C, c, c) in [0, 1], or uint8 (M, C, c, c) in [0, 255] (composed as bytes,
+    a quarter of the memory, then scaled to float32 [0, 1] per split: the same values).
+    config.image_size must be set (see :meth:`DataConfig.sized`).
+    """
+    assert config.image_size is not None, "call DataConfig.sized(natural size) first"
     sizes = {"train": config.n_train, "val": config.n_val, "test": config.n_test}
     out: dict[str, MultiLabelSplit] = {}
     for name, pool in zip(SPLITS, pools):
@@ -185,6 +192,8 @@ def compose_splits(
         images, labels, ids = compose_grid(
             cells, classes, pool, sizes[name], len(label_names), config.image_size, gen
         )
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
         out[name] = MultiLabelSplit(images, labels, label_names, ids)
     return out
 
@@ -195,7 +204,9 @@ def load_digits_multilabel(config: DataConfig = DataConfig()) -> dict[str, Multi
     Each split: images (N, 1, image_size, image_size) in [0, 1], labels (N, 10) where column d
     means "digit d is present", source_ids (N, 4) indices into ``load_digits()``.
     Deterministic for ``config.seed``; source pools of the three splits are disjoint.
+    image_size None: 32.
     """
+    config = config.sized(DIGITS_IMAGE_SIZE)
     images, classes = digit_sources()
     cells = resize_cells(images, config.image_size // 2)
     pools = pool_split(classes, config.seed)
@@ -205,5 +216,5 @@ def load_digits_multilabel(config: DataConfig = DataConfig()) -> dict[str, Multi
 __all__ = [
     "MultiLabelSplit", "load_digits_multilabel", "DIGIT_NAMES", "SPLITS",
     "pool_split", "resize_cells", "compose_grid", "compose_splits", "split_generator",
-    "digit_sources",
+    "digit_sources", "DIGITS_IMAGE_SIZE",
 ]

@@ -17,8 +17,15 @@ import torch
 
 from pam_explorer.core.config import DataConfig
 from pam_explorer.core.errors import ConfigError, DataError
-from pam_explorer.data.digits import MultiLabelSplit, load_digits_multilabel
-from pam_explorer.data.real import CELEBA_ATTRIBUTES, load_celeba_multilabel, load_fashion_multilabel
+from pam_explorer.data.digits import DIGITS_IMAGE_SIZE, MultiLabelSplit, load_digits_multilabel
+from pam_explorer.data.mnist import MNIST_IMAGE_SIZE, load_mnist_multilabel
+from pam_explorer.data.real import (
+    CELEBA_ATTRIBUTES,
+    CELEBA_IMAGE_SIZE,
+    FASHION_IMAGE_SIZE,
+    load_celeba_multilabel,
+    load_fashion_multilabel,
+)
 
 Splits = dict[str, MultiLabelSplit]
 
@@ -26,9 +33,14 @@ DATASET_LOADERS: dict[str, Callable[[DataConfig], Splits]] = {
     "digits": load_digits_multilabel,
     "fashion": load_fashion_multilabel,
     "celeba": load_celeba_multilabel,
+    "mnist": load_mnist_multilabel,
 }
-DATASET_NUM_LABELS: dict[str, int] = {"digits": 10, "fashion": 10, "celeba": len(CELEBA_ATTRIBUTES)}
-DATASET_IN_CHANNELS: dict[str, int] = {"digits": 1, "fashion": 1, "celeba": 3}  # image channels
+DATASET_NUM_LABELS: dict[str, int] = {"digits": 10, "fashion": 10, "celeba": len(CELEBA_ATTRIBUTES),
+                                      "mnist": 10}
+DATASET_IN_CHANNELS: dict[str, int] = {"digits": 1, "fashion": 1, "celeba": 3, "mnist": 1}  # image channels
+# picture side when DataConfig.image_size is None (the size the committed networks expect)
+DATASET_IMAGE_SIZE: dict[str, int] = {"digits": DIGITS_IMAGE_SIZE, "fashion": FASHION_IMAGE_SIZE,
+                                      "celeba": CELEBA_IMAGE_SIZE, "mnist": MNIST_IMAGE_SIZE}
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class Preset:
     """Tasks of one data set: task k predicts label columns ``task_labels[k]``."""
 
     name: str
-    dataset: str  # "digits" | "fashion" | "celeba"
+    dataset: str  # "digits" | "fashion" | "celeba" | "mnist"
     task_names: tuple[str, ...]
     task_labels: tuple[tuple[int, ...], ...]
     description: str
@@ -66,6 +78,17 @@ class Preset:
         """Channels of the data set's images (1 digits/fashion, 3 celeba); a property, not a field,
         so the trajectory cache keys (built from the preset's fields) stay as they were."""
         return DATASET_IN_CHANNELS[self.dataset]
+
+    @property
+    def image_size(self) -> int:
+        """Natural picture side of the data set (used when DataConfig.image_size is None); a
+        property for the same reason as in_channels."""
+        return DATASET_IMAGE_SIZE[self.dataset]
+
+    def data_config(self, config: DataConfig = DataConfig()) -> DataConfig:
+        """``config`` with image_size filled in (its own, else :attr:`image_size`): the data this
+        preset's loader composes, so cache keys of equal data are equal."""
+        return config.sized(self.image_size)
 
     def task_index(self, task: int | str) -> int:
         """Position of a task given by index or name."""
@@ -163,7 +186,7 @@ def preset_relatedness(preset: Preset | str,
 def load_preset_data(preset: Preset | str, config: DataConfig = DataConfig()) -> Splits:
     """Train/val/test splits of the data set behind ``preset`` (dispatch on preset.dataset)."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    return DATASET_LOADERS[preset.dataset](config)
+    return DATASET_LOADERS[preset.dataset](preset.data_config(config))
 
 
 def _r(lo: int, hi: int) -> tuple[int, ...]:
@@ -173,14 +196,24 @@ def _r(lo: int, hi: int) -> tuple[int, ...]:
 def _register_builtin() -> None:
     """Built-in presets. MI figures in descriptions are exact values for uniform digit classes
     (measured plug-in values on the default train split are within ~0.02 bits)."""
-    d = "digits"
-    register_preset(Preset("digits-2task", d, ("A", "B"), (_r(0, 4), _r(5, 9)),
-                           "A: digits 0-4, B: digits 5-9 (I(Y^A;Y^B) ~ 0.62 bits)"))
-    register_preset(Preset("digits-5task", d, ("T1", "T2", "T3", "T4", "T5"),
+    _register_digit_family("digits", "digits", "")
+    register_preset(Preset("fashion-2task", "fashion", ("A", "B"), (_r(0, 4), _r(5, 9)),
+                           "Multi-Label Fashion-MNIST; A: classes 0-4, B: classes 5-9"))
+    register_preset(Preset("celeba-2task", "celeba", ("A", "B"), (_r(0, 19), _r(20, 39)),
+                           "CelebA attributes; A: attributes 0-19, B: attributes 20-39"))
+    _register_digit_family("mnist", "mnist", "Multi-Label MNIST (56x56); ")
+
+
+def _register_digit_family(prefix: str, dataset: str, note: str) -> None:
+    """<prefix>-2task, -5task, -inclusion and -related-0..3 on a ten-digit data set (digits, mnist)."""
+    register_preset(Preset(f"{prefix}-2task", dataset, ("A", "B"), (_r(0, 4), _r(5, 9)),
+                           f"{note}A: digits 0-4, B: digits 5-9 (I(Y^A;Y^B) ~ 0.62 bits)"))
+    register_preset(Preset(f"{prefix}-5task", dataset, ("T1", "T2", "T3", "T4", "T5"),
                            tuple((2 * k, 2 * k + 1) for k in range(5)),
-                           "Five tasks of two digits each: {0,1}, {2,3}, {4,5}, {6,7}, {8,9}"))
-    register_preset(Preset("digits-inclusion", d, ("A", "B"), (_r(0, 9), _r(0, 4)),
-                           "A: all ten digits, B: digits 0-4 (B's labels are a subset of A's)"))
+                           f"{note}Five tasks of two digits each: "
+                           "{0,1}, {2,3}, {4,5}, {6,7}, {8,9}"))
+    register_preset(Preset(f"{prefix}-inclusion", dataset, ("A", "B"), (_r(0, 9), _r(0, 4)),
+                           f"{note}A: all ten digits, B: digits 0-4 (B's labels are a subset of A's)"))
     related = [  # (A, B, exact MI in bits): disjoint digit sets, larger sets couple more
         (_r(0, 1), _r(5, 6), 0.03),
         (_r(0, 2), _r(5, 7), 0.09),
@@ -189,12 +222,8 @@ def _register_builtin() -> None:
     ]
     for k, (a, b, mi) in enumerate(related):
         register_preset(Preset(
-            f"digits-related-{k}", d, ("A", "B"), (a, b),
-            f"A: digits {a[0]}-{a[-1]}, B: digits {b[0]}-{b[-1]} (I(Y^A;Y^B) ~ {mi:.2f} bits)"))
-    register_preset(Preset("fashion-2task", "fashion", ("A", "B"), (_r(0, 4), _r(5, 9)),
-                           "Multi-Label Fashion-MNIST; A: classes 0-4, B: classes 5-9"))
-    register_preset(Preset("celeba-2task", "celeba", ("A", "B"), (_r(0, 19), _r(20, 39)),
-                           "CelebA attributes; A: attributes 0-19, B: attributes 20-39"))
+            f"{prefix}-related-{k}", dataset, ("A", "B"), (a, b),
+            f"{note}A: digits {a[0]}-{a[-1]}, B: digits {b[0]}-{b[-1]} (I(Y^A;Y^B) ~ {mi:.2f} bits)"))
 
 
 _register_builtin()
@@ -202,5 +231,5 @@ _register_builtin()
 __all__ = [
     "Preset", "register_preset", "get_preset", "list_presets", "task_targets",
     "label_mutual_information", "preset_relatedness", "load_preset_data",
-    "DATASET_LOADERS", "DATASET_NUM_LABELS", "DATASET_IN_CHANNELS",
+    "DATASET_LOADERS", "DATASET_NUM_LABELS", "DATASET_IN_CHANNELS", "DATASET_IMAGE_SIZE",
 ]

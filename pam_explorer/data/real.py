@@ -50,6 +50,8 @@ CELEBA_ATTRIBUTES: tuple[str, ...] = tuple(
     .split()
 )
 FASHION_VAL_FRACTION = 0.2  # share of the official training images reserved as the val pool
+FASHION_IMAGE_SIZE = 32  # natural picture size (DataConfig.image_size None): 16x16 cells
+CELEBA_IMAGE_SIZE = 32
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -118,19 +120,41 @@ def load_fashion_multilabel(config: DataConfig = DataConfig()) -> dict[str, Mult
     present", source_ids (N, 4) indices into the concatenation [official train (60k); t10k].
     Pools: the official training images are split 80/20 (stratified, by seed) into the train
     and val pools; the test pool is the whole t10k set, so the three pools are disjoint.
+    image_size None: 32 (16x16 cells).
     """
     files = _fashion_files(data_root(config))
-    tr_x, te_x = read_idx(files["train_images"]), read_idx(files["test_images"])
-    tr_y, te_y = read_idx(files["train_labels"]), read_idx(files["test_labels"])
-    images = torch.from_numpy(np.concatenate([tr_x, te_x]).astype(np.float32) / 255.0).unsqueeze(1)
+    arrays = {k: read_idx(p) for k, p in files.items()}
+    return compose_idx_grids(arrays, config.sized(FASHION_IMAGE_SIZE), FASHION_CLASSES)
+
+
+def compose_idx_grids(arrays: dict[str, np.ndarray], config: DataConfig,
+                      label_names: tuple[str, ...]) -> dict[str, MultiLabelSplit]:
+    """2x2 grids from an MNIST-format set (Fashion-MNIST, MNIST), composed like Multi-Label Digits.
+
+    arrays: "train_images" uint8 (M_tr, 28, 28), "train_labels" (M_tr,), "test_images" uint8
+    (M_te, 28, 28), "test_labels" (M_te,) as :func:`read_idx` returns them; config.image_size set.
+    Pools: the official training images are split 80/20 (stratified, by seed) into the train and
+    val pools; the test pool is the whole test set, so the three pools are disjoint. Returns
+    images (N, 1, image_size, image_size) float32 in [0, 1], labels (N, 10), source_ids (N, 4)
+    into [official train; test].
+    """
+    tr_x, te_x, tr_y, te_y = (arrays[k] for k in ("train_images", "test_images", "train_labels",
+                                                  "test_labels"))
+    if (tr_x.ndim != 3 or te_x.shape[1:] != tr_x.shape[1:] or tr_x.dtype != np.uint8
+            or te_x.dtype != np.uint8 or (len(tr_x), len(te_x)) != (len(tr_y), len(te_y))):
+        raise DataError(f"idx files do not fit together: images {tr_x.shape} {tr_x.dtype} / "
+                        f"{te_x.shape} {te_x.dtype} (uint8 expected), labels {tr_y.shape} / {te_y.shape}")
+    images = torch.from_numpy(np.concatenate([tr_x, te_x])).unsqueeze(1)
     classes = torch.from_numpy(np.concatenate([tr_y, te_y]).astype(np.int64))
     n_tr = len(tr_y)
     train_pool, val_pool = pool_split(
         classes[:n_tr], config.seed, (1.0 - FASHION_VAL_FRACTION, FASHION_VAL_FRACTION)
     )
     pools = [train_pool, val_pool, torch.arange(n_tr, len(classes))]
-    cells = resize_cells(images, config.image_size // 2)
-    return compose_splits(cells, classes, pools, config, FASHION_CLASSES)
+    cell = config.image_size // 2
+    # native 28x28 cells are composed as bytes (compose_splits scales them), others resized in float
+    cells = images if cell == images.shape[-1] else resize_cells(images.float() / 255.0, cell)
+    return compose_splits(cells, classes, pools, config, label_names)
 
 
 def _celeba_paths(root: Path) -> tuple[Path, Path, Path]:
@@ -212,6 +236,7 @@ def load_celeba_multilabel(config: DataConfig = DataConfig()) -> dict[str, Multi
     source_ids (N, 1) row indices into list_attr_celeba.txt. N = min(config size, partition
     size); when the partition is larger, a seeded random subset (kept in file order) is used.
     """
+    config = config.sized(CELEBA_IMAGE_SIZE)
     root = data_root(config)
     _ensure_celeba(root)
     files, attrs, partition, names = read_celeba_tables(root)
@@ -234,5 +259,6 @@ def load_celeba_multilabel(config: DataConfig = DataConfig()) -> dict[str, Multi
 
 __all__ = [
     "load_fashion_multilabel", "load_celeba_multilabel", "read_idx", "read_celeba_tables",
-    "data_root", "FASHION_CLASSES", "CELEBA_ATTRIBUTES",
+    "data_root", "compose_idx_grids", "FASHION_CLASSES", "CELEBA_ATTRIBUTES", "FASHION_IMAGE_SIZE",
+    "CELEBA_IMAGE_SIZE",
 ]

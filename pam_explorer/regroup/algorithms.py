@@ -128,9 +128,11 @@ def _labels_except(targets: Mapping[str, Tensor], tasks: Iterable[str],
 
 def cut(traj: Trajectory, alpha: float) -> int:
     """Neurons the greedy run from scratch at ``alpha`` selects: the longest prefix of
-    ``traj.order`` whose every score (MI minus chance level) is <= alpha. O(log n)."""
+    ``traj.order`` whose every score (MI minus chance level) is <= alpha; none at alpha = 0,
+    so alpha = 0 always shares every neuron (a chance-corrected score can be negative, and
+    "no information at all" is what 0 means on the slider). O(log n)."""
     validate.alpha(alpha)
-    return bisect.bisect_right(traj.running_max, alpha)
+    return bisect.bisect_right(traj.running_max, alpha) if alpha > 0 else 0
 
 
 def max_mi(trajs: Mapping[TaskSubset, Trajectory]) -> float:
@@ -212,7 +214,7 @@ def _greedy_until(acts: Tensor, Y: Tensor, alpha: float, candidates: list[int],
     """The paper's threshold loop: add the argmin neuron while the score (MI minus chance level)
     of the grown set stays <= alpha. ``search``: greedy_steps' keyword settings."""
     chosen: list[int] = []
-    if not candidates:
+    if not candidates or alpha <= 0:  # alpha = 0 selects nothing, as :func:`cut`
         return chosen
     for j, mi, null in greedy_steps(acts, Y, candidates=torch.tensor(candidates, dtype=torch.long),
                                     **search):

@@ -143,7 +143,7 @@ def cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = Data
 
 
 def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig) -> str:
-    blob = json.dumps({"preset": asdict(preset), "data": asdict(data), "mi": asdict(mi),
+    blob = json.dumps({"preset": asdict(preset), "data": asdict(preset.data_config(data)), "mi": asdict(mi),
                        "weights": weights_hash(nets), "code": CODE_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 

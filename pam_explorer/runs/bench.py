@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from pam_explorer.core.device import resolve_device
 from pam_explorer.regroup.greedy import greedy_reference, greedy_trajectory
 from pam_explorer.regroup.mutual_info import mi_reference, rms_normalise
 
@@ -78,7 +79,9 @@ def bench_greedy(neurons: int = 1024, samples: int = 128, labels: int = 5,
     same data (auto-picked so the naive run takes about ``naive_budget_s``);
     ``speedup`` = their ratio; ``naive_matches_fast``: same greedy order. ``threads`` sets
     torch's intra-op threads for the run (restored afterwards); None keeps the current.
+    ``device``: "cpu", "cuda[:i]" or "auto" (:func:`~pam_explorer.core.device.resolve_device`).
     """
+    device = str(resolve_device(device))  # "auto" -> the GPU if present; "cuda" without one: ConfigError
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

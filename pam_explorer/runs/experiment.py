@@ -45,7 +45,8 @@ from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
 from pam_explorer.runs.stage_cache import StageCache, stage_key
 from pam_explorer.train.finetune import evaluate
 from pam_explorer.zoo.chain import ChainNet
-from pam_explorer.zoo.pretrained import load_pretrained
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH, load_pretrained
+from pam_explorer.zoo.registry import list_models
 
 SCHEMES = ("B1", "B2", "PAM")
 FLOORS = ("original", "own")
@@ -69,7 +70,7 @@ class ExperimentConfig:
     alpha: float | None = None  # bits; None: the regroup profile's default for the preset
     overrides: tuple[tuple[str, float], ...] = ()  # per-layer alpha (layer, bits), as RegroupConfig
     schemes: tuple[str, ...] = SCHEMES
-    finetune_epochs: int = 3  # PAM's joint finetuning before pruning
+    finetune_epochs: int = 10  # joint finetuning of the merged schemes (B2, PAM) before pruning
     quick: bool = False
     seeds: tuple[int, ...] = (0,)  # pruning / finetuning / MTZ / MI-sample randomness
     device: str = "auto"
@@ -77,9 +78,13 @@ class ExperimentConfig:
     floor: str = "original"  # accuracy floor: "original" networks' val accuracy - delta | "own"
     rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
     regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
+    arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
+        if self.arch not in list_models():
+            raise ConfigError(f"ExperimentConfig.arch: unknown architecture {self.arch!r}; "
+                              f"known: {list_models()}")
         if self.prune not in list_pruners():
             raise ConfigError(f"ExperimentConfig.prune: unknown method {self.prune!r}; "
                               f"known: {list_pruners()}")
@@ -142,17 +147,19 @@ class ExperimentConfig:
     def data(self) -> DataConfig:
         # the data seed stays the one the committed networks were trained with: another seed
         # draws other source pools, and their test pictures would overlap the nets' training ones
-        return DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        # (image size filled in: the preset's natural one, so stage-cache keys name the real data)
+        data = DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
+        return get_preset(self.preset).data_config(data)
 
     def mi(self, seed: int) -> MIConfig:
         """The regroup profile's MI settings (never shrunk by ``quick``: see the class docstring)."""
         base = {"default": MIConfig(), "paper": MIConfig.paper(),
-                "legacy": MIConfig(kernel="fixed", null_perms=0)}[self.regroup]
+                "legacy": MIConfig(n_samples=256, kernel="fixed", null_perms=0)}[self.regroup]
         return dataclasses.replace(base, seed=seed)
 
     def mi_data(self) -> DataConfig:
         """The data the MI sample is drawn from: the networks' own (the explorer's), also when quick."""
-        return DataConfig()
+        return get_preset(self.preset).data_config(DataConfig())
 
     def adapmtl(self) -> AdapMTLConfig:
         # quick: a few fast-rising steps so the freeze is reached on the tiny data too
@@ -197,7 +204,7 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
          cache: StageCache) -> dict:
     legacy = _check_or_write_config(cfg, out)
     preset = get_preset(cfg.preset)
-    nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names)
+    nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names, cfg.arch)
     data = TaskData.from_splits(load_preset_data(preset, cfg.data()), preset)
     singles = [from_single(n, t) for n, t in zip(nets, preset.task_names)]
     original_val = {t: evaluate(s, *data.val)[t] for s, t in zip(singles, preset.task_names)}
@@ -231,7 +238,7 @@ def _stage_inputs(name: str, s: SchemeSettings) -> dict:
     """What a stage's result depends on beyond preset, networks, seed and method."""
     inputs = {"scheme": name, "prune": dataclasses.asdict(s.prune), "data": dataclasses.asdict(s.data)}
     if name == "B2":
-        inputs["mtz"] = dataclasses.asdict(s.mtz)
+        inputs.update(mtz=dataclasses.asdict(s.mtz), finetune=dataclasses.asdict(s.finetune))
     if name == "PAM":
         inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
                       finetune=dataclasses.asdict(s.finetune), mi_data=dataclasses.asdict(s.mi_data))

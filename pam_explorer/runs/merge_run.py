@@ -11,35 +11,41 @@ from pathlib import Path
 
 from pam_explorer import export
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
+from pam_explorer.core.device import resolve_device
 from pam_explorer.core.io import write_json_atomic
 from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.cost.latency import measure_latency
-from pam_explorer.data import load_preset_data
+from pam_explorer.data import get_preset, load_preset_data
 from pam_explorer.merge.build import merge_networks
 from pam_explorer.prune import TaskData
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.outdir import claim
 from pam_explorer.train.finetune import evaluate, finetune
+from pam_explorer.zoo.pretrained import load_pretrained
 
 OUTPUTS = ("model.zip", "merge.json")
 
 
 def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
-                 out: Path, progress: Callable[[str], None] | None = None, force: bool = False) -> dict:
+                 out: Path, progress: Callable[[str], None] | None = None, force: bool = False,
+                 arch: str | None = None) -> dict:
     """Writes DIR/model.zip and DIR/merge.json {groups, flops, accuracy, ...}; returns the JSON.
 
-    DIR is claimed first (:func:`pam_explorer.runs.outdir.claim`): a file, an unwritable folder,
-    another command's folder, or a merge of another configuration (unless ``force``) is refused
-    before anything is computed."""
+    Merges the committed ``arch`` networks of ``preset`` (None: the default, LeNet-5);
+    finetuning runs on ``device``. DIR is claimed first (:func:`pam_explorer.runs.outdir.claim`):
+    a file, an unwritable folder, another command's folder, or a merge of another configuration
+    (unless ``force``) is refused before anything is computed."""
+    resolve_device(device)  # "cuda" without a GPU fails before any work
     config = {"preset": preset, "regroup": dataclasses.asdict(cfg), "mi": dataclasses.asdict(mi),
-              "finetune_epochs": finetune_epochs, "device": device}
+              "finetune_epochs": finetune_epochs, "device": device,
+              **({"arch": arch} if arch else {})}  # no key for the default: older folders still match
     with claim(out, "merge", config, OUTPUTS, force=force):
-        return _merge(preset, cfg, mi, finetune_epochs, device, Path(out), progress)
+        return _merge(preset, cfg, mi, finetune_epochs, device, Path(out), progress, arch)
 
 
 def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
-           out: Path, progress: Callable[[str], None] | None) -> dict:
+           out: Path, progress: Callable[[str], None] | None, arch: str | None) -> dict:
     def say(message: str, fraction: float) -> None:
         write_json_atomic(out / "progress.json", {"stage": "merge", "fraction": round(fraction, 4),
                                                   "message": message, "time": time.time()})
@@ -47,7 +53,8 @@ def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, 
             progress(message)
 
     say("MI trajectories and regrouping", 0.0)
-    explorer = Explorer.open(preset, mi)
+    p = get_preset(preset)
+    explorer = Explorer.open(p, mi, nets=load_pretrained(p.name, p.task_names, arch))
     groups = explorer.groups(cfg)
     net = merge_networks(explorer.nets, explorer.tasks, groups)
     data = TaskData.from_splits(load_preset_data(explorer.preset, DataConfig()), explorer.preset)
@@ -63,8 +70,8 @@ def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, 
         history = res.history
     say("measuring and exporting", 0.95)
     net = net.cpu().eval()
-    summary = {"preset": preset, "alpha": cfg.alpha, "overrides": dict(cfg.overrides),
-               "algorithm": cfg.algorithm, "both_picked": cfg.both_picked,
+    summary = {"preset": preset, "arch": getattr(explorer.nets[0], "arch", None), "alpha": cfg.alpha,
+               "overrides": dict(cfg.overrides), "algorithm": cfg.algorithm, "both_picked": cfg.both_picked,
                "mi": {**dataclasses.asdict(mi), "profile": mi.profile}, "finetune_epochs": finetune_epochs,
                "groups": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
                           for layer, g in groups.items()},

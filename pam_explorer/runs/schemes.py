@@ -53,6 +53,15 @@ def _span(say: Say, lo: float, hi: float) -> Say:
     return lambda message, within=None: say(message, None if within is None else lo + (hi - lo) * within)
 
 
+def _joint_finetune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: str) -> dict:
+    """The merged schemes' joint finetuning before pruning, one progress line per epoch; returns
+    the validation accuracy after it."""
+    epochs = max(1, s.finetune.epochs)
+    say(f"{label}: joint finetuning", 0.0)
+    return finetune(net, data.train, data.val, s.finetune, progress=lambda row: say(
+        f"{label}: joint finetuning, epoch {row['epoch']}/{epochs}", row["epoch"] / epochs)).val_accuracy
+
+
 def _prune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: str):
     """Prune with the method; progress: prune steps (out of at most ``max_steps``; the run may
     stop earlier, when every task is frozen) or AdapMTL epochs, then the final finetuning."""
@@ -184,19 +193,22 @@ def _separate_sparse_fields(results: dict) -> dict:
 
 def run_b2(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
            folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
-    """MTZ zips the networks into one shared trunk, which is then pruned."""
+    """MTZ zips the networks into one shared trunk, finetuned jointly as PAM's merged net is
+    (the same epochs: a merged scheme gets the same chance to recover before pruning), then pruned."""
     t0 = time.perf_counter()
     say("B2: zipping the networks (MTZ)", 0.0)
     n_layers, done = len(layer_map(nets[0])), []
 
     def zipped_layer(rec: dict) -> None:
         done.append(rec["layer"])
-        say(f"B2: MTZ zipped layer {rec['layer']} ({len(done)}/{n_layers})", 0.3 * len(done) / n_layers)
+        say(f"B2: MTZ zipped layer {rec['layer']} ({len(done)}/{n_layers})", 0.2 * len(done) / n_layers)
     zipped = zip_networks(nets, tasks, data.train, data.val, s.mtz, progress=zipped_layer).net
-    res = _prune(s, zipped, data, _span(say, 0.3, 1.0), "B2")
+    zipped_accuracy = evaluate(zipped, *data.val)
+    tuned = _joint_finetune(s, zipped, data, _span(say, 0.2, 0.35), "B2")
+    res = _prune(s, zipped, data, _span(say, 0.35, 1.0), "B2")
     path = export.save(res.net, folder / f"B2{tag}.zip", {"scheme": "B2"})
-    return {**_record(s, res, time.perf_counter() - t0), "zipped_accuracy": evaluate(zipped, *data.val)}, \
-        {"B2.zip": path}
+    return {**_record(s, res, time.perf_counter() - t0), "zipped_accuracy": zipped_accuracy,
+            "finetuned_val_accuracy": tuned}, {"B2.zip": path}
 
 
 def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskData, say: Say,
@@ -212,11 +224,9 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
     groups = explorer.groups(s.regroup)
     merged = merge_networks(nets, tasks, groups)
     before = {k: c["flops"] for k, c in subset_costs(merged).items()}
-    epochs = max(1, s.finetune.epochs)
-    say("PAM: joint finetuning", 0.1)
-    finetune(merged, data.train, data.val, s.finetune, progress=lambda row: say(
-        f"PAM: joint finetuning, epoch {row['epoch']}/{epochs}", 0.1 + 0.15 * row["epoch"] / epochs))
-    res = _prune(s, merged, data, _span(say, 0.25, 1.0), "PAM")
+    merged_accuracy = evaluate(merged, *data.val)
+    tuned = _joint_finetune(s, merged, data, _span(say, 0.1, 0.35), "PAM")
+    res = _prune(s, merged, data, _span(say, 0.35, 1.0), "PAM")
     extra = {"scheme": "PAM", "alpha": s.regroup.alpha, "alpha_overrides": dict(s.regroup.overrides),
              "preset": s.preset, "accuracy": res.test_accuracy, "prune": s.method,
              "mi_profile": s.mi.profile, "both_picked": s.regroup.both_picked}
@@ -227,7 +237,8 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
             "flops_before_pruning": before,  # the merged net as built (= the explorer's prediction)
             "groups_before_pruning": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
                                       for layer, g in groups.items()},
-            "dropped_before_pruning": {layer: len(g.dropped) for layer, g in groups.items()}}, \
+            "dropped_before_pruning": {layer: len(g.dropped) for layer, g in groups.items()},
+            "merged_val_accuracy": merged_accuracy, "finetuned_val_accuracy": tuned}, \
         {"PAM.zip": path}
 
 

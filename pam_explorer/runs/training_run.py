@@ -21,51 +21,59 @@ from pam_explorer.core.io import write_bytes_atomic, write_json_atomic
 from pam_explorer.data import Preset, load_preset_data, task_targets
 from pam_explorer.runs.outdir import claim
 from pam_explorer.train.train import binary_accuracy, train_single_task
-from pam_explorer.zoo import build_model, save_checkpoint
-from pam_explorer.zoo.pretrained import asset_dir
+from pam_explorer.zoo import build_model, get_model, save_checkpoint
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH, asset_dir
 
 
-def train_preset(preset: Preset, arch: str = "lenet5", config: TrainConfig = TrainConfig(),
+def train_preset(preset: Preset, arch: str = DEFAULT_ARCH, config: TrainConfig = TrainConfig(),
                  data: DataConfig = DataConfig(), out: Path | None = None,
                  progress: Callable[[str, dict], None] | None = None, force: bool = False,
-                 install: bool = False) -> dict:
+                 install: bool = False, extra_meta: dict | None = None) -> dict:
     """Train one ``arch`` network per task of ``preset``; save each as <out>/<task>.safetensors.
 
-    Returns {"preset", "arch", "tasks": {task: {val_accuracy, test_accuracy, seconds, path}}}
-    (+ "installed": the assets folder, with ``install``). ``out`` (default: the preset's assets
-    folder) is claimed first (:func:`pam_explorer.runs.outdir.claim`): checkpoints of another or
-    an unknown training configuration there (the committed ones included) are replaced only with
-    ``force``. ``install``: see the module docstring; RunConflict if the preset has networks.
+    ``out`` None: where :func:`~pam_explorer.zoo.pretrained.load_pretrained` looks for ``arch``
+    (assets/<preset>/ for LeNet-5, assets/<preset>/<arch>/ otherwise). Pictures are
+    ``data.image_size`` wide (None: the preset's natural size). Returns
+    {"preset", "arch", "tasks": {task: {val_accuracy, test_accuracy, seconds, path}}} (+ "installed":
+    the assets folder, with ``install``); ``extra_meta`` (e.g. the command) is added to every JSON
+    sidecar. ``out`` is claimed first (:func:`pam_explorer.runs.outdir.claim`): checkpoints of
+    another or an unknown training configuration there (the committed ones included) are replaced
+    only with ``force``. ``install``: see the module docstring; RunConflict if the preset has
+    networks of ``arch``.
     """
-    out = Path(out) if out is not None else asset_dir(preset.name)
+    get_model(arch)  # an unknown name fails before the data is composed
+    resolve_device(config.device)  # so does "cuda" without a GPU
+    out = Path(out) if out is not None else asset_dir(preset.name, arch)
+    data = preset.data_config(data)
     marker = {"preset": preset.name, "arch": arch, "train": dataclasses.asdict(config),
               "data": dataclasses.asdict(data)}
     outputs = [f"{t}{ext}" for t in preset.task_names for ext in (".safetensors", ".json")]
     if install:
-        if out.absolute() == asset_dir(preset.name).absolute():
+        if out.absolute() == asset_dir(preset.name, arch).absolute():
             raise ConfigError("--install copies from --out to the assets folder: give another --out")
-        _check_installable(preset)  # before any work
+        _check_installable(preset, arch)  # before any work
     with claim(out, "train", marker, outputs, force=force):
-        summary = _train(preset, arch, config, data, out, progress)
+        summary = _train(preset, arch, config, data, out, progress, extra_meta)
     if install:
-        dest = asset_dir(preset.name)
+        dest = asset_dir(preset.name, arch)
         with claim(dest, "train", marker, outputs):
-            _check_installable(preset)  # again, under the lock
+            _check_installable(preset, arch)  # again, under the lock
             for name in outputs:
                 write_bytes_atomic(dest / name, (out / name).read_bytes())
         summary["installed"] = str(dest)
     return summary
 
 
-def _check_installable(preset: Preset) -> None:
-    if any((asset_dir(preset.name) / f"{t}.safetensors").exists() for t in preset.task_names):
-        raise RunConflict(f"preset {preset.name!r} already has networks in {asset_dir(preset.name)}; "
-                          "--install never replaces them (train into --out and use those, or "
-                          f"`python -m pam_explorer train --preset {preset.name} --force` to replace them)")
+def _check_installable(preset: Preset, arch: str) -> None:
+    dest = asset_dir(preset.name, arch)
+    if any((dest / f"{t}.safetensors").exists() for t in preset.task_names):
+        raise RunConflict(f"preset {preset.name!r} already has {arch} networks in {dest}; --install never "
+                          "replaces them (train into --out and use those, or `python -m pam_explorer train "
+                          f"--preset {preset.name} --force` to replace them)")
 
 
 def _train(preset: Preset, arch: str, config: TrainConfig, data: DataConfig, out: Path,
-           progress: Callable[[str, dict], None] | None) -> dict:
+           progress: Callable[[str, dict], None] | None, extra_meta: dict | None) -> dict:
     say = _progress_file(out, preset, config)
     say(0, None, "composing the data")
     splits = load_preset_data(preset, data)
@@ -88,9 +96,9 @@ def _train(preset: Preset, arch: str, config: TrainConfig, data: DataConfig, out
         meta = {"preset": preset.name, "task": task, "labels": list(preset.task_labels[i]),
                 "seed": config.seed, "epochs": config.epochs,
                 "data": {"n_train": data.n_train, "n_val": data.n_val, "n_test": data.n_test,
-                         "seed": data.seed},
+                         "seed": data.seed, "image_size": data.image_size},
                 "val_accuracy": round(result.val_accuracy, 3), "test_accuracy": round(test_acc, 3),
-                "train_seconds": round(result.seconds, 1)}
+                "train_seconds": round(result.seconds, 1), **(extra_meta or {})}
         path = save_checkpoint(model, out / f"{task}.safetensors", meta)
         summary["tasks"][task] = {"val_accuracy": result.val_accuracy, "test_accuracy": test_acc,
                                   "seconds": result.seconds, "path": str(path)}

@@ -129,3 +129,61 @@ def test_run_dir_from_before_a_new_config_field_still_resumes(tmp_path):
     with pytest.raises(ValueError, match="different configuration"):
         _check_or_write_config(ExperimentConfig(quick=True, target_sparsity=0.5), tmp_path)
     assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(old))  # not rewritten
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--preset", "digits-2task", "--epochs", "1"],
+    ["merge", "--out", "OUT"],
+    ["experiment", "--quick", "--out", "OUT"],
+    ["bench", "greedy", "--neurons", "8", "--samples", "8"],
+])
+def test_cuda_without_gpu_fails_at_once_with_a_clear_error(argv, tmp_path, capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv] + ["--device", "cuda"]
+    assert main(argv) == 2
+    assert "no CUDA GPU is available" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_train_writes_where_the_other_commands_look(tmp_path, capsys, monkeypatch):
+    """What a missing-assets error advises (`train --preset P`, default --out) writes where
+    load_pretrained then looks; here 1 epoch on 64 pictures through train_preset, and the CLI's
+    arguments checked on a stand-in."""
+    from pam_explorer.cli import commands
+    from pam_explorer.core.config import DataConfig, TrainConfig
+    from pam_explorer.data import get_preset
+    from pam_explorer.runs.training_run import train_preset
+    from pam_explorer.zoo.pretrained import load_pretrained, pretrained_meta
+    monkeypatch.setenv("PAM_ASSETS_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="python -m pam_explorer train --preset digits-2task$"):
+        load_pretrained("digits-2task", ("A", "B"))
+    seen = {}
+    monkeypatch.setattr(commands, "train_preset",
+                        lambda *a, **kw: seen.update(args=a, kw=kw) or {"tasks": {}})
+    assert main(["train", "--preset", "digits-2task", "--epochs", "1", "--n-train", "64"]) == 0
+    preset, arch, cfg, data, out, _ = seen["args"]
+    assert (preset.name, arch, cfg.epochs, data.n_train, out) == ("digits-2task", "lenet5", 1, 64, None)
+    command = ("python -m pam_explorer train --preset digits-2task --arch lenet5 --epochs 1 --seed 0 "
+               "--n-train 64")
+    assert seen["kw"]["extra_meta"] == {"command": command}
+    train_preset(preset, arch, TrainConfig(epochs=1, device="cpu"),
+                 DataConfig(n_train=64, n_val=16, n_test=16), extra_meta={"command": command})
+    assert [n.arch for n in load_pretrained("digits-2task", ("A", "B"))] == ["lenet5", "lenet5"]
+    for task, labels in (("A", [0, 1, 2, 3, 4]), ("B", [5, 6, 7, 8, 9])):  # each its own sidecar
+        meta = pretrained_meta("digits-2task", task)
+        assert (meta["task"], meta["labels"], meta["num_outputs"]) == (task, labels, 5)
+        assert meta["command"] == command and meta["data"]["image_size"] == 32
+    with pytest.raises(ValueError, match="unknown model 'nonet'"):
+        train_preset(get_preset("digits-2task"), "nonet")
+
+
+def test_arch_option_selects_the_committed_networks(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PAM_ASSETS_ROOT", str(tmp_path))
+    for argv in (["regroup", "--arch", "vgg16"], ["merge", "--arch", "vgg16", "--out", str(tmp_path / "m")],
+                 ["experiment", "--arch", "vgg16", "--quick", "--out", str(tmp_path / "e")]):
+        assert main(argv) == 2
+        assert "create them with: python -m pam_explorer train --preset digits-2task --arch vgg16" in \
+            capsys.readouterr().err
+    assert main(["experiment", "--arch", "nonet", "--quick", "--out", str(tmp_path / "e2")]) == 2
+    assert "ExperimentConfig.arch: unknown architecture 'nonet'" in capsys.readouterr().err

@@ -20,7 +20,8 @@ from pam_explorer.data import (
 
 BUILTIN = [
     "digits-2task", "digits-5task", "digits-inclusion", "digits-related-0", "digits-related-1",
-    "digits-related-2", "digits-related-3", "fashion-2task", "celeba-2task",
+    "digits-related-2", "digits-related-3", "fashion-2task", "celeba-2task", "mnist-2task", "mnist-5task",
+    "mnist-inclusion", "mnist-related-0", "mnist-related-1", "mnist-related-2", "mnist-related-3",
 ]
 
 
@@ -51,7 +52,7 @@ def test_register_rejects_duplicates_and_bad_presets():
     with pytest.raises(ValueError):
         Preset("bad", "digits", ("A",), ((10,),), "label column out of range")
     with pytest.raises(ValueError):
-        Preset("bad", "mnist", ("A",), ((0,),), "unknown dataset")
+        Preset("bad", "no-such-data", ("A",), ((0,),), "unknown dataset")
     with pytest.raises(ValueError):
         Preset("bad", "digits", ("A", "A"), ((0,), (1,)), "duplicate task names")
 

@@ -99,8 +99,9 @@ def test_groups_at_shares_neurons_picked_twice() -> None:
     assert g.sharing_ratio() == pytest.approx(0.6) and g.all_tasks == ("A", "B")
     everything = groups_at({("A",): ta, ("B",): tb}, 5, ("A", "B"), math.inf)
     assert everything.groups[("A", "B")] == (0, 1, 2, 3, 4)  # picked by both -> shared
+    # alpha = 0 shares everything, even a neuron whose score is exactly 0 (cut() selects none)
     assert shared_count_vs_alpha({("A",): ta, ("B",): tb}, 5, ("A", "B"),
-                                 [0.0, 0.05, 0.15, 0.35, math.inf]) == [3, 3, 3, 3, 5]
+                                 [0.0, 0.05, 0.15, 0.35, math.inf]) == [5, 3, 3, 3, 5]
 
 
 def test_shared_count_vs_alpha_matches_groups(two_task) -> None:

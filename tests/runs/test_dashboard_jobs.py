@@ -57,7 +57,7 @@ def test_a_runs_merged_structure_is_the_explorers_prediction(tmp_path, capsys, m
                                             for layer, g in explorer.groups(cfg).items()}
     assert pam["flops_before_pruning"] == explorer.predicted_flops(cfg)["PAM"]
     assert report["quick"] and report["config"]["overrides"] == [["conv2", 0.02]]
-    assert report["config"]["mi"]["profile"] == "default" and report["config"]["mi"]["n_samples"] == 256
+    assert report["config"]["mi"]["profile"] == "default" and report["config"]["mi"]["n_samples"] == MIConfig().n_samples
     # progress: one line per step, fractions never go back, the last is 100 %
     fractions = [float(m) / 100 for m in re.findall(r"\[(\d+)%\]", capsys.readouterr().err)]
     assert len(fractions) >= 8 and fractions == sorted(fractions) and fractions[-1] == 1.0

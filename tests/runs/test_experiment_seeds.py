@@ -1,0 +1,111 @@
+"""The fair multi-seed experiment: determinism, seeds and CIs, the shared stage cache, legacy
+configs, and the statistics it reports (against plain recomputation)."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+from pam_explorer.core.errors import ConfigError
+from pam_explorer.runs import stats
+from pam_explorer.runs.experiment import TIMING_FIELDS, ExperimentConfig, run_experiment
+
+QUICK = dict(quick=True, schemes=("B1", "PAM"), device="cpu")
+
+
+def _strip(obj):
+    """The report without wall-clock figures (latency, seconds, progress times)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items()
+                if k not in TIMING_FIELDS and not k.startswith("latency_ms")}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def test_same_config_seed_and_threads_give_the_same_report(tmp_path):
+    cfg = ExperimentConfig(seeds=(3,), **QUICK)
+    first = run_experiment(cfg, tmp_path / "a", cache=None)
+    second = run_experiment(cfg, tmp_path / "b", cache=None)
+    assert first["torch_threads"] == second["torch_threads"] == torch.get_num_threads()
+    assert _strip(first) == _strip(second)
+    assert first["per_seed"]["3"]["schemes"]["PAM"]["widths"]  # a real run, not an empty report
+
+
+def test_seeds_are_summarised_and_stages_shared_through_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    cfg = ExperimentConfig(seeds=(0, 1), **QUICK)
+    rows: list[dict] = []
+    report = run_experiment(cfg, tmp_path / "one", progress=rows.append, cache=cache)
+    assert report["seeds"] == [0, 1] and set(report["per_seed"]) == {"0", "1"}
+    per = [report["per_seed"][s]["schemes"] for s in ("0", "1")]
+    for name in ("B1", "PAM"):  # the summary is the mean over seeds, with a CI around it
+        for subset, mean in report["schemes"][name]["flops"].items():
+            vals = [p[name]["flops"][subset] for p in per]
+            assert mean == pytest.approx(statistics.fmean(vals))
+            lo, hi = report["schemes"][name]["flops_ci95"][subset]
+            assert min(vals) - 1e-9 <= lo <= mean <= hi <= max(vals) + 1e-9
+    g = report["gains"]["vs_B1"]
+    paired = [report["per_seed"][s]["gains"]["vs_B1"]["average"] for s in ("0", "1")]
+    assert g["average"] == pytest.approx(statistics.fmean(paired)) and g["n"] == 2
+    assert g["per_seed"]["average"] == pytest.approx(paired)
+    assert g["average_verdict"] in ("above", "below", "no difference")
+    table = (tmp_path / "one" / "table.md").read_text()
+    assert "seeds [0, 1]" in table and "Quick run" in table and "95 % CI" in table
+    # another alpha: B1 of both seeds comes from the stage cache, PAM is computed
+    rows.clear()
+    other = run_experiment(ExperimentConfig(seeds=(0, 1), alpha=0.2, **QUICK), tmp_path / "two",
+                           progress=rows.append, cache=cache)
+    messages = [r["message"] for r in rows]
+    assert "B1 seed 0: reused from the stage cache" in messages
+    assert "B1 seed 1: reused from the stage cache" in messages
+    assert "PAM seed 0: started" in messages
+    assert other["per_seed"]["1"]["schemes"]["B1"] == report["per_seed"]["1"]["schemes"]["B1"]
+    assert (tmp_path / "two" / "stages" / "B1_A_s1.zip").is_file()  # the run folder has its copy
+
+
+def test_floor_rank_and_profile_reach_the_stages():
+    cfg = ExperimentConfig(seeds=(2,), floor="original", rank="flops-aware", regroup="paper")
+    pc = cfg.prune_config(2, {"A": 90.0, "B": 80.0})
+    assert pc.flops_weight == 1.0 and pc.reference_accuracy == {"A": 90.0, "B": 80.0} and pc.seed == 2
+    assert cfg.mi(2).profile == "paper" and cfg.mi(2).seed == 2
+    rc = cfg.regroup_config([("conv1", "conv"), ("fc1", "fc")])
+    assert rc.both_picked == "drop" and rc.alpha == 0.05 and rc.overrides == (("conv1", 0.01),)
+    default = ExperimentConfig()
+    assert default.prune_config(0, None).flops_weight == 0.0 and default.mi(0).profile == "default"
+    with pytest.raises(ConfigError, match="ExperimentConfig.seeds"):
+        ExperimentConfig(seeds=(1, 1))
+    with pytest.raises(ConfigError, match="ExperimentConfig.floor"):
+        ExperimentConfig(floor="mine")
+
+
+def test_a_config_from_before_seeds_reads_as_the_code_that_wrote_it():
+    old = {"preset": "digits-2task", "prune": "vib", "alpha": None, "schemes": ["B1", "PAM"],
+           "finetune_epochs": 3, "quick": True, "seed": 4, "device": "cpu", "target_sparsity": 0.9}
+    cfg = ExperimentConfig.from_dict(json.loads(json.dumps(old)))
+    assert cfg.seeds == (4,) and (cfg.floor, cfg.rank, cfg.regroup) == ("own", "flops-aware", "legacy")
+    assert cfg.resolved_alpha() == 0.5 and cfg.mi(4).n_samples == 64  # quick: the MI sample is small
+    with pytest.raises(ConfigError, match="unknown field"):
+        ExperimentConfig.from_dict({**old, "colour": "red"})
+
+
+def test_bootstrap_ci_against_a_plain_resampling():
+    """Independent reference: the percentile interval of means of explicit resamples drawn with
+    the same seeded generator, computed with the standard library."""
+    xs = [1.02, 1.31, 0.97, 1.18, 1.25]
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(len(xs), (stats.N_BOOT, len(xs)), generator=gen).tolist()
+    means = sorted(statistics.fmean(xs[i] for i in row) for row in idx)
+
+    def pct(q: float) -> float:  # linear interpolation, as torch.quantile
+        pos = q * (len(means) - 1)
+        lo = math.floor(pos)
+        return means[lo] + (means[min(lo + 1, len(means) - 1)] - means[lo]) * (pos - lo)
+    assert stats.bootstrap_ci(xs) == pytest.approx((pct(0.025), pct(0.975)))
+    assert stats.std(xs) == pytest.approx(statistics.stdev(xs))
+    assert stats.bootstrap_ci([1.3]) == (1.3, 1.3)
+    assert stats.verdict((1.01, 1.2)) == "above" and stats.verdict((0.9, 1.1)) == "no difference"
+    assert stats.verdict((0.7, 0.95)) == "below"
