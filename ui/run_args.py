@@ -115,7 +115,8 @@ def finetune_export_job(preset: str, cfg: RegroupConfig, mi: MIConfig, epochs: i
     args: dict = {"preset": preset, "alpha": float(cfg.alpha), "algorithm": cfg.algorithm,
                   "finetune_epochs": int(epochs), "device": device, "samples": mi.n_samples,
                   "sigma2": float(mi.sigma2), "pooling": mi.pooling, "label_mode": mi.label_mode,
-                  "bound": mi.bound}
+                  "bound": mi.bound, "kernel": mi.kernel, "null_perms": mi.null_perms,
+                  "normalise": mi.normalise, "both_picked": cfg.both_picked}
     if cfg.overrides:
         args["overrides"] = {k: float(v) for k, v in cfg.overrides}
     return {"command": "merge", "args": args}

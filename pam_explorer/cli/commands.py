@@ -70,7 +70,8 @@ def parse_overrides(items: list[str]) -> tuple[tuple[str, float], ...]:
 
 def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
     alpha = default_alpha if args.alpha is None else args.alpha
-    return RegroupConfig(alpha=alpha, overrides=parse_overrides(args.override), algorithm=args.algorithm)
+    return RegroupConfig(alpha=alpha, overrides=parse_overrides(args.override), algorithm=args.algorithm,
+                         both_picked=args.both_picked)
 
 
 def check_override_layers(cfg: RegroupConfig | ExperimentConfig, preset: Preset) -> None:
@@ -87,7 +88,8 @@ def check_override_layers(cfg: RegroupConfig | ExperimentConfig, preset: Preset)
 
 def mi_config(args: argparse.Namespace) -> MIConfig:
     return MIConfig(n_samples=args.samples, sigma2=args.sigma2, pooling=args.pooling,
-                    label_mode=args.label_mode, bound=args.bound)
+                    label_mode=args.label_mode, bound=args.bound, kernel=args.kernel,
+                    null_perms=args.null_perms, normalise=args.normalise)
 
 
 def cmd_regroup(args: argparse.Namespace) -> dict:

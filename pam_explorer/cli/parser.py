@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from pam_explorer.core import config as C
+
 DESCRIPTION = """Command line: ``python -m pam_explorer {train,regroup,bench,...}``.
 
 Machine-readable outputs (``--json``) follow the contract in DESIGN.md; progress goes to stderr
@@ -145,11 +147,22 @@ def _arch_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _mi_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samples", type=int, default=256, help="N pictures for the MI estimate")
-    p.add_argument("--sigma2", type=float, default=0.1)
-    p.add_argument("--pooling", choices=["max", "mean"], default="max")
-    p.add_argument("--label-mode", choices=["sum", "joint"], default="sum")
-    p.add_argument("--bound", choices=["kl", "bd"], default="kl")
+    """The MI estimator's settings (defaults: ``MIConfig()``, what the dashboard opens) and the
+    rule for neurons picked twice (default: ``RegroupConfig()``'s)."""
+    mi = C.MIConfig()
+    p.add_argument("--samples", type=int, default=mi.n_samples, help="N pictures for the MI estimate")
+    p.add_argument("--sigma2", type=float, default=mi.sigma2)
+    p.add_argument("--pooling", choices=C.POOLINGS, default=mi.pooling)
+    p.add_argument("--label-mode", choices=C.LABEL_MODES, default=mi.label_mode)
+    p.add_argument("--bound", choices=C.BOUNDS, default=mi.bound)
+    p.add_argument("--kernel", choices=C.KERNELS, default=mi.kernel,
+                   help="fixed: sigma2 per neuron (the paper) | scaled: relative to the set's variance")
+    p.add_argument("--null-perms", type=int, default=mi.null_perms,
+                   help="label permutations of the chance level (0: none, the paper)")
+    p.add_argument("--normalise", choices=C.NORMALISATIONS, default=mi.normalise,
+                   help="rms: each layer divided by its RMS | none: raw activations (the authors)")
+    p.add_argument("--both-picked", choices=C.BOTH_PICKED, default=C.RegroupConfig().both_picked,
+                   help="a neuron picked by several exclusive sets: share it or drop it")
     p.add_argument("--no-cache", action="store_true")
 
 

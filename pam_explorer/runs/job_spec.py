@@ -97,7 +97,8 @@ COMMANDS: dict[str, dict[str, Kind]] = {
               "device": _device, "install": FLAG},
     "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
-              "pooling": _name, "label_mode": _name, "bound": _name},
+              "pooling": _name, "label_mode": _name, "bound": _name, "kernel": _name, "null_perms": _count,
+              "normalise": _name, "both_picked": _name},
 }
 _SELFTEST_ARGS = ("print", "stderr", "sleep", "exit", "progress", "report")
 

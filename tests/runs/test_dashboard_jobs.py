@@ -57,7 +57,7 @@ def test_a_runs_merged_structure_is_the_explorers_prediction(tmp_path, capsys, m
                                             for layer, g in explorer.groups(cfg).items()}
     assert pam["flops_before_pruning"] == explorer.predicted_flops(cfg)["PAM"]
     assert report["quick"] and report["config"]["overrides"] == [["conv2", 0.02]]
-    assert report["config"]["mi"]["profile"] == "default" and report["config"]["mi"]["n_samples"] == MIConfig().n_samples
+    assert report["config"]["mi"] == {**MIConfig().__dict__, "profile": "default"}
     # progress: one line per step, fractions never go back, the last is 100 %
     fractions = [float(m) / 100 for m in re.findall(r"\[(\d+)%\]", capsys.readouterr().err)]
     assert len(fractions) >= 8 and fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -82,6 +82,26 @@ def test_experiment_override_flag_and_config_round_trip(tmp_path):
         ExperimentConfig(overrides=(("conv1", -1.0),))
     assert main(["experiment", "--override", "nosuchlayer=0.1", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_regroup_and_merge_use_the_dashboards_mi_settings(capsys):
+    """``regroup`` without MI flags gives the dashboard's groups (MIConfig(), RegroupConfig's rule);
+    the Export page's "finetune, then export" job carries every MI setting and the both-picked
+    rule through its command line, the paper's included."""
+    from pam_explorer.cli.commands import mi_config, regroup_config
+    from pam_explorer.cli.parser import build_parser
+    from ui.run_args import finetune_export_job
+
+    preset = get_preset("digits-2task")
+    assert main(["regroup", "--json"]) == 0
+    cfg = RegroupConfig(alpha=preset.default_alpha)
+    want = Explorer.open(preset.name, MIConfig()).regroup_report(cfg)
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(want))
+    paper = (MIConfig.paper(n_samples=64), RegroupConfig(0.02, (("fc1", 0.1),), both_picked="drop"))
+    for mi, regroup in ((MIConfig(), cfg), paper):
+        argv = job_spec.argv(finetune_export_job(preset.name, regroup, mi, 2), "RUN")
+        args = build_parser().parse_args(argv[3:])
+        assert mi_config(args) == mi and regroup_config(args, preset.default_alpha) == regroup
 
 
 def test_finished_wrappers_are_reaped(tmp_path, monkeypatch):
