@@ -244,7 +244,8 @@ def fig_phase(curves: Mapping[tuple, Mapping], trajs: Mapping[tuple, Trajectory]
                        "lineStyle": {"color": "#000", "type": "dashed"}, "itemStyle": {"color": "#000"}})
     else:
         note = f"alpha = {alpha:g} bits: {'above' if alpha > top else 'below'} the chart"
-    y_axis = {"type": "log", "logBase": 10} if log_y else {"type": "value"}
+    y_axis = {"type": "log", "logBase": 10} if log_y else {
+        "type": "value", "axisLabel": {"showMinLabel": False, "showMaxLabel": False}}  # no label crowding
     y_axis.update(name="bits" + (" (log; values <= 1e-4 not drawn)" if log_y else ""), min=bottom, max=top)
     return _chart(f"MI phase curves of {layer}", series,
                   {"type": "value", "name": "greedy step (neurons added)", "nameLocation": "middle",

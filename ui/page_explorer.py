@@ -106,7 +106,7 @@ def chart(where, option: dict, key: str, height: int = 380) -> None:
 
 
 def metrics_row(exp, cfg: RegroupConfig, table, pred: dict) -> None:
-    m = st.columns(5)
+    m = st.columns([1, 1, 1, 1.6])  # the FLOPs label is long: it says "before pruning"
     m[0].metric("Task relatedness I(Y^A;Y^B)", f"{exp.relatedness_bits:.3f} bits",
                 help="Measured: plug-in MI between the tasks' label vectors on the train split "
                      "(mean over task pairs for K > 2)")
@@ -117,7 +117,6 @@ def metrics_row(exp, cfg: RegroupConfig, table, pred: dict) -> None:
     m[3].metric(f"PAM FLOPs {everything} (before pruning)", f"{pred['PAM'][everything]:,}",
                 help="Predicted FLOPs of running every task on the merged network, before pruning. "
                      + L.BEFORE_PRUNING_WHY)
-    m[4].metric("Tasks", " / ".join(exp.tasks))
 
 
 def groups_view(exp, table, groups: dict) -> None:

@@ -417,22 +417,16 @@ def test_preset_without_networks_offers_training(runs_root, tmp_path, monkeypatc
 
 
 def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
-    """A real quick AdapMTL experiment launched as a background job, then its results page."""
-    from pam_explorer.runs import job_spec
-    from ui.run_args import MODES, experiment_job
-    spec = experiment_job("digits-2task", "adapmtl", MODES[0], None, True, "cpu", 0.8)
-    argv = job_spec.argv(spec, runs_root / "x")
-    assert argv[argv.index("--target-sparsity") + 1] == "0.8"
-    rid = jobs.submit(spec, runs_root, name="adapmtl-quick")
+    """The results of a real quick AdapMTL experiment (its report.json, recorded as a fixture: the
+    run takes a minute) in a finished run's folder: the sparsity breakdown of every scheme."""
+    report = json.loads((FIXTURES / "report_adapmtl_quick.json").read_text())
+    rid = jobs.submit({"command": "selftest", "args": {"report": report}}, runs_root, name="adapmtl-quick")
     jobs.start_next(runs_root)
-    _wait(runs_root, rid, timeout=300)
+    _wait(runs_root, rid)
     assert jobs.read_status(rid, runs_root)["state"] == "done", jobs.log_tail(rid, 30, runs_root)
-    report = jobs.report(rid, runs_root)
     at = fresh()
     at.switch_page("ui/page_results.py").run()
     assert not at.exception, at.exception
-    log = (Path(jobs.read_status(rid, runs_root)["dir"]) / "log.txt").read_text()
-    assert "No CUDA runtime" not in log and "PAM seed 0" not in log.split("\n")[0]  # no noise first
     assert any("Quick run" in w.value for w in at.warning)
     assert "effective FLOPs A+B" in at.dataframe[0].value.columns  # Table 1: the cost after pruning
     sparse = next(d.value for d in at.dataframe if "Delta_T (%)" in d.value.columns)
@@ -441,7 +435,7 @@ def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
         assert sparse.loc[name, "Delta_T (%)"] == pytest.approx(s["delta_t"])
         assert sparse.loc[name, "sparse FLOPs A+B"] == s["sparse_flops"]["A+B"]
         assert sparse.loc[name, "overall sparsity"] == pytest.approx(s["overall_sparsity"])
-        assert s["overall_sparsity"] >= 0.8
+        assert s["overall_sparsity"] >= report["target_sparsity"] == 0.8
     titles = [spec["layout"]["title"]["text"] for spec in plotly_specs(at)]
     assert "Final sparsity per component" in titles
     assert "AdapMTL sparsity per component (B1 A)" in titles
@@ -453,3 +447,37 @@ def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
     assert not at.exception and at.selectbox(key="sparsity_of_single").value == "PAM"
     titles = [spec["layout"]["title"]["text"] for spec in plotly_specs(at)]
     assert "AdapMTL sparsity per component (PAM)" in titles, titles
+
+
+def test_finetune_then_export_runs_the_explorers_merge_and_offers_its_model_first(explorer, runs_root,
+                                                                                  tmp_path, monkeypatch):
+    """Export page: "Finetune, then export" runs the real `merge` job at the explorer's alpha and
+    overrides (1 epoch); its model then comes first, finetuned, with the explorer's groups; the
+    job's log holds no CUDA-probe line (CUDA_HOME set so torch would print it)."""
+    (tmp_path / "cuda" / "bin").mkdir(parents=True)
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path / "cuda"))
+    at = fresh()
+    alpha = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])[30]
+    at.select_slider[0].set_value(alpha).run()
+    at.number_input(key="ovr_fc2").set_value(0.3).run()
+    at.switch_page("ui/page_export.py").run()
+    assert any("No finished run holds a model" in i.value for i in at.info)
+    at.number_input(key="ft_epochs").set_value(1).run()
+    at.button(key="finetune_export").click().run()
+    assert not at.exception and not at.error
+    (run,) = jobs.list_runs(runs_root)
+    assert run["job"]["command"] == "merge" and run["job"]["args"]["overrides"] == {"fc2": 0.3}
+    rid = run["run_id"]
+    _wait(runs_root, rid, timeout=300)
+    assert jobs.read_status(rid, runs_root)["state"] == "done", jobs.log_tail(rid, 30, runs_root)
+    log = (Path(run["dir"]) / "log.txt").read_text()
+    assert "No CUDA runtime" not in log and "CUDA_HOME" not in log
+    at.run()
+    assert not at.exception and at.selectbox(key="export_run").value == rid
+    assert at.get("download_button")[0].proto.label == "Download the run's model (.zip)"
+    manifest = export.read_manifest(Path(run["dir"]) / "model.zip")
+    cfg = RegroupConfig(alpha=alpha, overrides=(("fc2", 0.3),))
+    assert manifest["alpha"] == alpha and manifest["finetune_epochs"] == 1
+    assert manifest["groups"] == {layer: {"+".join(k): len(v) for k, v in g.groups.items()}
+                                  for layer, g in explorer.groups(cfg).items()}
+    assert "merged and finetuned 1 epoch(s), not pruned" in " ".join(m.value for m in at.markdown)
