@@ -4,8 +4,9 @@ Used by tests/ui/test_browser.py and scripts/bench_browser.py. Times come from t
 clock (``performance.now()``, milliseconds since the navigation started):
 
 * a MutationObserver, installed before any page script runs (CDP
-  ``Page.addScriptToEvaluateOnNewDocument``), records the time of the latest DOM change and the
-  first time a progress bar (``stProgress``) is in the page;
+  ``Page.addScriptToEvaluateOnNewDocument``), records the time of the latest DOM change, the
+  first time Streamlit's app frame (``stApp``) is in the page, the first time the app's script
+  runs, and the first time a progress bar (``stProgress``) is in the page;
 * a capturing ``keydown`` listener records when a key was pressed.
 
 "Settled" means: the app's script is not running (``stApp[data-test-script-state]``), nothing
@@ -33,15 +34,20 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 THUMB = '[data-testid="stSlider"] [role="slider"], [data-testid="stSlider"] input[type="range"]'
 
 OBSERVER_JS = """
-window.__pam = {mut: 0, key: 0, progress: null, mutations: 0, runs: 0, runStart: 0, runEnd: 0};
+window.__pam = {mut: 0, key: 0, progress: null, app: null, firstRun: null, mutations: 0, runs: 0,
+                runStart: 0, runEnd: 0};
 const note = (records) => {
   const now = performance.now();
   window.__pam.mut = now; window.__pam.mutations += records.length;
   for (const r of records) {
     if (r.attributeName !== 'data-test-script-state') continue;
     if (r.oldValue === 'running') { window.__pam.runs += 1; window.__pam.runEnd = now; }
-    else if (r.target.getAttribute('data-test-script-state') === 'running') window.__pam.runStart = now;
+    else if (r.target.getAttribute('data-test-script-state') === 'running') {
+      window.__pam.runStart = now;
+      if (window.__pam.firstRun === null) window.__pam.firstRun = now;
+    }
   }
+  if (window.__pam.app === null && document.querySelector('[data-testid="stApp"]')) window.__pam.app = now;
   if (window.__pam.progress === null && document.querySelector('[data-testid="stProgress"]'))
     window.__pam.progress = now;
 };
