@@ -17,6 +17,7 @@ from pam_explorer.data import get_preset
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs import jobs
 from ui import figures as F
+from ui import labels as L
 from ui import results_view as R
 
 DEFAULT_ALPHA = get_preset("digits-2task").default_alpha
@@ -112,6 +113,14 @@ def test_expected_flops_validation(explorer, runs_root):
     metrics = {m.label: m.value for m in at.metric}
     want = 0.2 * pred["PAM"]["A"] + 0.3 * pred["PAM"]["B"] + 0.5 * pred["PAM"]["A+B"]
     assert float(metrics["E[FLOPs] PAM"].replace(",", "")) == pytest.approx(want, abs=1)
+    # the gains are labelled "before pruning", with one line on why PAM is larger then
+    b1 = 0.2 * pred["B1"]["A"] + 0.3 * pred["B1"]["B"] + 0.5 * pred["B1"]["A+B"]
+    assert metrics["PAM gain vs B1 (before pruning)"] == f"{b1 / want:.3f}x"
+    gain = next(m for m in at.metric if m.label == "PAM gain vs B1 (before pruning)")
+    assert gain.help == L.BEFORE_PRUNING_WHY and L.BEFORE_PRUNING_WHY in " ".join(c.value for c in at.caption)
+    # the slider's help says why sharing is not monotone in alpha
+    rule = L.BOTH_PICKED_TEXT[RegroupConfig().both_picked]
+    assert L.NOT_MONOTONE.format(rule=rule) in at.select_slider[0].help
 
 
 def test_export_bytes_load(explorer, runs_root):
