@@ -194,6 +194,35 @@ def _on_log(values: Sequence[float]) -> list[float | None]:
     return [v if v > LOG_FLOOR else None for v in values]  # not drawable on a log axis: a gap
 
 
+def _phase_series(c: Mapping, sub: tuple, i: int, k: int, shaded: bool, fix) -> list[dict]:
+    """One subset's phase-chart series: its score with its cut ``k`` (and its phases when
+    ``shaded``), then its raw MI and chance level (when a chance level was computed)."""
+    color, name = PALETTE[i % len(PALETTE)], subset_key(sub)
+    xs = range(1, len(c["score"]) + 1)
+    score = {"type": "line", "name": f"{name}: MI beyond chance", "showSymbol": False,
+             "data": [[x, y] for x, y in zip(xs, fix(c["score"]))],
+             "lineStyle": {"color": color, "width": 2}, "itemStyle": {"color": color},
+             "markLine": {"silent": True, "symbol": "none", "lineStyle": {"type": "dotted", "color": color},
+                          "label": {"formatter": f"cut {name}: {k}", "color": color,
+                                    "distance": [0, 4 + 13 * (i % 3)]},  # coinciding cuts: stacked
+                          "data": [{"xAxis": k + 0.5}]}}
+    if shaded:
+        score["markArea"] = {"silent": True, "label": {"position": "insideTopLeft", "color": "#555"},
+                             "data": [[{"name": ph, "xAxis": start + 0.5,
+                                        "itemStyle": {"color": PHASE_COLORS.get(ph, "#ccc"),
+                                                      "opacity": 0.12}},
+                                       {"xAxis": end + 0.5}]
+                                      for ph, start, end in c["phases"] if end > start]}
+    out = [score]
+    if c.get("null") and any(c["null"]):
+        for key, label, dash in (("mi", "raw MI", "dotted"), ("null", "chance level", "dashed")):
+            out.append({"type": "line", "name": f"{name}: {label}", "showSymbol": False,
+                        "data": [[x, y] for x, y in zip(xs, fix(c[key]))],
+                        "lineStyle": {"color": color, "width": 1, "type": dash, "opacity": 0.5},
+                        "itemStyle": {"color": color}})
+    return out
+
+
 def fig_phase(curves: Mapping[tuple, Mapping], trajs: Mapping[tuple, Trajectory], alpha: float,
               layer: str, shade: tuple | None = None, log_y: bool = False) -> dict:
     """MI phase curves of one layer (an ECharts option): per exclusive subset the SCORE (MI minus
@@ -209,33 +238,8 @@ def fig_phase(curves: Mapping[tuple, Mapping], trajs: Mapping[tuple, Trajectory]
     bottom, top = (10 ** math.floor(lo), 10 ** math.ceil(hi)) if log_y else nice_bounds(lo, hi)
     n = max((len(c["score"]) for c in curves.values()), default=0)
     fix = _on_log if log_y else list
-    series = []
-    for i, sub in enumerate(subsets):
-        c, color, name = curves[sub], PALETTE[i % len(PALETTE)], subset_key(sub)
-        xs = range(1, len(c["score"]) + 1)
-        k = cut(trajs[sub], alpha)
-        score = {"type": "line", "name": f"{name}: MI beyond chance", "showSymbol": False,
-                 "data": [[x, y] for x, y in zip(xs, fix(c["score"]))],
-                 "lineStyle": {"color": color, "width": 2}, "itemStyle": {"color": color},
-                 "markLine": {"silent": True, "symbol": "none",
-                              "lineStyle": {"type": "dotted", "color": color},
-                              "label": {"formatter": f"cut {name}: {k}", "color": color,
-                                        "distance": [0, 4 + 13 * (i % 3)]},  # coinciding cuts: stacked
-                              "data": [{"xAxis": k + 0.5}]}}
-        if sub == shade:
-            score["markArea"] = {"silent": True, "label": {"position": "insideTopLeft", "color": "#555"},
-                                 "data": [[{"name": ph, "xAxis": start + 0.5,
-                                            "itemStyle": {"color": PHASE_COLORS.get(ph, "#ccc"),
-                                                          "opacity": 0.12}},
-                                           {"xAxis": end + 0.5}]
-                                          for ph, start, end in c["phases"] if end > start]}
-        series.append(score)
-        if c.get("null") and any(c["null"]):
-            for key, label, dash in (("mi", "raw MI", "dotted"), ("null", "chance level", "dashed")):
-                series.append({"type": "line", "name": f"{name}: {label}", "showSymbol": False,
-                               "data": [[x, y] for x, y in zip(xs, fix(c[key]))],
-                               "lineStyle": {"color": color, "width": 1, "type": dash, "opacity": 0.5},
-                               "itemStyle": {"color": color}})
+    series = [s for i, sub in enumerate(subsets)
+              for s in _phase_series(curves[sub], sub, i, cut(trajs[sub], alpha), sub == shade, fix)]
     shown = math.isfinite(alpha) and alpha <= top and (alpha > bottom if log_y else alpha >= bottom)
     note = ""
     if shown:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from pam_explorer.runs import jobs
 from ui import labels as L
+from ui import results_logs as G
 from ui import results_view as R
 from ui.state import runs_roots
 
@@ -60,7 +61,7 @@ def show_run(r: dict, slot: str) -> None:
 
 def log_section(report: dict, slot: str) -> None:
     schemes = report.get("schemes") or {}
-    logs = {s: R.log_frame(v.get("log")) for s, v in schemes.items() if isinstance(v, dict)}
+    logs = {s: G.log_frame(v.get("log")) for s, v in schemes.items() if isinstance(v, dict)}
     logs = {s: f for s, f in logs.items() if f is not None}
     if not logs:
         return
@@ -69,8 +70,8 @@ def log_section(report: dict, slot: str) -> None:
     scheme = c1.selectbox("Pruning log of", order, key=f"log_scheme_{slot}")
     frame = logs[scheme]
     layer = c2.selectbox("Layer", ["all layers", *frame["layer"].unique()], key=f"log_layer_{slot}")
-    st.plotly_chart(R.fig_prune_log(frame, None if layer == "all layers" else layer), key=f"log_{slot}")
-    accepted, total = R.accepted_steps(frame)
+    st.plotly_chart(G.fig_prune_log(frame, None if layer == "all layers" else layer), key=f"log_{slot}")
+    accepted, total = G.accepted_steps(frame)
     seeds = report.get("seeds") or []
     st.caption(f"{scheme}: {accepted} of {total} prune steps accepted; only accepted steps are plotted "
                "(a rejected step's widths were tried, then rolled back). B1 prunes each task's network "
@@ -80,7 +81,7 @@ def log_section(report: dict, slot: str) -> None:
 
 def sparse_section(report: dict, slot: str) -> None:
     """AdapMTL (unstructured): Delta_T, sparse FLOPs, final breakdown, sparsity over training."""
-    table = R.sparse_table(report)
+    table = G.sparse_table(report)
     if table is None:
         return
     st.subheader("Unstructured pruning (AdapMTL)")
@@ -89,14 +90,14 @@ def sparse_section(report: dict, slot: str) -> None:
                "those of the unchanged structure (no neuron is removed), not a cost after pruning.")
     st.dataframe(table.style.format({c: ("{:,.0f}" if "FLOPs" in c else "{:.3f}") for c in table.columns},
                                     na_rep=L.DASH))
-    fig = R.fig_sparsity_breakdown(report)
+    fig = G.fig_sparsity_breakdown(report)
     if fig is not None:
         st.plotly_chart(fig, key=f"breakdown_{slot}")
-    frames = R.sparsity_frames(report)
+    frames = G.sparsity_frames(report)
     if frames:
         label = st.selectbox("Sparsity over training of", list(frames), key=f"sparsity_of_{slot}")
         frame, frozen = frames[label]
-        st.plotly_chart(R.fig_sparsity(frame, label, frozen), key=f"sparsity_{slot}")
+        st.plotly_chart(G.fig_sparsity(frame, label, frozen), key=f"sparsity_{slot}")
 
 
 def main() -> None:

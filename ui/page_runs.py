@@ -69,19 +69,7 @@ def launch_form() -> None:
     regroup = c[3].selectbox("Regroup profile", REGROUP_PROFILES, index=REGROUP_PROFILES.index(profile),
                              key="run_regroup", help="PAM's MI estimator and rule for neurons picked twice: "
                              "default (this project's), paper (the authors'), legacy (the first versions')")
-    c = st.columns(4)
-    floor = c[0].selectbox("Accuracy floor", FLOORS, key="run_floor",
-                           help="original: the original networks' validation accuracy minus delta, for "
-                                "every scheme; own: each scheme's own unpruned accuracy")
-    rank = c[1].selectbox("Neuron ranking", RANKS, key="run_rank",
-                          help="published: the method's own score; flops-aware: score / FLOPs saved")
-    device = c[2].selectbox("Device", available_devices(), key="run_device",
-                            help="cuda is offered only where a GPU is present")
-    sparsity = c[3].number_input("target sparsity (AdapMTL)", min_value=0.05, max_value=0.99, value=0.9,
-                                 step=0.05, key="run_sparsity", disabled=prune != "adapmtl",
-                                 help="overall fraction of zero weights; used by adapmtl only")
-    quick = st.checkbox("quick: a smoke test (tiny finetuning and pruning data, few steps; PAM's regrouping "
-                        "stays the explorer's). Its results are marked as quick everywhere.", key="run_quick")
+    floor, rank, device, sparsity, quick = pruning_inputs(prune)
     try:
         seeds, overrides = parse_seeds(seeds_text), parse_overrides(ovr_text)
         exp = ExperimentConfig(preset=preset, prune=prune, alpha=float(alpha),
@@ -108,6 +96,24 @@ def launch_form() -> None:
         else:
             jobs.start_next(runs_root())
             st.session_state["launch_feedback"] = {"run": rid, "at": time.time()}
+
+
+def pruning_inputs(prune: str) -> tuple[str, str, str, float, bool]:
+    """The accuracy floor, neuron ranking, device, AdapMTL's target sparsity and quick mode."""
+    c = st.columns(4)
+    floor = c[0].selectbox("Accuracy floor", FLOORS, key="run_floor",
+                           help="original: the original networks' validation accuracy minus delta, for "
+                                "every scheme; own: each scheme's own unpruned accuracy")
+    rank = c[1].selectbox("Neuron ranking", RANKS, key="run_rank",
+                          help="published: the method's own score; flops-aware: score / FLOPs saved")
+    device = c[2].selectbox("Device", available_devices(), key="run_device",
+                            help="cuda is offered only where a GPU is present")
+    sparsity = c[3].number_input("target sparsity (AdapMTL)", min_value=0.05, max_value=0.99, value=0.9,
+                                 step=0.05, key="run_sparsity", disabled=prune != "adapmtl",
+                                 help="overall fraction of zero weights; used by adapmtl only")
+    quick = st.checkbox("quick: a smoke test (tiny finetuning and pruning data, few steps; PAM's regrouping "
+                        "stays the explorer's). Its results are marked as quick everywhere.", key="run_quick")
+    return floor, rank, device, float(sparsity), quick
 
 
 def what_will_be_used(exp: ExperimentConfig, job: dict, same: bool, setup, explorer_cfg) -> None:

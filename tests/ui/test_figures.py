@@ -13,6 +13,7 @@ from pam_explorer.core.config import MIConfig, RegroupConfig
 from pam_explorer.regroup.explorer import Explorer
 from ui import figures as F
 from ui import labels as L
+from ui import results_logs as G
 from ui import results_view as R
 from ui import run_args as A
 
@@ -183,7 +184,7 @@ def test_unstructured_reports_label_effective_flops():
         s["sparse_flops"], s["dense_flops"] = dict(s["flops"]), {k: 10 * v for k, v in s["flops"].items()}
     assert R.flops_label(rep) == "effective FLOPs"
     assert "effective FLOPs A+B" in R.table1_display(rep).columns
-    assert "dense FLOPs A+B (unpruned structure)" in R.sparse_table(rep).columns
+    assert "dense FLOPs A+B (unpruned structure)" in G.sparse_table(rep).columns
     assert "vs B1 (effective FLOPs)" in R.gains_display(rep).index
 
 
@@ -193,15 +194,15 @@ def test_prune_log_plots_accepted_steps_only():
     def row(step, accepted, n):
         return {"step": step, "task": "AB"[step % 2], "accepted": accepted,
                 "widths": {"conv1": {"A": 2, "B": 1, "A+B": n}}}
-    rejected = R.log_frame([row(i, False, n) for i, n in enumerate((359, 354, 404, 398))])
-    fig = R.fig_prune_log(rejected)
+    rejected = G.log_frame([row(i, False, n) for i, n in enumerate((359, 354, 404, 398))])
+    fig = G.fig_prune_log(rejected)
     assert not fig.data and "No prune step was accepted" in fig.layout.annotations[0].text
-    assert R.accepted_steps(rejected) == (0, 4)
-    mixed = R.log_frame([row(0, True, 350), row(1, False, 300), row(2, True, 340)])
-    fig = R.fig_prune_log(mixed)
+    assert G.accepted_steps(rejected) == (0, 4)
+    mixed = G.log_frame([row(0, True, 350), row(1, False, 300), row(2, True, 340)])
+    fig = G.fig_prune_log(mixed)
     shared = next(t for t in fig.data if t.name == "A+B")
     assert list(shared.x) == [0, 2] and list(shared.y) == [350, 340]
-    assert R.accepted_steps(mixed) == (2, 3)
+    assert G.accepted_steps(mixed) == (2, 3)
 
 
 # --------------------------------------------------------------------------- labels, run jobs
