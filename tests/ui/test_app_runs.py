@@ -196,3 +196,32 @@ def test_finetune_then_export_runs_the_explorers_merge_and_offers_its_model_firs
     assert manifest["groups"] == {layer: {"+".join(k): len(v) for k, v in g.groups.items()}
                                   for layer, g in explorer.groups(cfg).items()}
     assert "merged and finetuned 1 epoch(s), not pruned" in " ".join(m.value for m in at.markdown)
+
+
+def test_a_quick_run_is_marked_quick_on_every_page(explorer, runs_root):
+    """A finished quick experiment (its folder as the job wrapper leaves it: status with the job,
+    report.json, model.zip): marked quick in the Runs table and panel, on the Results page and on
+    the Export page, where its model is not offered as one to deploy."""
+    rid = "20270101-000000-digits-2task-taylor-quick"
+    folder = runs_root / rid
+    folder.mkdir(parents=True)
+    report = json.loads((FIXTURES / "report_two_seeds_quick.json").read_text())
+    (folder / "report.json").write_text(json.dumps(report))
+    model = export.merged_model_bytes(explorer, RegroupConfig(alpha=DEFAULT_ALPHA))
+    (folder / "model.zip").write_bytes(model)
+    (folder / "status.json").write_text(json.dumps({
+        "state": "done", "created": 1.8e9, "started": 1.8e9, "ended": 1.8e9 + 60, "exit_code": 0,
+        "job": {"command": "experiment", "args": {"preset": "digits-2task", "quick": True}}}))
+    at = fresh()
+    at.switch_page("ui/page_runs.py").run()
+    assert not at.exception
+    assert at.dataframe[0].value.set_index("run").loc[rid, "quick"] == "yes"
+    assert any(rid in m.value and "**quick**" in m.value for m in at.markdown)
+    at.switch_page("ui/page_results.py").run()
+    assert not at.exception and at.selectbox(key="res_run").value == rid
+    assert any("Quick run" in w.value for w in at.warning)
+    assert any(rid in m.value and "quick run" in m.value for m in at.markdown)
+    at.switch_page("ui/page_export.py").run()
+    assert not at.exception and at.selectbox(key="export_run").value == rid
+    assert "quick" in at.selectbox(key="export_run").options[0]
+    assert any("Quick run" in w.value and "not a model to deploy" in w.value for w in at.warning)
