@@ -1,4 +1,8 @@
-"""Merge explorer: alpha -> groups, sharing, predicted FLOPs, MI phase curves (all instant)."""
+"""Merge explorer: alpha -> groups, sharing, predicted FLOPs, MI phase curves (all instant).
+
+Everything alpha changes lives in one fragment (:func:`explorer_section`): a slider move reruns
+only it, not the app, the sidebar or the explorer's loading.
+"""
 from __future__ import annotations
 
 import streamlit as st
@@ -8,14 +12,15 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.data import get_preset
 from ui import figures as F
+from ui import labels as L
 from ui.state import current_setup, explorer_or_stop, full_done, regroup_config
 from ui.sweep_section import sweep_alpha_options, sweep_section  # sweep (issue 16)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _shared_curves(key: tuple, _exp, alphas: tuple) -> dict:
-    """Shared-neuron count vs alpha of every layer (a few cuts per alpha; once per setup)."""
-    return {layer: _exp.shared_vs_alpha(layer, alphas) for layer in _exp.trajs.layers}
+def _sharing_curves(key: tuple, _exp, alphas: tuple, both_picked: str) -> dict:
+    """Shared / kept / multiply-picked neurons vs alpha of every layer (once per setup)."""
+    return _exp.sharing_curves(alphas, both_picked)
 
 
 def _keep(widget_key: str, value) -> None:
@@ -34,11 +39,13 @@ def alpha_controls(exp, setup) -> RegroupConfig:
         st.session_state["alpha_w"] = F.nearest(options, cfg0.alpha)
     c1, c2 = st.columns([4, 1])
     alpha = c1.select_slider(
-        "alpha: MI threshold in bits (global)", options=options, key="alpha_w",
+        "alpha: MI threshold in bits beyond chance (global)", options=options, key="alpha_w",
         format_func=lambda v: f"{v:.3g}",
-        help="Neurons whose MI with the other tasks' labels stays below alpha become exclusive to "
-             f"a task. Range 0 .. {top:.3g} bits = the largest MI on any trajectory "
-             "(above it nothing changes).")
+        help="A neuron becomes exclusive to a task while the MI of that task's exclusive set with the "
+             "other tasks' labels, beyond its chance level, stays below alpha. Range 0 .. "
+             f"{top:.3g} bits = the largest score on any trajectory (above it nothing changes). "
+             + L.NOT_MONOTONE.format(rule=L.BOTH_PICKED_TEXT.get(cfg0.both_picked, cfg0.both_picked))
+             + " The triangles on the 'Shared neurons vs alpha' chart mark where.")
     st.session_state["alpha"] = float(alpha)
     k = len(exp.tasks)
     _keep("algorithm_w", st.session_state.get("algorithm", "simplified"))
@@ -58,7 +65,7 @@ def alpha_controls(exp, setup) -> RegroupConfig:
     overrides = {layer: v for layer, v in overrides.items() if v is not None}
     st.session_state["overrides"] = overrides
     return RegroupConfig(alpha=float(alpha), overrides=tuple(sorted(overrides.items())),
-                         algorithm=algorithm if k > 2 else "simplified")
+                         algorithm=algorithm if k > 2 else "simplified", both_picked=cfg0.both_picked)
 
 
 def full_gate(exp, setup, cfg: RegroupConfig) -> RegroupConfig:
@@ -67,7 +74,7 @@ def full_gate(exp, setup, cfg: RegroupConfig) -> RegroupConfig:
     done = full_done()
     if (setup.key, cfg) in done:
         return cfg
-    simplified = RegroupConfig(cfg.alpha, cfg.overrides, "simplified")
+    simplified = RegroupConfig(cfg.alpha, cfg.overrides, "simplified", cfg.both_picked)
     st.info("The full Algorithm 3 is computed per alpha (several greedy searches per layer; can "
             "take minutes on a CPU). Showing the simplified algorithm until you compute it.")
     if st.button(f"Compute full Algorithm 3 at alpha = {cfg.alpha:g}", type="primary"):
@@ -86,13 +93,51 @@ def range_notice(exp, cfg: RegroupConfig) -> None:
         if cfg.alpha_for(layer) >= top:
             beyond.append(f"{layer} (max {top:.3g})")
     if beyond:
-        st.info("alpha is at or beyond the trajectory range (max MI, bits) of "
+        st.info("alpha is at or beyond the trajectory range (max score, bits) of "
                 f"{', '.join(beyond)}: clamped to the full trajectory, a larger alpha changes "
                 "nothing there.")
 
 
-def expected_flops_section(exp, pred) -> None:
-    st.subheader("Expected FLOPs under your task-combination probabilities")
+VIEWS = ("Groups and sharing", "Predicted FLOPs", "Expected FLOPs", "MI phase curves",
+         "Shared neurons vs alpha")
+
+
+def chart(where, option: dict, key: str, height: int = 380) -> None:
+    """An ECharts option drawn as SVG under a stable key: a slider move updates it in place."""
+    where.echarts_chart(option, key=key, height=height, renderer="svg")
+
+
+def metrics_row(exp, cfg: RegroupConfig, table, pred: dict) -> None:
+    m = st.columns([1, 1, 1, 1.6])  # the FLOPs label is long: it says "before pruning"
+    m[0].metric("Task relatedness I(Y^A;Y^B)", f"{exp.relatedness_bits:.3f} bits",
+                help="Measured: plug-in MI between the tasks' label vectors on the train split "
+                     "(mean over task pairs for K > 2)")
+    m[1].metric("alpha", f"{cfg.alpha:g} bits")
+    m[2].metric("Mean sharing ratio", f"{table['sharing ratio'].mean():.1%}",
+                help="Mean over layers of shared / kept neurons")
+    everything = subset_key(exp.tasks)
+    m[3].metric(f"PAM FLOPs {everything} (before pruning)", f"{pred['PAM'][everything]:,}",
+                help="Predicted FLOPs of running every task on the merged network, before pruning. "
+                     + L.BEFORE_PRUNING_WHY)
+
+
+def groups_view(exp, table, groups: dict) -> None:
+    c1, c2 = st.columns([3, 2])
+    chart(c1, F.fig_groups(table, F.group_keys(exp.tasks, groups)), "fig_groups")
+    c2.caption("Neurons per group and sharing ratio (shared / kept neurons) per layer")
+    c2.table(table)
+
+
+def flops_view(pred: dict) -> None:
+    flops = F.flops_table(pred)
+    c1, c2 = st.columns([3, 2])
+    chart(c1, F.fig_flops(flops), "fig_flops")
+    c2.caption("Predicted FLOPs per task subset before pruning (batch 1). " + L.BEFORE_PRUNING_WHY)
+    c2.table(flops)
+
+
+def expected_flops_view(exp, pred) -> None:
+    st.caption("Expected FLOPs under your task-combination probabilities (before pruning)")
     subsets = [subset_key(s) for s in all_subsets(list(exp.tasks))]
     probs = {}
     cols = st.columns(min(len(subsets), 4))
@@ -110,68 +155,75 @@ def expected_flops_section(exp, pred) -> None:
         cols[i].metric(f"E[FLOPs] {s}", f"{v:,.0f}")
     for j, base in enumerate(("B1", "B2")):
         if base in exp_f and exp_f.get("PAM"):
-            cols[len(exp_f) + j].metric(f"PAM gain vs {base}", f"{exp_f[base] / exp_f['PAM']:.3f}x")
+            cols[len(exp_f) + j].metric(f"PAM gain vs {base} (before pruning)",
+                                        f"{exp_f[base] / exp_f['PAM']:.3f}x", help=L.BEFORE_PRUNING_WHY)
+    st.caption("Gains before pruning: " + L.BEFORE_PRUNING_WHY + " Runs (Runs page) measure them after "
+               "pruning.")
+
+
+def phase_view(exp, cfg: RegroupConfig) -> None:
+    """MI phase curves of one layer: score (MI beyond chance), raw MI, chance level, alpha, cuts."""
+    c = st.columns(3)
+    layer = c[0].selectbox("Layer", list(exp.trajs.layers), key="phase_layer")
+    curves = exp.phase_curve(layer)
+    subs = list(curves)
+    shade = c[1].selectbox("Shade phases of", subs, format_func=subset_key,
+                           key="phase_shade") if len(subs) > 1 else None
+    log_y = c[2].checkbox("log MI axis", value=False, key="phase_log")
+    chart(st, F.fig_phase(curves, exp.trajs.trajectories[layer], cfg.alpha_for(layer), layer, shade,
+                          log_y), "fig_phase", height=460)
+    st.caption("Solid: MI of the exclusive set beyond its chance level (what alpha is compared "
+               "with); dotted: raw MI; dashed: chance level (label permutations). The axis is clamped "
+               "to the data: an alpha above it is named in the corner instead.")
+
+
+def shared_view(exp, setup, cfg: RegroupConfig) -> None:
+    """Shared neurons vs alpha of every layer, with the turning points marked."""
+    grid = tuple(F.alpha_grid(exp.max_mi(), n=40))
+    curves = _sharing_curves(setup.key, exp, grid, cfg.both_picked)
+    chart(st, F.fig_shared_vs_alpha(grid, curves, cfg.alpha, cfg.both_picked), "fig_shared_vs_alpha",
+          height=440)
+    st.caption(L.NOT_MONOTONE.format(rule=L.BOTH_PICKED_TEXT.get(cfg.both_picked, cfg.both_picked))
+               + " Triangles: each layer's least sharing; beyond it the exclusive sets pick more and "
+                 "more of the same neurons." + (" Curves show the simplified algorithm (prefix cuts)."
+                                                if cfg.algorithm == "full" else ""))
+
+
+@st.fragment
+def explorer_section(exp, setup) -> None:
+    """Everything the alpha controls change (a fragment: a slider move reruns only this), with one
+    view at a time below the key figures, so a move redraws one chart, not five."""
+    cfg = alpha_controls(exp, setup)
+    st.caption(f"{L.mi_text(exp.mi)} · {L.regroup_text(cfg)}")
+    range_notice(exp, cfg)
+    if cfg.algorithm == "full":
+        cfg = full_gate(exp, setup, cfg)
+    groups = exp.groups(cfg)
+    problem = exp.check(cfg)
+    if problem is not None:
+        st.warning(f"This grouping cannot be built as a network (merging would fail): {problem}")
+    table = F.sharing_table(exp.tasks, groups, {layer: cfg.alpha_for(layer) for layer in groups})
+    pred = exp.predicted_flops(cfg)
+    metrics_row(exp, cfg, table, pred)
+    view = st.radio("View", VIEWS, horizontal=True, key="explorer_view", label_visibility="collapsed")
+    if view == VIEWS[0]:
+        groups_view(exp, table, groups)
+    elif view == VIEWS[1]:
+        flops_view(pred)
+    elif view == VIEWS[2]:
+        expected_flops_view(exp, pred)
+    elif view == VIEWS[3]:
+        phase_view(exp, cfg)
+    else:
+        shared_view(exp, setup, cfg)
+    sweep_section(exp, setup, cfg)  # measured after pruning, at the swept alpha nearest the slider
 
 
 def main() -> None:
     setup = current_setup()
     st.header("Merge explorer")
     exp = explorer_or_stop()
-    cfg = alpha_controls(exp, setup)
-    range_notice(exp, cfg)
-    if cfg.algorithm == "full":
-        cfg = full_gate(exp, setup, cfg)
-    groups = exp.groups(cfg)
-    alphas = {layer: cfg.alpha_for(layer) for layer in groups}
-    table = F.sharing_table(exp.tasks, groups, alphas)
-    problem = exp.check(cfg)
-    if problem is not None:
-        st.warning(f"This grouping cannot be built as a network (merging would fail): {problem}")
-
-    m = st.columns(4)
-    m[0].metric("Task relatedness I(Y^A;Y^B)", f"{exp.relatedness_bits:.3f} bits",
-                help="Plug-in MI between the tasks' label vectors (mean over pairs for K > 2)")
-    m[1].metric("alpha", f"{cfg.alpha:.3g} bits")
-    m[2].metric("Mean sharing ratio", f"{table['sharing ratio'].mean():.1%}")
-    m[3].metric("Tasks", " / ".join(exp.tasks))
-
-    keys = F.group_keys(exp.tasks, groups)
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(F.fig_sharing(table))
-    c2.plotly_chart(F.fig_groups(table, keys))
-    st.caption("Neurons per group and sharing ratio per layer")
-    st.dataframe(table)
-
-    pred = exp.predicted_flops(cfg)
-    flops = F.flops_table(pred)
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(F.fig_flops(flops))
-    c2.caption("Predicted FLOPs per task subset before pruning")
-    c2.dataframe(flops)
-    expected_flops_section(exp, pred)
-    sweep_section(exp, setup, cfg)  # sweep (issue 16)
-    curves_section(exp, setup, cfg)
-
-
-def curves_section(exp, setup, cfg: RegroupConfig) -> None:
-    """MI phase curves of one layer, and shared neurons vs alpha of every layer."""
-    st.subheader("MI phase curves and shared neurons vs alpha")
-    c1, c2 = st.columns(2)
-    with c1:
-        layer = st.selectbox("Layer", list(exp.trajs.layers), key="phase_layer")
-        curves = exp.phase_curve(layer)
-        subs = list(curves)
-        sc1, sc2 = st.columns(2)
-        shade = sc1.selectbox("Shade phases of", subs, format_func=subset_key) if len(subs) > 1 else None
-        log_y = sc2.checkbox("log MI axis", value=False)
-        st.plotly_chart(F.fig_phase(curves, exp.trajs.trajectories[layer], cfg.alpha_for(layer),
-                                    layer, shade, log_y))
-    with c2:
-        grid = tuple(F.alpha_grid(exp.max_mi(), n=40))
-        counts = _shared_curves(setup.key, exp, grid)
-        st.plotly_chart(F.fig_shared_vs_alpha(grid, counts, exp.trajs.widths, cfg.alpha))
-        if cfg.algorithm == "full":
-            st.caption("Curves show the simplified algorithm (prefix cuts).")
+    explorer_section(exp, setup)
 
 
 main()

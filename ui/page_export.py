@@ -1,4 +1,8 @@
-"""Export: the merged model at the explorer's current alpha, or the model of a finished run."""
+"""Export: the model of a finished run first (finetuned, and pruned by an experiment: what to
+deploy), then "finetune, then export" (a background merge job at the explorer's alpha), and last
+the explorer's merged model as built (before finetuning: said, with its accuracy beside the
+original networks').
+"""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +18,16 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.core.subsets import subset_masks
 from pam_explorer.runs import jobs
 from pam_explorer.runs.bench_latency import grouped_vs_fused
-from ui.state import current_setup, effective_config, explorer_or_stop, regroup_config, runs_roots
+from ui import labels as L
+from ui.run_args import finetune_export_job
+from ui.state import (
+    current_setup,
+    effective_config,
+    explorer_or_stop,
+    regroup_config,
+    runs_root,
+    runs_roots,
+)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -23,9 +36,19 @@ def _export_bytes(key: tuple, cfg, _exp) -> bytes:
     return export.merged_model_bytes(_exp, cfg)
 
 
-def manifest_summary(manifest: dict) -> None:
-    """Tasks, alpha, group widths per layer and FLOPs/params per task subset of a manifest."""
-    info = {k: manifest[k] for k in ("preset", "alpha", "algorithm", "format") if k in manifest}
+def manifest_summary(manifest: dict, quick: bool = False) -> None:
+    """Which model (stage), its accuracy, the configuration that produced it, group widths per
+    layer and FLOPs/params per task subset of a manifest."""
+    st.markdown(f"**Model**: {L.model_stage(manifest)}" + (" · **quick run**" if quick else "")
+                + (f"  \n**{L.accuracy_text(manifest)}**" if L.accuracy_text(manifest) else ""))
+    info = {k: manifest[k] for k in ("preset", "alpha", "algorithm", "both_picked", "format")
+            if k in manifest}
+    overrides = manifest.get("alpha_overrides", manifest.get("overrides"))
+    if overrides:
+        info["per-layer overrides"] = L.overrides_text(overrides)
+    mi = manifest.get("mi")
+    if isinstance(mi, dict) and "profile" in mi:
+        info["MI profile"] = f"{mi['profile']} (N={mi.get('n_samples')}, sigma2={mi.get('sigma2')})"
     st.markdown(f"**Tasks**: {', '.join(manifest.get('tasks', []))}  \n"
                 + "  \n".join(f"**{k}**: {v}" for k, v in info.items()))
     c1, c2 = st.columns(2)
@@ -44,25 +67,75 @@ def from_explorer() -> None:
     setup = current_setup()
     exp = explorer_or_stop()
     cfg = effective_config(setup, regroup_config())
-    st.subheader("Merged model at the explorer's alpha (before finetuning and pruning)")
-    st.write(f"Preset `{setup.preset}`, alpha = {cfg.alpha:g} bits"
-             + (f", overrides {dict(cfg.overrides)}" if cfg.overrides else "")
-             + f", algorithm {cfg.algorithm}. Change alpha on the Merge explorer page.")
+    st.write(f"Preset `{setup.preset}`, {L.regroup_text(cfg)}; {L.mi_text(exp.mi)}. Change alpha on the "
+             "Merge explorer page.")
     try:
-        with st.spinner("Merging the networks ..."):
+        with st.spinner("Merging the networks and measuring their test accuracy ..."):
             data = _export_bytes(setup.key, cfg, exp)
     except PamError as exc:
         st.warning(f"This grouping cannot be built as a network: {exc}")
         return
     st.session_state["export_bytes"] = data  # what the download button serves (tests read it)
-    st.download_button("Download merged model (.zip)", data=data, mime="application/zip",
-                       file_name=f"pam-{setup.preset}-alpha{cfg.alpha:g}.zip", type="primary",
+    manifest = export.read_manifest(data)
+    st.warning("This is the merged network **before finetuning** (and before pruning): merging adds "
+               "connections that start at zero and moves neurons between groups, so it is less accurate "
+               f"than the original networks until it is finetuned: {L.accuracy_text(manifest)}. Use "
+               "'Finetune, then export' above, or a finished run's model.")
+    st.download_button("Download this merged model, not finetuned (.zip)", data=data, mime="application/zip",
+                       file_name=f"pam-{setup.preset}-alpha{cfg.alpha:g}-not-finetuned.zip",
                        key="dl_explorer")
     st.caption(f"{len(data):,} bytes: manifest.json + weights.safetensors; reload with "
                "`pam_explorer.export.load(path)`.")
-    manifest_summary(export.read_manifest(data))
+    manifest_summary(manifest)
     latency_panel(data)
     subset_panel(data, "explorer")
+
+
+def finetune_then_export() -> None:
+    """A merge run (background job) at the explorer's alpha, overrides and MI settings."""
+    setup = current_setup()
+    cfg = effective_config(setup, regroup_config())
+    st.subheader("Finetune, then export (background job)")
+    st.caption("Merges the networks at the explorer's alpha and per-layer overrides, finetunes them jointly "
+               "and saves the model (the `merge` command; no pruning: run an experiment on the Runs page for "
+               "a pruned model). When it is done, its model is listed above.")
+    if setup.checkpoints != "pretrained":
+        st.info("Runs use the preset's pre-trained networks; the explorer shows uploaded ones, so this job "
+                "cannot reproduce it. Apply pre-trained networks on the Setup page to use it.")
+        return
+    c1, c2 = st.columns([1, 3])
+    epochs = int(c1.number_input("finetuning epochs", min_value=1, max_value=50, value=3, key="ft_epochs"))
+    job = finetune_export_job(setup.preset, cfg, current_setup().mi, epochs)
+    c2.markdown(f"`python -m pam_explorer {jobs.describe({'job': job})}`")
+    if st.button("Finetune, then export", key="finetune_export"):
+        try:
+            rid = jobs.submit(job, runs_root(), name=f"{setup.preset}-finetune-export")
+        except PamError as exc:
+            st.error(f"Not started: {exc}")
+        else:
+            jobs.start_next(runs_root())
+            st.session_state["finetune_run"] = rid
+    if st.session_state.get("finetune_run"):
+        finetune_status()
+
+
+@st.fragment(run_every=2)
+def finetune_status() -> None:
+    rid = st.session_state.get("finetune_run")
+    run = next((r for r in jobs.poll(runs_roots()) if r["run_id"] == rid), None)
+    if run is None:
+        return
+    p = jobs.progress(rid, run["root"]) or {}
+    if run["state"] in jobs.ACTIVE:
+        st.progress(min(max(float(p.get("fraction") or 0.0), 0.0), 1.0),
+                    text=f"{rid} ({run['state']}): " + (L.progress_text(p) or "starting ..."))
+    elif run["state"] == "done":
+        st.success(f"{rid} is done: its finetuned model is in 'Model of a finished run' above.")
+        if st.button("Show it", key="show_finetuned"):
+            st.session_state["export_run"] = rid
+            st.rerun()
+    else:
+        st.error(f"{rid} {run['state']}: " + (run.get("message") or "see its log on the Runs page"))
 
 
 def latency_panel(data: bytes) -> None:
@@ -116,31 +189,43 @@ def subset_panel(data: bytes, key: str) -> None:
 
 
 def from_run() -> None:
-    st.subheader("Model of a finished run")
+    st.subheader("Model of a finished run (finetuned; pruned by an experiment): the one to deploy")
     runs = [r for r in jobs.list_runs(runs_roots()) if (Path(r["dir"]) / "model.zip").is_file()]
     if not runs:
-        st.info("No run directory holds a model.zip yet (launch one on the Runs page).")
+        st.info("No finished run holds a model yet: run an experiment on the Runs page (finetuned and "
+                "pruned), or 'Finetune, then export' below (finetuned).")
         return
-    labels = {r["run_id"]: f"{r['run_id']} ({r['state']})" for r in runs}
-    rid = st.selectbox("Run", list(labels)[::-1], format_func=labels.get, key="export_run")
-    path = Path(next(r["dir"] for r in runs if r["run_id"] == rid)) / "model.zip"
+    labels = {r["run_id"]: L.run_label(r) for r in runs}
+    ids = list(labels)[::-1]
+    if st.session_state.get("export_run") not in ids:
+        st.session_state.pop("export_run", None)
+    rid = st.selectbox("Run", ids, format_func=labels.get, key="export_run")
+    run = next(r for r in runs if r["run_id"] == rid)
+    path = Path(run["dir"]) / "model.zip"
     try:
         manifest = export.read_manifest(path)
     except PamError as exc:
         st.error(f"{path} is not a readable export: {exc}")
         return
     data = path.read_bytes()
-    st.download_button("Download the run's model (.zip)", data=data,
+    if L.is_quick(run):
+        st.warning(f"Quick run ({L.QUICK}): not a model to deploy.")
+    st.download_button("Download the run's model (.zip)", data=data, type="primary",
                        file_name=f"pam-{rid}.zip", mime="application/zip", key="dl_run")
-    manifest_summary(manifest)
+    manifest_summary(manifest, L.is_quick(run))
     subset_panel(data, "run")
 
 
 def main() -> None:
     st.header("Export")
-    from_explorer()
-    st.divider()
     from_run()
+    st.divider()
+    finetune_then_export()
+    st.divider()
+    with st.expander("The explorer's merged model as built: before finetuning (less accurate)",
+                     expanded=not any((Path(r["dir"]) / "model.zip").is_file()
+                                      for r in jobs.list_runs(runs_roots()))):
+        from_explorer()
 
 
 main()

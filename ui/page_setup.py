@@ -1,7 +1,9 @@
-"""Setup: preset, checkpoints (committed or uploaded safetensors), MI settings.
+"""Setup: preset, checkpoints (pre-trained, trained here, or uploaded safetensors), MI settings.
 
 Nothing changes until "Apply"; a failing apply (bad file, wrong shapes, bad MI settings) shows
-st.error and keeps the previous working setup.
+st.error and keeps the previous working setup. A preset without networks offers "Train networks
+for this preset" (a background job with progress, ~20 s for a digits preset on an idle CPU) and
+the equivalent command; "Pre-trained" is offered only where networks exist.
 """
 from __future__ import annotations
 
@@ -10,21 +12,31 @@ import streamlit as st
 from pam_explorer.core.config import BOUNDS, LABEL_MODES, POOLINGS, MIConfig
 from pam_explorer.core.errors import PamError
 from pam_explorer.data import get_preset, list_presets
+from pam_explorer.runs import jobs
 from pam_explorer.zoo import list_models
+from ui import labels as L
+from ui.run_args import train_job
 from ui.state import (
     Setup,
     apply_setup,
     current_setup,
+    measured_relatedness,
     nets_from_uploads,
     open_explorer,
     preset_arch,
+    runs_root,
     uploads_hash,
 )
+
+PRETRAINED, UPLOAD = "Pre-trained networks (assets/<preset>)", "Upload .safetensors per task"
 
 
 def _mi_inputs(mi: MIConfig) -> dict:
     with st.expander("Mutual-information settings", expanded=False):
         c = st.columns(5)
+        st.caption("The estimator's other settings (scaled kernel, chance level from label permutations, "
+                   "RMS normalisation) are the default profile's; changing any field here makes the "
+                   "profile 'custom', which experiments cannot reproduce (they regroup with a profile).")
         return dict(
             n_samples=int(c[0].number_input("N samples", min_value=8, max_value=4096, value=mi.n_samples,
                                             step=32, help="pictures used for the MI estimate")),
@@ -42,33 +54,81 @@ def main() -> None:
     if st.session_state.pop("setup_applied", None):
         st.success("Setup applied.")
     presets = list_presets()
-    preset_name = st.selectbox("Preset", presets,
+    preset_name = st.selectbox("Preset", presets, key="setup_preset",
                                index=presets.index(cur.preset) if cur.preset in presets else 0)
     preset = get_preset(preset_name)
     arch = preset_arch(preset_name)
-    st.markdown(f"{preset.description}  \n**Tasks**: " + ", ".join(
+    bits = measured_relatedness(preset_name)
+    description = L.preset_description(preset.description, bits, preset.num_tasks) if bits is not None \
+        else preset.description + " (its data are not available here: relatedness not measured)"
+    st.markdown(f"{description}  \n**Tasks**: " + ", ".join(
         f"{t} ({len(cols)} labels)" for t, cols in zip(preset.task_names, preset.task_labels))
-        + f"  \n**Architecture of the committed networks**: {arch or 'none committed'}")
-
+        + f"  \n**Networks**: {arch + ' (assets/' + preset_name + ')' if arch else 'none trained yet'}")
+    if arch is None:
+        train_section(preset_name)
     files, up_arch = _checkpoint_inputs(preset, cur, arch)
     mi_kwargs = _mi_inputs(cur.mi)
-    if st.button("Apply setup", type="primary"):
+    if st.button("Apply setup", type="primary", key="apply_setup"):
         _apply(preset_name, arch, mi_kwargs, files, up_arch)
 
     st.divider()
     cur = current_setup()
     st.markdown(f"**Current setup**: preset `{cur.preset}`, checkpoints `{cur.checkpoints}`"
-                + (f" ({cur.arch})" if cur.arch else "")
-                + f", MI: N={cur.mi.n_samples}, sigma2={cur.mi.sigma2:g}, {cur.mi.pooling} pooling, "
-                  f"{cur.mi.label_mode} labels, {cur.mi.bound} bound")
+                + (f" ({cur.arch})" if cur.arch else "") + f"; {L.mi_text(cur.mi)}")
+
+
+def train_section(preset: str) -> None:
+    """No networks for this preset: the command that makes them, and the same as a background job."""
+    st.warning(f"Preset {preset!r} has no trained networks yet. Train them here (a background job: "
+               "about 20 s per task on an idle CPU), upload your own below, or run:")
+    st.code(f"python -m pam_explorer train --preset {preset}", language="bash")
+    if st.button("Train networks for this preset", key=f"train_{preset}", type="primary",
+                 disabled=_train_run(preset) is not None and _train_run(preset)["state"] in jobs.ACTIVE):
+        try:
+            rid = jobs.submit(train_job(preset), runs_root(), name=f"train-{preset}")
+        except PamError as exc:  # the queue is full
+            st.error(f"Not started: {exc}")
+        else:
+            jobs.start_next(runs_root())
+            st.session_state[f"train_run_{preset}"] = rid
+    if st.session_state.get(f"train_run_{preset}"):
+        train_status(preset)
+
+
+def _train_run(preset: str) -> dict | None:
+    rid = st.session_state.get(f"train_run_{preset}")
+    return next((r for r in jobs.list_runs(runs_root()) if r["run_id"] == rid), None) if rid else None
+
+
+@st.fragment(run_every=2)
+def train_status(preset: str) -> None:
+    """Live progress of this session's training job for ``preset``."""
+    jobs.poll(runs_root())
+    run = _train_run(preset)
+    if run is None:
+        return
+    p = jobs.progress(run["run_id"], run["root"]) or {}
+    if run["state"] in jobs.ACTIVE:
+        st.progress(min(max(float(p.get("fraction") or 0.0), 0.0), 1.0),
+                    text=f"Training ({run['state']}): " + (L.progress_text(p) or "starting ..."))
+        st.code(jobs.log_tail(run["run_id"], 6, run["root"]) or "(no output yet)", language=None)
+    elif run["state"] == "done":
+        st.success(f"Networks trained and installed for {preset} (run {run['run_id']}).")
+        if st.button("Use them", key=f"use_trained_{preset}", type="primary"):
+            st.rerun()  # the whole page: "Pre-trained" is offered now
+    else:
+        st.error(f"Training {run['state']} (run {run['run_id']}); its log:")
+        st.code(jobs.log_tail(run["run_id"], 15, run["root"]) or "(empty log)", language=None)
 
 
 def _checkpoint_inputs(preset, cur: Setup, arch: str | None) -> tuple[dict | None, str | None]:
     """(uploaded bytes per task, architecture) when uploads are chosen, else (None, None)."""
-    sources = ["Committed pre-trained", "Upload .safetensors per task"]
-    src = st.radio("Checkpoints", sources, index=0 if cur.checkpoints == "pretrained" else 1, horizontal=True)
+    sources = [PRETRAINED, UPLOAD] if arch is not None else [UPLOAD]
+    src = st.radio("Checkpoints", sources, horizontal=True, key=f"checkpoints_{preset.name}",
+                   index=0 if cur.checkpoints == "pretrained" or len(sources) == 1 else 1,
+                   help=None if arch is not None else "no pre-trained networks for this preset (yet)")
     files, up_arch = {}, None
-    if src == sources[1]:
+    if src == UPLOAD:
         models = list_models()
         default = cur.arch or arch or models[0]
         up_arch = st.selectbox("Architecture (registered)", models,

@@ -6,6 +6,7 @@ by (preset, MI settings, checkpoint hash); a slider move only cuts trajectories.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ import streamlit as st
 from pam_explorer.core import paths
 from pam_explorer.core.config import MIConfig, RegroupConfig
 from pam_explorer.core.errors import DataMissing, PamError
-from pam_explorer.data import get_preset
+from pam_explorer.data import get_preset, load_preset_data, preset_relatedness
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.zoo import checkpoint
 from pam_explorer.zoo.pretrained import has_pretrained, pretrained_meta
@@ -100,14 +101,17 @@ def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
             raise DataMissing("the uploaded checkpoints of this setup are no longer in this session; "
                                  "upload them again on the Setup page")
     reg = _registry()
-    bar = st.progress(0.0, text="Loading networks and MI trajectories ...")
+    bar = st.progress(0.8, text=f"Loading the networks, data and MI trajectories of {setup.preset} "
+                                "(shipped or cached trajectories load in about a second) ...")
 
     def progress(layer: str, step: int, total: int) -> None:
         if total and (step == total or step % max(1, total // 20) == 0):
-            bar.progress(min(step / total, 1.0), text=f"MI trajectories of {layer}: step {step}/{total}")
+            bar.progress(min(step / total, 1.0),
+                         text=f"Computing the MI trajectories of {layer} (once per setup): "
+                              f"step {step}/{total}")
 
     try:
-        with reg["lock"], st.spinner("Computing MI trajectories (once per setup) ..."):
+        with reg["lock"]:
             exp = reg["explorers"].get(setup.key)
             if exp is None:
                 exp = Explorer.open(setup.preset, setup.mi, nets=nets, progress=progress)
@@ -165,6 +169,18 @@ def apply_setup(new: Setup) -> None:
             st.session_state.pop(k, None)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def measured_relatedness(preset: str) -> float | None:
+    """I(Y^A;Y^B) in bits measured on the preset's train split (mean over task pairs for K > 2);
+    None when its data are not available here (a page view never starts a download)."""
+    if get_preset(preset).dataset != "digits" and os.environ.get("PAM_ALLOW_DOWNLOAD") == "1":
+        return None
+    try:
+        return preset_relatedness(preset, load_preset_data(preset))
+    except PamError:
+        return None
+
+
 def runs_root() -> Path:
     """Where the Runs page starts runs: ``$PAM_RUNS_ROOT``, else ``<repo>/runs``."""
     return paths.runs_root()
@@ -178,4 +194,5 @@ def runs_roots() -> list[Path]:
 
 __all__ = ["Setup", "current_setup", "preset_arch", "nets_from_uploads", "uploads_hash",
            "cached_explorer", "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
-           "full_done", "effective_config", "runs_root", "runs_roots", "DEFAULT_PRESET"]
+           "full_done", "effective_config", "runs_root", "runs_roots", "DEFAULT_PRESET",
+           "measured_relatedness"]

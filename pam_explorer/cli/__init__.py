@@ -15,10 +15,12 @@ from typing import Any
 
 from pam_explorer.cli import commands
 from pam_explorer.cli.parser import build_parser
+from pam_explorer.core.device import quiet_cuda_probe
 from pam_explorer.core.errors import PamError
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_cuda_probe()  # logs hold what the user needs (not torch's CUDA_HOME probe)
     args = build_parser().parse_args(argv)
     handler = {"train": commands.cmd_train, "regroup": commands.cmd_regroup,
                "merge": commands.cmd_merge, "experiment": commands.cmd_experiment,

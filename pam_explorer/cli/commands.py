@@ -46,16 +46,19 @@ def cmd_train(args: argparse.Namespace) -> dict:
              f"val acc {row['val_accuracy']:.2f}%")
 
     summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force,
-                           extra_meta={"command": command})
+                           install=args.install, extra_meta={"command": command})
     for task, row in summary["tasks"].items():
         print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
               f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
+    if "installed" in summary:
+        print(f"installed for the explorer: {summary['installed']}")
     return summary
 
 
-def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
+def parse_overrides(items: list[str]) -> tuple[tuple[str, float], ...]:
+    """["conv1=0.1", ...] (``--override LAYER=ALPHA``) -> (("conv1", 0.1), ...); ConfigError otherwise."""
     overrides = []
-    for item in args.override:
+    for item in items:
         layer, sep, value = item.partition("=")
         if not sep or not layer:
             raise ConfigError(f"--override {item!r}: expected LAYER=ALPHA, e.g. conv1=0.1")
@@ -64,11 +67,16 @@ def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupCon
         except ValueError:
             raise ConfigError(f"--override {item!r}: ALPHA must be a number of bits, got {value!r}") from None
         overrides.append((layer, alpha))
+    return tuple(overrides)
+
+
+def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupConfig:
     alpha = default_alpha if args.alpha is None else args.alpha
-    return RegroupConfig(alpha=alpha, overrides=tuple(overrides), algorithm=args.algorithm)
+    return RegroupConfig(alpha=alpha, overrides=parse_overrides(args.override), algorithm=args.algorithm,
+                         both_picked=args.both_picked)
 
 
-def check_override_layers(cfg: RegroupConfig, preset: Preset) -> None:
+def check_override_layers(cfg: RegroupConfig | ExperimentConfig, preset: Preset) -> None:
     """ConfigError for an --override of a layer the preset's networks do not have (it would be
     ignored), listing the known ones; checked on the committed networks before any MI work."""
     if not cfg.overrides:
@@ -83,7 +91,7 @@ def check_override_layers(cfg: RegroupConfig, preset: Preset) -> None:
 def mi_config(args: argparse.Namespace) -> MIConfig:
     return MIConfig(n_samples=args.samples, sigma2=args.sigma2, pooling=args.pooling,
                     label_mode=args.label_mode, bound=args.bound, kernel=args.kernel,
-                    null_perms=args.null_perms)
+                    null_perms=args.null_perms, normalise=args.normalise)
 
 
 def cmd_regroup(args: argparse.Namespace) -> dict:
@@ -139,7 +147,9 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
-                           rank=args.rank, regroup=args.regroup, arch=args.arch)
+                           rank=args.rank, regroup=args.regroup, arch=args.arch,
+                           overrides=parse_overrides(args.override))
+    check_override_layers(cfg, get_preset(cfg.preset))
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     report = run_experiment(cfg, Path(args.out),
                             progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pam_explorer.core.config import KERNELS, MIConfig
+from pam_explorer.core import config as C
 
 DESCRIPTION = """Command line: ``python -m pam_explorer {train,regroup,bench,...}``.
 
@@ -32,6 +32,9 @@ def _train(sub: argparse._SubParsersAction) -> None:
     _device_arg(t, "auto")
     t.add_argument("--force", action="store_true",
                    help="replace checkpoints of another (or an unknown) training configuration in --out")
+    t.add_argument("--install", action="store_true",
+                   help="with --out: also copy the networks to assets/<preset> when that preset has none "
+                        "there (never replaces networks; the dashboard's 'Train networks' job)")
 
 
 def _regroup(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +67,10 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("experiment", help="B1 vs B2 vs PAM under one pruning method -> DIR/report.json")
     e.add_argument("--preset", default="digits-2task")
     e.add_argument("--prune", default="taylor")
-    e.add_argument("--alpha", type=float, default=None)
+    e.add_argument("--alpha", type=float, default=None,
+                   help="PAM's alpha in bits (default: the regroup profile's for the preset)")
+    e.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA",
+                   help="per-layer alpha of PAM's regrouping, repeatable (as in regroup and merge)")
     e.add_argument("--schemes", default="B1,B2,PAM", help="comma-separated subset of B1,B2,PAM")
     e.add_argument("--finetune-epochs", type=int, default=10,
                    help="joint finetuning epochs of the merged schemes (B2 after zipping, PAM after "
@@ -175,18 +181,22 @@ def _arch_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _mi_args(p: argparse.ArgumentParser) -> None:
-    d = MIConfig()  # the explorer's defaults, so the CLI and the dashboard cut the same trajectories
-    p.add_argument("--samples", type=int, default=d.n_samples,
-                   help=f"N pictures for the MI estimate (default {d.n_samples})")
-    p.add_argument("--sigma2", type=float, default=d.sigma2)
-    p.add_argument("--pooling", choices=["max", "mean"], default=d.pooling)
-    p.add_argument("--label-mode", choices=["sum", "joint"], default=d.label_mode)
-    p.add_argument("--bound", choices=["kl", "bd"], default=d.bound)
-    p.add_argument("--kernel", choices=list(KERNELS), default=d.kernel,
-                   help="'scaled' widens with the set's spread (default), 'fixed' is the paper's")
-    p.add_argument("--null-perms", type=int, default=d.null_perms,
-                   help=f"label shuffles for the chance level alpha is compared against "
-                        f"(0: raw MI; default {d.null_perms})")
+    """The MI estimator's settings (defaults: ``MIConfig()``, what the dashboard opens) and the
+    rule for neurons picked twice (default: ``RegroupConfig()``'s)."""
+    mi = C.MIConfig()
+    p.add_argument("--samples", type=int, default=mi.n_samples, help="N pictures for the MI estimate")
+    p.add_argument("--sigma2", type=float, default=mi.sigma2)
+    p.add_argument("--pooling", choices=C.POOLINGS, default=mi.pooling)
+    p.add_argument("--label-mode", choices=C.LABEL_MODES, default=mi.label_mode)
+    p.add_argument("--bound", choices=C.BOUNDS, default=mi.bound)
+    p.add_argument("--kernel", choices=C.KERNELS, default=mi.kernel,
+                   help="fixed: sigma2 per neuron (the paper) | scaled: relative to the set's variance")
+    p.add_argument("--null-perms", type=int, default=mi.null_perms,
+                   help="label permutations of the chance level (0: none, the paper)")
+    p.add_argument("--normalise", choices=C.NORMALISATIONS, default=mi.normalise,
+                   help="rms: each layer divided by its RMS | none: raw activations (the authors)")
+    p.add_argument("--both-picked", choices=C.BOTH_PICKED, default=C.RegroupConfig().both_picked,
+                   help="a neuron picked by several exclusive sets: share it or drop it")
     p.add_argument("--no-cache", action="store_true")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from pam_explorer.core.device import resolve_device
+from pam_explorer.core.device import quiet_cuda_probe, resolve_device
 from pam_explorer.core.subsets import parse_key, subset_key, subset_masks
 
 
@@ -25,7 +25,9 @@ def _on(model: nn.Module, dev: torch.device) -> nn.Module:
 
 def _median_seconds(call: Callable[[], object], dev: torch.device, threads: int | None,
                     min_run_time: float) -> float:
-    # imported here: torch.utils.benchmark loads cpp_extension, which warns on machines without CUDA
+    # imported here: torch.utils.benchmark loads cpp_extension, which warns on machines with a
+    # CUDA toolkit but no GPU; that warning is dropped (it would open every run log)
+    quiet_cuda_probe()
     from torch.utils.benchmark import Timer
 
     def run() -> None:

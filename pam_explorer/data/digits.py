@@ -136,13 +136,39 @@ def compose_grid(
 @lru_cache(maxsize=1)
 def digit_sources() -> tuple[torch.Tensor, torch.Tensor]:
     """The 1,797 sklearn digits: images float32 (1797, 1, 8, 8) scaled by 1/16 into [0, 1],
-    classes int64 (1797,). Memoised in memory (read-only use) because sklearn parses a CSV."""
-    from sklearn.datasets import load_digits  # bundled with sklearn: no network access
+    classes int64 (1797,). Memoised in memory (read-only use).
 
-    bunch = load_digits()
-    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    classes = torch.as_tensor(bunch.target, dtype=torch.int64)
-    return images, classes
+    Read from the CSV file sklearn bundles (``sklearn/datasets/data/digits.csv.gz``: 64 pixel
+    values, then the class, per row), exactly as ``sklearn.datasets.load_digits`` reads it, but
+    without importing sklearn (and scipy), which takes seconds; ``load_digits`` when the file is
+    not where this sklearn keeps it."""
+    rows = _bundled_digits_csv()
+    if rows is None:
+        from sklearn.datasets import load_digits  # bundled with sklearn: no network access
+
+        bunch = load_digits()
+        return (torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0,
+                torch.as_tensor(bunch.target, dtype=torch.int64))
+    data = torch.tensor(rows, dtype=torch.float32)  # (1797, 65)
+    return data[:, :64].reshape(-1, 1, 8, 8) / 16.0, data[:, 64].to(torch.int64)
+
+
+def _bundled_digits_csv() -> list[list[float]] | None:
+    """Rows of sklearn's digits.csv.gz, found without importing sklearn; None if absent."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    try:
+        with gzip.open(path, "rt") as fh:
+            rows = [[float(x) for x in line.split(",")] for line in fh if line.strip()]
+    except OSError:
+        return None
+    return rows if rows and all(len(r) == 65 for r in rows) else None
 
 
 def compose_splits(

@@ -143,6 +143,20 @@ class Explorer:
         return shared_count_vs_alpha(self.trajs.trajectories[layer], self.trajs.widths[layer],
                                      self.tasks, alphas, both_picked)
 
+    def sharing_curves(self, alphas: Sequence[float], both_picked: str = "share") -> dict[str, dict]:
+        """Per layer and alpha (simplified algorithm): ``shared`` neurons, ``kept`` neurons (width
+        minus dropped) and ``multi``: neurons picked by more than one exclusive set, which
+        ``both_picked`` shares or drops. Sharing is not monotone in alpha: it falls as the
+        exclusive sets grow, and rises again once they overlap (``multi`` > 0)."""
+        out = {}
+        for name in self.trajs.layers:
+            trajs, width = self.trajs.trajectories[name], self.trajs.widths[name]
+            rows = [(groups_at(trajs, width, self.tasks, a, name, both_picked),
+                     groups_at(trajs, width, self.tasks, a, name, "drop")) for a in alphas]
+            out[name] = {"shared": [len(g.groups[self.tasks]) for g, _ in rows],
+                         "kept": [g.kept for g, _ in rows], "multi": [len(d.dropped) for _, d in rows]}
+        return out
+
     def phase_curve(self, layer: str) -> dict[tuple[str, ...], dict]:
         """Per exclusive subset: MI after each greedy step, its chance level and the score
         alpha is compared with (bits), and the annotated phases."""

@@ -8,6 +8,10 @@ keyed by content (network weights, preset, data and MI settings, code version), 
 one that is unreadable or does not match the expected layers, widths and tasks is recomputed
 with a warning and overwritten, never raised to the caller. Entries of the older joblib format
 (``<key>.joblib``, a pickle) are never opened.
+
+On a cache miss, :func:`shipped_path` is consulted before computing: trajectories shipped with
+the committed networks, ``<assets root>/<preset>/trajectories/<key>.json`` (same format, same
+key; read-only, checked like a cache entry). ``scripts/ship_trajectories.py`` writes them.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from pam_explorer.graph.activations import capture_activations
 from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.regroup.algorithms import Trajectory, layer_trajectories
 from pam_explorer.regroup.mutual_info import rms_normalise
+from pam_explorer.zoo.pretrained import asset_dir
 
 DEFAULT_CACHE = "default"  # compute_trajectories(cache_dir=...): the cache root of core.paths
 CODE_VERSION = "traj-v2"  # bump when the estimator or the greedy order changes
@@ -99,7 +104,9 @@ def cached_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCon
 
 def _lookup(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig,
             cache_dir: Path | str | None) -> tuple[PresetTrajectories | None, Path | None, tuple, dict, dict]:
-    """(cached trajectories or None, cache file, layer names, summed widths, per-net widths)."""
+    """(cached or shipped trajectories or None, cache file, layer names, summed widths, per-net
+    widths). The cache is read first, then the trajectories shipped beside the committed networks
+    (read-only, same content key)."""
     if cache_dir == DEFAULT_CACHE:
         cache_dir = cache_root()
     maps = [layer_map(n) for n in nets]
@@ -111,6 +118,8 @@ def _lookup(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIC
     key = _cache_key(preset, nets, data, mi)
     path = None if cache_dir is None else Path(cache_dir) / "trajectories" / f"{key}.json"
     cached = _read(path, preset.task_names, widths)
+    if cached is None:
+        cached = _read(shipped_path(preset.name, key), preset.task_names, widths)
     found = None if cached is None else \
         PresetTrajectories(preset.task_names, tuple(names), widths, net_widths, cached, True)
     return found, path, tuple(names), widths, net_widths
@@ -122,7 +131,8 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
     """Trajectories of every layer for the simplified Algorithm 3 (Algorithm 2 when K = 2).
 
     cache_dir: where ``trajectories/<key>.json`` lives; default the cache root
-    (``$PAM_CACHE_ROOT`` or ``<repo>/cache``), None for no cache.
+    (``$PAM_CACHE_ROOT`` or ``<repo>/cache``), None for no cache. Trajectories shipped in
+    ``assets/<preset>/trajectories/`` are read on a cache miss (never written).
     """
     found, path, names, widths, net_widths = _lookup(preset, nets, data, mi, cache_dir)
     if found is not None:
@@ -138,6 +148,18 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
                                          kernel=mi.kernel, null_perms=mi.null_perms, null_seed=mi.seed)
     _write(path, trajs)
     return PresetTrajectories(preset.task_names, names, widths, net_widths, trajs, False)
+
+
+def shipped_path(preset: str, key: str) -> Path:
+    """Where trajectories shipped with a preset's committed networks live (read-only)."""
+    return asset_dir(preset) / "trajectories" / f"{key}.json"
+
+
+def cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = DataConfig(),
+              mi: MIConfig = MIConfig()) -> str:
+    """The content key of the trajectories of ``nets`` on ``preset`` (what the cache and the
+    shipped files are named by)."""
+    return _cache_key(preset, nets, data, mi)
 
 
 def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig) -> str:

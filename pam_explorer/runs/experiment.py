@@ -57,11 +57,15 @@ LEGACY = {"floor": "own", "rank": "flops-aware", "regroup": "legacy"}
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """What to run. ``quick`` shrinks data, steps and epochs to a smoke test of every stage."""
+    """What to run. ``quick`` shrinks the finetuning and pruning data, steps and epochs to a
+    smoke test of every stage; PAM's regrouping is never shrunk: it uses the explorer's MI
+    settings on the networks' own data (:meth:`mi`, :meth:`mi_data`), so a run's merged structure
+    is what the explorer predicts at the same alpha, overrides and MI profile (seed 0)."""
 
     preset: str = "digits-2task"
     prune: str = "taylor"
     alpha: float | None = None  # bits; None: the regroup profile's default for the preset
+    overrides: tuple[tuple[str, float], ...] = ()  # per-layer alpha (layer, bits), as RegroupConfig
     schemes: tuple[str, ...] = SCHEMES
     finetune_epochs: int = 10  # joint finetuning of the merged schemes (B2, PAM) before pruning
     quick: bool = False
@@ -89,6 +93,10 @@ class ExperimentConfig:
             raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers >= 0, got {self.seeds!r}")
         if self.alpha is not None:
             validate.alpha(self.alpha, "ExperimentConfig.alpha")
+        for item in self.overrides:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+                validate.fail(self, "overrides", f"entries must be (layer_name, alpha), got {item!r}")
+            validate.alpha(item[1], f"ExperimentConfig.overrides[{item[0]}]")
         validate.non_negative_int(self, "finetune_epochs")
         validate.choice(self, "floor", FLOORS)
         validate.choice(self, "rank", tuple(RANKS))
@@ -111,6 +119,8 @@ class ExperimentConfig:
         for key in ("schemes", "seeds"):
             if key in raw:
                 raw[key] = tuple(raw[key])
+        if "overrides" in raw:
+            raw["overrides"] = tuple(tuple(x) if isinstance(x, list) else x for x in raw["overrides"])
         return cls(**raw)
 
     def resolved_alpha(self) -> float:
@@ -121,11 +131,15 @@ class ExperimentConfig:
     def regroup_config(self, layers: Sequence[tuple[str, str]] = ()) -> RegroupConfig:
         """The PAM grouping rule; ``layers``: (name, kind) of the networks' layers. The paper
         profile without an explicit alpha uses the authors' thresholds: 0.05 bits for fc layers
-        and 0.01 for conv layers (their LFW settings), and drops neurons picked twice."""
-        overrides = tuple((n, 0.01) for n, kind in layers if kind == "conv") \
-            if self.regroup == "paper" and self.alpha is None else ()
-        both = "drop" if self.regroup == "paper" else "share"
-        return RegroupConfig(alpha=self.resolved_alpha(), overrides=overrides, both_picked=both)
+        and 0.01 for conv layers (their LFW settings), and drops neurons picked twice; explicit
+        ``overrides`` win. The default profile's rule for neurons picked twice is
+        RegroupConfig's default (the explorer's), the legacy profile shares them."""
+        given = dict(self.overrides)
+        profile = [(n, 0.01) for n, kind in layers if kind == "conv" and n not in given] \
+            if self.regroup == "paper" and self.alpha is None else []
+        both = {"paper": "drop", "legacy": "share"}.get(self.regroup, RegroupConfig().both_picked)
+        return RegroupConfig(alpha=self.resolved_alpha(), overrides=tuple(sorted([*profile, *given.items()])),
+                             both_picked=both)
 
     def data(self) -> DataConfig:
         # the data seed stays the one the committed networks were trained with: another seed
@@ -135,10 +149,14 @@ class ExperimentConfig:
         return get_preset(self.preset).data_config(data)
 
     def mi(self, seed: int) -> MIConfig:
+        """The regroup profile's MI settings (never shrunk by ``quick``: see the class docstring)."""
         base = {"default": MIConfig(), "paper": MIConfig.paper(),
                 "legacy": MIConfig(n_samples=256, kernel="fixed", null_perms=0)}[self.regroup]
-        n = min(base.n_samples, 64) if self.quick else base.n_samples
-        return dataclasses.replace(base, n_samples=n, seed=seed)
+        return dataclasses.replace(base, seed=seed)
+
+    def mi_data(self) -> DataConfig:
+        """The data the MI sample is drawn from: the networks' own (the explorer's), also when quick."""
+        return get_preset(self.preset).data_config(DataConfig())
 
     def adapmtl(self) -> AdapMTLConfig:
         # quick: a few fast-rising steps so the freeze is reached on the tiny data too
@@ -170,7 +188,7 @@ class ExperimentConfig:
         task (None: each scheme's own); ``layers``: (name, kind) of the networks' layers."""
         return SchemeSettings(self.preset, self.prune, self.prune_config(seed, reference), self.mtz(seed),
                               self.finetune(seed), self.mi(seed), self.regroup_config(layers), self.data(),
-                              0.02 if self.quick else 0.2)
+                              0.02 if self.quick else 0.2, self.mi_data())
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
@@ -252,6 +270,7 @@ class _Stages:
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.out, self.order, self.cb, self.current, self.legacy = out, order, progress, order[0], legacy
+        self.within = 0.0  # fraction of the current stage done
 
     def tag(self, seed: int) -> str:
         return "" if self.legacy else f"_s{seed}"
@@ -268,14 +287,20 @@ class _Stages:
         return record
 
     def _fraction(self, within: float) -> float:
+        self.within = within
         return (self.order.index(self.current) + within) / len(self.order)
 
-    def detail(self, message: str) -> None:
+    def detail(self, message: str, within: float | None = None) -> None:
+        """A stage's progress: ``within`` is the fraction of the current stage done (None: as
+        last reported)."""
         seed, name = self.current
-        self.report(self._fraction(0.5), name if self.legacy else f"{name} seed {seed}", message)
+        within = self.within if within is None else min(max(float(within), 0.0), 1.0)
+        self.report(self._fraction(within), name if self.legacy else f"{name} seed {seed}", message)
 
     def report(self, fraction: float, stage: str, message: str) -> None:
-        row = {"stage": stage, "fraction": round(fraction, 4), "message": message, "time": time.time()}
+        row = {"stage": stage, "fraction": round(fraction, 4), "message": message, "time": time.time(),
+               "stage_number": self.order.index(self.current) + 1, "stages": len(self.order),
+               "stage_fraction": round(self.within, 4)}
         write_json_atomic(self.out / "progress.json", row)
         if self.cb:
             self.cb(row)

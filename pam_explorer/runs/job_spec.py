@@ -105,18 +105,24 @@ FLAG = "flag"  # a boolean: the flag present or not
 Kind = Callable[[str, Any], list[str]] | str
 
 COMMANDS: dict[str, dict[str, Kind]] = {
-    "experiment": {"preset": _name, "prune": _name, "alpha": _number, "schemes": _names,
+    "experiment": {"preset": _name, "prune": _name, "alpha": _number, "overrides": _overrides,
+                   "schemes": _names,
                    "finetune_epochs": _count, "seed": _count, "seeds": _counts, "device": _device,
                    "target_sparsity": _number, "quick": FLAG, "floor": _name, "rank": _name,
-                   "regroup": _name},
+                   "regroup": _name, "arch": _name},
     "sweep": {"preset": _name, "prune": _name, "alphas": _alphas, "seeds": _counts, "executor": _name,
               "workers": _count, "threads": _count, "mix": _mix, "quick": FLAG, "floor": _name,
               "rank": _name, "regroup": _name, "finetune_epochs": _count, "device": _device,
               "target_sparsity": _number, "slurm_partition": _name, "gpus_per_job": _count,
               "cpus_per_job": _count, "mem_gb": _number, "time_min": _count, "arch": _name},
+    # training writes the checkpoints into the run's folder; ``install`` (a flag, no path) also
+    # copies them to assets/<preset> when that preset has no networks there (never replaces any)
+    "train": {"preset": _name, "arch": _name, "epochs": _count, "seed": _count, "n_train": _count,
+              "device": _device, "install": FLAG},
     "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
-              "pooling": _name, "label_mode": _name, "bound": _name},
+              "pooling": _name, "label_mode": _name, "bound": _name, "kernel": _name, "null_perms": _count,
+              "normalise": _name, "both_picked": _name},
 }
 _SELFTEST_ARGS = ("print", "stderr", "sleep", "exit", "progress", "report")
 

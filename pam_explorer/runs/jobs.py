@@ -57,6 +57,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,8 +242,13 @@ def submit(job: Mapping, root: str | Path | None = None, name: str = "run",
            max_queued: int = MAX_QUEUED) -> str:
     """Queue ``job`` ({"command": ..., "args": {...}}, see job_spec) as a new run; returns its id.
     Does not start it (see :func:`start_next`). ConfigError if the job is not allowed."""
-    job = job_spec.check(job)
-    root = _root(root)
+    return _submit(job_spec.check(job), _root(root), name, max_queued)
+
+
+def _submit(job: dict, root: Path, name: str, max_queued: int, prepare=None,
+            extra: dict | None = None) -> str:
+    """Make the run folder (``prepare(folder)`` fills it first) and queue it: a run is listed,
+    and can start, only once its status.json exists."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "run"
     with _locked(root):
         queued = [r for r in list_runs(root) if r["state"] == "queued"]
@@ -252,9 +258,47 @@ def submit(job: Mapping, root: str | Path | None = None, name: str = "run",
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
         d = root / run_id
         d.mkdir(parents=True)
+        if prepare is not None:
+            prepare(d)
         io.write_json_atomic(d / "status.json", {"state": "queued", "job": job, "name": name,
-                                                 "created": time.time()})
+                                                 "created": time.time(), **(extra or {})})
     return run_id
+
+
+RESUMABLE = ("failed", "cancelled")
+# a run folder's own files, not results: not copied when a run is resumed
+_RUN_FILES = frozenset({"status.json", "log.txt", "exit_code", "progress.json", ".lock", ".pam-run.lock"})
+
+
+def resume(run_id: str, root: str | Path | None = None, max_queued: int = MAX_QUEUED) -> str:
+    """Queue a failed or cancelled run again; returns the new run's id.
+
+    The new run has the same job, and its folder starts as a copy of the old one's results (its
+    own bookkeeping left out; symlinks copied as links), so the command continues where it
+    stopped, as rerunning it into the same ``--out`` does from the CLI: an experiment keeps its
+    finished stages, merge and train recompute their own files. The old run stays as it was
+    (final states are final). ConfigError unless the run is failed or cancelled and its job is
+    allowed."""
+    root = _root(root)
+    st = read_status(run_id, root)
+    if st["state"] not in RESUMABLE:
+        raise errors.ConfigError(f"run {run_id} is {st['state']}: only a failed or cancelled run can be "
+                                 "resumed")
+    job = job_spec.check(st.get("job"))
+    src = Path(st["dir"])
+
+    def copy_results(d: Path) -> None:
+        for entry in src.iterdir():
+            if entry.name in _RUN_FILES:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, d / entry.name, symlinks=True)
+            else:
+                shutil.copy2(entry, d / entry.name, follow_symlinks=False)
+        (d / "log.txt").write_text(f"resuming run {run_id} (its results so far were copied here)\n")
+    name = str(st.get("name") or "run")
+    return _submit(job, root, name if name.endswith("-resumed") else f"{name}-resumed", max_queued,
+                   copy_results, {"resumed_from": run_id})
 
 
 def describe(r: Mapping) -> str:
@@ -320,6 +364,7 @@ def start_next(root: str | Path | None = None) -> str | None:
     """Start the oldest queued run if none is running; returns its id (or None). A queued run
     whose job is not allowed is marked failed (nothing runs) and the next one is tried."""
     root = _root(root)
+    _reap()
     with _locked(root):
         runs = _refresh(root)
         if any(r["state"] == "running" for r in runs):
@@ -355,7 +400,9 @@ def _start(r: Mapping, root: Path) -> str | None:
 
 def poll(root: str | Path | Sequence[str | Path] | None = None) -> list[dict]:
     """What the dashboard calls periodically: start_next on the first root (the one runs start
-    in), refresh of the others that exist (older folders), list_runs of all."""
+    in), refresh of the others that exist (older folders), list_runs of all. Reaps the wrappers
+    this process started that have ended (no ``<defunct>`` processes pile up)."""
+    _reap()
     roots = _roots(root)
     start_next(roots[0])
     for other in roots[1:]:

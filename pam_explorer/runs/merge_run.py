@@ -1,7 +1,11 @@
-"""The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR."""
+"""The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR.
+
+DIR/progress.json tells the dashboard how far it is (the Export page's "finetune, then export"
+job is a merge run)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +46,13 @@ def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs:
 
 def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, device: str,
            out: Path, progress: Callable[[str], None] | None, arch: str | None) -> dict:
-    say = progress or (lambda _m: None)
+    def say(message: str, fraction: float) -> None:
+        write_json_atomic(out / "progress.json", {"stage": "merge", "fraction": round(fraction, 4),
+                                                  "message": message, "time": time.time()})
+        if progress is not None:
+            progress(message)
+
+    say("MI trajectories and regrouping", 0.0)
     p = get_preset(preset)
     explorer = Explorer.open(p, mi, nets=load_pretrained(p.name, p.task_names, arch))
     groups = explorer.groups(cfg)
@@ -51,13 +61,18 @@ def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, 
     before = evaluate(net, *data.test)
     history = []
     if finetune_epochs > 0:
-        say(f"finetuning {finetune_epochs} epoch(s)")
+        say(f"finetuning {finetune_epochs} epoch(s)", 0.1)
+        def epoch_done(row: dict) -> None:
+            say(f"epoch {row['epoch']}/{finetune_epochs}: val {row['val_accuracy']}",
+                0.1 + 0.8 * row["epoch"] / finetune_epochs)
         res = finetune(net, data.train, data.val, FinetuneConfig(epochs=finetune_epochs, device=device),
-                       progress=lambda row: say(f"epoch {row['epoch']}: val {row['val_accuracy']}"))
+                       progress=epoch_done)
         history = res.history
+    say("measuring and exporting", 0.95)
     net = net.cpu().eval()
     summary = {"preset": preset, "arch": getattr(explorer.nets[0], "arch", None), "alpha": cfg.alpha,
-               "overrides": dict(cfg.overrides), "algorithm": cfg.algorithm,
+               "overrides": dict(cfg.overrides), "algorithm": cfg.algorithm, "both_picked": cfg.both_picked,
+               "mi": {**dataclasses.asdict(mi), "profile": mi.profile}, "finetune_epochs": finetune_epochs,
                "groups": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
                           for layer, g in groups.items()},
                "flops": {s: c["flops"] for s, c in subset_costs(net).items()},
@@ -69,4 +84,5 @@ def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, 
     manifest_extra = {k: v for k, v in summary.items() if k != "history"}
     summary["model"] = str(export.save(net, out / "model.zip", manifest_extra))
     write_json_atomic(out / "merge.json", summary)
+    say("done", 1.0)
     return summary

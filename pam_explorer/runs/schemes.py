@@ -20,6 +20,7 @@ from pam_explorer.baselines.mtz import MTZConfig, zip_networks
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.cost.analytic import separate_costs, subset_costs
+from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.merge.build import from_single, merge_networks
 from pam_explorer.merge.fuse import measure_fused_latency, measure_separate_fused_latency
 from pam_explorer.merge.merged_net import MergedNet
@@ -28,7 +29,7 @@ from pam_explorer.prune.adapmtl_math import delta_t
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.train.finetune import evaluate, finetune
 
-Say = Callable[[str], None]
+Say = Callable[..., None]  # say(message, within=None): within = fraction of the stage done, in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,45 @@ class SchemeSettings:
     regroup: RegroupConfig
     data: DataConfig
     latency_run_time: float = 0.2  # seconds of torch.utils.benchmark per subset
+    mi_data: DataConfig = DataConfig()  # PAM's MI sample is drawn from this data (the explorer's)
+
+
+def _span(say: Say, lo: float, hi: float) -> Say:
+    """``say`` for a part of a stage that runs from ``lo`` to ``hi`` of it."""
+    return lambda message, within=None: say(message, None if within is None else lo + (hi - lo) * within)
+
+
+def _joint_finetune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: str) -> dict:
+    """The merged schemes' joint finetuning before pruning, one progress line per epoch; returns
+    the validation accuracy after it."""
+    epochs = max(1, s.finetune.epochs)
+    say(f"{label}: joint finetuning", 0.0)
+    return finetune(net, data.train, data.val, s.finetune, progress=lambda row: say(
+        f"{label}: joint finetuning, epoch {row['epoch']}/{epochs}", row["epoch"] / epochs)).val_accuracy
 
 
 def _prune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: str):
+    """Prune with the method; progress: prune steps (out of at most ``max_steps``; the run may
+    stop earlier, when every task is frozen) or AdapMTL epochs, then the final finetuning."""
+    steps = max(1, s.prune.max_steps)
+    epochs = max(1, s.prune.adapmtl.epochs if s.prune.adapmtl is not None else 1)
+
     def cb(row: dict) -> None:
         if row.get("phase") == "adapmtl":  # one line per epoch, not per step
             if row.get("val_accuracy"):
-                say(f"{label}: AdapMTL epoch {row['epoch']}, sparsity {row['sparsity']['overall']:.3f}, "
-                    f"val {row['val_accuracy']}")
+                say(f"{label}: AdapMTL epoch {row['epoch']}/{epochs}, sparsity "
+                    f"{row['sparsity']['overall']:.3f}, val {row['val_accuracy']}",
+                    0.95 * row["epoch"] / epochs)
         elif row.get("phase") == "frozen" and "sparsity" in row:
             say(f"{label}: AdapMTL thresholds frozen at step {row['step']}")
-        elif "step" in row:
-            say(f"{label}: prune step {row.get('step')} ({row.get('task')}) "
-                f"{'accepted' if row.get('accepted') else 'rejected'}")
+        elif row.get("phase") == "final_finetune":
+            say(f"{label}: final finetuning, epoch {row.get('epoch')}", 0.97)
+        elif row.get("phase") == "vib":
+            say(f"{label}: VIB gate training, epoch {row.get('epoch')}/{s.prune.vib_epochs}", 0.0)
+        elif row.get("phase") == "prune":
+            say(f"{label}: prune step {row['step'] + 1} (at most {steps}, task {row.get('task')}) "
+                f"{'accepted' if row.get('accepted') else 'rejected'}", 0.95 * (row["step"] + 1) / steps)
+    say(f"{label}: pruning ({s.method})", 0.0)
     return get_pruner(s.method).prune(net, data, s.prune, progress=cb)
 
 
@@ -123,9 +150,10 @@ def run_b1(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskDa
            folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
     """Each task's own network pruned alone; a subset costs the sum of its tasks' networks."""
     t0, pruned, results, files = time.perf_counter(), {}, {}, {}
-    for net, task in zip(nets, tasks):
+    for i, (net, task) in enumerate(zip(nets, tasks)):
         sub = TaskData(*((split[0], {task: split[1][task]}) for split in (data.train, data.val, data.test)))
-        res = _prune(s, from_single(net, task), sub, say, f"B1 {task}")
+        res = _prune(s, from_single(net, task), sub, _span(say, i / len(tasks), (i + 1) / len(tasks)),
+                     f"B1 {task}")
         files[f"B1_{task}.zip"] = export.save(res.net, folder / f"B1_{task}{tag}.zip",
                                               {"scheme": "B1", "task": task})
         pruned[task], results[task] = res.net, res
@@ -169,12 +197,16 @@ def run_b2(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskDa
     """MTZ zips the networks into one shared trunk, finetuned jointly as PAM's merged net is
     (the same epochs: a merged scheme gets the same chance to recover before pruning), then pruned."""
     t0 = time.perf_counter()
-    say("B2: zipping the networks (MTZ)")
-    zipped = zip_networks(nets, tasks, data.train, data.val, s.mtz).net
+    say("B2: zipping the networks (MTZ)", 0.0)
+    n_layers, done = len(layer_map(nets[0])), []
+
+    def zipped_layer(rec: dict) -> None:
+        done.append(rec["layer"])
+        say(f"B2: MTZ zipped layer {rec['layer']} ({len(done)}/{n_layers})", 0.2 * len(done) / n_layers)
+    zipped = zip_networks(nets, tasks, data.train, data.val, s.mtz, progress=zipped_layer).net
     zipped_accuracy = evaluate(zipped, *data.val)
-    say("B2: joint finetuning")
-    tuned = finetune(zipped, data.train, data.val, s.finetune).val_accuracy
-    res = _prune(s, zipped, data, say, "B2")
+    tuned = _joint_finetune(s, zipped, data, _span(say, 0.2, 0.35), "B2")
+    res = _prune(s, zipped, data, _span(say, 0.35, 1.0), "B2")
     path = export.save(res.net, folder / f"B2{tag}.zip", {"scheme": "B2"})
     return {**_record(s, res, time.perf_counter() - t0), "zipped_accuracy": zipped_accuracy,
             "finetuned_val_accuracy": tuned}, {"B2.zip": path}
@@ -184,14 +216,18 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
             folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
     """Regroup at the configured alpha, merge, finetune jointly, prune."""
     t0 = time.perf_counter()
-    say("PAM: MI trajectories and regrouping")
-    explorer = Explorer.open(s.preset, s.mi, s.data, nets=nets)
+    say("PAM: MI trajectories and regrouping", 0.0)
+
+    def traj_progress(layer: str, step: int, total: int) -> None:
+        if total and (step == total or step % max(1, total // 10) == 0):
+            say(f"PAM: MI trajectories of {layer}: step {step}/{total}")
+    explorer = Explorer.open(s.preset, s.mi, s.mi_data, nets=nets, progress=traj_progress)
     groups = explorer.groups(s.regroup)
     merged = merge_networks(nets, tasks, groups)
+    before = {k: c["flops"] for k, c in subset_costs(merged).items()}
     merged_accuracy = evaluate(merged, *data.val)
-    say("PAM: joint finetuning")
-    tuned = finetune(merged, data.train, data.val, s.finetune).val_accuracy
-    res = _prune(s, merged, data, say, "PAM")
+    tuned = _joint_finetune(s, merged, data, _span(say, 0.1, 0.35), "PAM")
+    res = _prune(s, merged, data, _span(say, 0.35, 1.0), "PAM")
     extra = {"scheme": "PAM", "alpha": s.regroup.alpha, "alpha_overrides": dict(s.regroup.overrides),
              "preset": s.preset, "accuracy": res.test_accuracy, "prune": s.method,
              "mi_profile": s.mi.profile, "both_picked": s.regroup.both_picked}
@@ -199,6 +235,7 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
         extra.update(sparse_flops=res.extra["sparse_flops"], sparsity=res.extra["sparsity"])
     path = export.save(res.net, folder / f"PAM{tag}.zip", extra)
     return {**_record(s, res, time.perf_counter() - t0),
+            "flops_before_pruning": before,  # the merged net as built (= the explorer's prediction)
             "groups_before_pruning": {layer: {subset_key(k): len(v) for k, v in g.groups.items()}
                                       for layer, g in groups.items()},
             "dropped_before_pruning": {layer: len(g.dropped) for layer, g in groups.items()},

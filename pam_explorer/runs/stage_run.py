@@ -74,7 +74,7 @@ def stage_inputs(name: str, s: SchemeSettings) -> dict:
         inputs.update(mtz=dataclasses.asdict(s.mtz), finetune=dataclasses.asdict(s.finetune))
     if name == "PAM":
         inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
-                      finetune=dataclasses.asdict(s.finetune))
+                      finetune=dataclasses.asdict(s.finetune), mi_data=dataclasses.asdict(s.mi_data))
     return inputs
 
 

@@ -112,3 +112,19 @@ def test_split_validates_shapes():
         MultiLabelSplit(torch.zeros(3, 1, 8, 8), torch.zeros(2, 10), tuple("abcdefghij"))
     with pytest.raises(ValueError):
         MultiLabelSplit(torch.zeros(3, 1, 8, 8), torch.zeros(3, 10), ("a",))
+
+
+def test_digit_sources_equal_sklearns_load_digits_without_importing_it():
+    """The bundled CSV is read directly (no sklearn/scipy import on a first visit); reference:
+    sklearn.datasets.load_digits itself, in a fresh process so the import check is real."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; from pam_explorer.data.digits import digit_sources; "
+            "i, c = digit_sources(); assert 'sklearn' not in sys.modules; "
+            "from sklearn.datasets import load_digits; b = load_digits(); "
+            "assert torch.equal(i, torch.as_tensor(b.images, dtype=torch.float32).unsqueeze(1) / 16.0); "
+            "assert torch.equal(c, torch.as_tensor(b.target, dtype=torch.int64)); print(i.shape[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=__import__("pathlib").Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1797"

@@ -9,6 +9,7 @@ import statistics
 import pytest
 import torch
 
+from pam_explorer.core.config import MIConfig
 from pam_explorer.core.errors import ConfigError
 from pam_explorer.runs import stats
 from pam_explorer.runs.experiment import TIMING_FIELDS, ExperimentConfig, run_experiment
@@ -87,7 +88,10 @@ def test_a_config_from_before_seeds_reads_as_the_code_that_wrote_it():
            "finetune_epochs": 3, "quick": True, "seed": 4, "device": "cpu", "target_sparsity": 0.9}
     cfg = ExperimentConfig.from_dict(json.loads(json.dumps(old)))
     assert cfg.seeds == (4,) and (cfg.floor, cfg.rank, cfg.regroup) == ("own", "flops-aware", "legacy")
-    assert cfg.resolved_alpha() == 0.5 and cfg.mi(4).n_samples == 64  # quick: the MI sample is small
+    assert cfg.resolved_alpha() == 0.5  # the legacy profile's alpha (not a preset default)
+    # quick never shrinks PAM's regrouping (issue 14: a run's groups are the explorer's): the
+    # legacy profile's N, where the code that wrote this config took 64 pictures when quick
+    assert cfg.mi(4) == MIConfig(n_samples=256, kernel="fixed", null_perms=0, seed=4)
     with pytest.raises(ConfigError, match="unknown field"):
         ExperimentConfig.from_dict({**old, "colour": "red"})
 

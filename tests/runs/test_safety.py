@@ -81,7 +81,7 @@ def test_the_wrapper_itself_refuses_a_planted_job(tmp_path):
 
 
 @pytest.mark.parametrize("spec, needle", [
-    ({"command": "rm", "args": {}}, "'rm' is not one of ['experiment', 'merge', 'sweep']"),
+    ({"command": "rm", "args": {}}, "'rm' is not one of ['experiment', 'merge', 'sweep', 'train']"),
     ({"command": "experiment", "args": {"out": "/etc"}}, "unknown argument(s) ['out']"),
     ({"command": "experiment", "args": {"preset": "-rf"}}, "experiment preset: must be a name"),
     ({"command": "experiment", "args": {"preset": "../x"}}, "experiment preset: must be a name"),

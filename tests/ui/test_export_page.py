@@ -7,7 +7,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from pam_explorer import export
-from tests.ui.test_app import APP
+from tests.ui.apptest import APP
 
 
 @pytest.fixture()

@@ -56,9 +56,9 @@ def test_results_and_export_pages_read_both_roots(two_roots):
     assert not at.exception, at.exception
     box = at.selectbox(key="res_run")
     assert box.options[:2] == [f"{new} (done)", f"{old} (done)"]  # newest first
-    assert "prune vib" in " ".join(c.value for c in at.caption)
+    assert "pruning `vib`" in " ".join(c.value for c in at.caption)
     box.set_value(old).run()
-    assert not at.exception and "prune taylor" in " ".join(c.value for c in at.caption)
+    assert not at.exception and "pruning `taylor`" in " ".join(c.value for c in at.caption)
     at = AppTest.from_file(str(REPO / "ui" / "page_export.py"), default_timeout=60).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="export_run").options == [f"{old} (done)"]  # the one with a model.zip

@@ -1,0 +1,133 @@
+"""Pure text helpers of the dashboard (no streamlit): what produced a figure, empty cells, quick
+runs, run progress. Every page says which configuration produced what it shows with these.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pam_explorer.core.config import MIConfig, RegroupConfig
+
+DASH = "—"  # an empty table cell (never the text "None")
+QUICK = "quick run: tiny data, few steps — a smoke test, not a result"
+BOTH_PICKED_TEXT = {"share": "shared", "drop": "dropped from the network"}
+BEFORE_PRUNING_WHY = (
+    "Before pruning the merged network still holds every neuron of every network, and a task also "
+    "runs the shared group, which holds neurons from the other tasks' networks (with new "
+    "connections), so PAM costs more than the separate networks until pruning removes what "
+    "merging made redundant.")
+NOT_MONOTONE = (
+    "Sharing is not monotone in alpha: as alpha grows, each task's exclusive set grows until the "
+    "sets start to pick the same neurons; a neuron picked by more than one exclusive set is "
+    "{rule}, so sharing rises again (at a large enough alpha everything can be shared).")
+
+
+def dash(value: Any, fmt: str = "{}") -> str:
+    """``fmt`` of value, or a dash for None / NaN / a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return fmt.format(value)
+
+
+def mi_text(mi: MIConfig) -> str:
+    """'MI profile default (N=256, sigma2=0.1, scaled kernel, 16 label permutations, ...)'."""
+    return (f"MI profile {mi.profile} (N={mi.n_samples}, sigma2={mi.sigma2:g}, {mi.kernel} kernel, "
+            f"chance level from {mi.null_perms} label permutations, {mi.normalise} normalisation, "
+            f"{mi.pooling} pooling, {mi.label_mode} labels, {mi.bound} bound, seed {mi.seed})")
+
+
+def overrides_text(overrides: Mapping[str, float] | tuple) -> str:
+    items = dict(overrides)
+    return ", ".join(f"{k}={v:g}" for k, v in items.items()) if items else "none"
+
+
+def regroup_text(cfg: RegroupConfig) -> str:
+    """'alpha 0.5 bits (per-layer overrides: conv1=0.1); neurons picked by several exclusive sets:
+    shared; simplified algorithm'."""
+    return (f"alpha {cfg.alpha:g} bits (per-layer overrides: {overrides_text(cfg.overrides)}); "
+            f"both_picked {cfg.both_picked} (neurons picked by several exclusive sets are "
+            f"{BOTH_PICKED_TEXT.get(cfg.both_picked, cfg.both_picked)}); {cfg.algorithm} algorithm")
+
+
+def setup_caption(setup: Any) -> str:
+    """The sidebar's summary of the applied setup (a ui.state.Setup)."""
+    return (f"**Preset** {setup.preset}  \n**Checkpoints** {setup.checkpoints}  \n"
+            f"**MI profile** {setup.mi.profile}: N={setup.mi.n_samples}, sigma2={setup.mi.sigma2:g}, "
+            f"{setup.mi.kernel} kernel, {setup.mi.null_perms} permutations, {setup.mi.pooling} pooling, "
+            f"{setup.mi.label_mode} labels, {setup.mi.bound} bound")
+
+
+_APPROX = re.compile(r"\s*\(I\(Y\^A;Y\^B\) ~ [0-9.]+ bits\)")
+
+
+def preset_description(description: str, relatedness_bits: float, num_tasks: int = 2) -> str:
+    """A preset's description with the MEASURED label relatedness in place of the approximate
+    value some descriptions carry (ideal uniform digits)."""
+    text = _APPROX.sub("", description)
+    what = "I(Y^A;Y^B)" if num_tasks == 2 else "mean I(Y^s;Y^t) over task pairs"
+    return f"{text} — task relatedness {what} = {relatedness_bits:.3f} bits (measured, train split)"
+
+
+def is_quick(report_or_run: Mapping | None) -> bool:
+    """Whether a report (report.json) or a run (status with a job) was a quick run."""
+    if not isinstance(report_or_run, Mapping):
+        return False
+    if report_or_run.get("quick"):
+        return True
+    job = report_or_run.get("job")
+    args = job.get("args") if isinstance(job, Mapping) else None
+    return bool(isinstance(args, Mapping) and args.get("quick"))
+
+
+def run_label(run: Mapping) -> str:
+    """'<run id> (done, quick)': a run in a select box."""
+    return f"{run['run_id']} ({run['state']}" + (", quick" if is_quick(run) else "") + ")"
+
+
+def model_stage(manifest: Mapping) -> str:
+    """Which model an export zip holds, from its manifest: merged only, finetuned, or pruned."""
+    if manifest.get("stage"):
+        return str(manifest["stage"])
+    if manifest.get("scheme") == "PAM" or manifest.get("prune"):
+        return f"merged, finetuned and pruned ({manifest.get('prune', '?')})"
+    if "finetune_epochs" in manifest:
+        n = manifest["finetune_epochs"]
+        return f"merged and finetuned {n} epoch(s), not pruned" if n else "merged, not finetuned"
+    return "merged (stage not recorded)"
+
+
+def accuracy_text(manifest: Mapping) -> str:
+    """'test accuracy A 95.4 %, B 93.2 % (original networks: A 96.8 %, B 95.2 %)' or ''."""
+    acc = manifest.get("accuracy")
+    if not isinstance(acc, Mapping) or not acc:
+        return ""
+    text = "test accuracy " + ", ".join(f"{t} {v:.1f} %" for t, v in acc.items())
+    ref = manifest.get("reference_accuracy")
+    if isinstance(ref, Mapping) and ref:
+        text += " (original networks: " + ", ".join(f"{t} {v:.1f} %" for t, v in ref.items()) + ")"
+    return text
+
+
+def progress_text(p: Mapping) -> str:
+    """A run's progress.json as one line: 'PAM seed 0 (stage 3 of 3, 40 %): joint finetuning'
+    (a message that repeats the stage's scheme name is not prefixed twice)."""
+    stage, message = str(p.get("stage", "")), str(p.get("message", ""))
+    scheme = stage.split(" ")[0] if stage else ""
+    if scheme and message.startswith(scheme + ": "):
+        message = message[len(scheme) + 2:]
+    if message.startswith(stage + ": "):
+        message = message[len(stage) + 2:]
+    where = ""
+    if isinstance(p.get("stage_number"), int) and isinstance(p.get("stages"), int):
+        where = f"stage {p['stage_number']} of {p['stages']}"
+        if isinstance(p.get("stage_fraction"), (int, float)):
+            where += f", {p['stage_fraction']:.0%} of it"
+    head = stage + (f" ({where})" if where else "")
+    return f"{head}: {message}" if head and message else head or message
+
+
+__all__ = ["DASH", "QUICK", "BEFORE_PRUNING_WHY", "NOT_MONOTONE", "dash", "mi_text", "overrides_text",
+           "regroup_text", "setup_caption", "preset_description", "is_quick", "run_label", "progress_text",
+           "model_stage", "accuracy_text"]
