@@ -64,6 +64,7 @@ class SweepConfig:
     rank: str = ExperimentConfig.rank
     regroup: str = ExperimentConfig.regroup
     arch: str = ExperimentConfig.arch
+    overrides: tuple[tuple[str, float], ...] = ExperimentConfig.overrides  # layers kept at a fixed alpha
 
     def __post_init__(self) -> None:
         if self.alphas != "auto":
@@ -91,6 +92,8 @@ class SweepConfig:
             raw["alphas"] = tuple(raw["alphas"])
         if "seeds" in raw:
             raw["seeds"] = tuple(raw["seeds"])
+        if "overrides" in raw:
+            raw["overrides"] = tuple(tuple(item) for item in raw["overrides"])
         return cls(**raw)
 
 

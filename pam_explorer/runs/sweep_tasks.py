@@ -54,7 +54,9 @@ def context(preset: str, data: DataConfig, arch: str) -> StageContext:
     return StageContext.load(preset, data, arch=arch)
 
 
-def _say(message: str) -> None:
+def _say(message: str, within: float | None = None) -> None:
+    """A stage's progress line (``within``: the fraction of the stage done, unused here: the
+    scheduler reports progress per job)."""
     print(message, flush=True)
 
 

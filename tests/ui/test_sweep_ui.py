@@ -155,6 +155,7 @@ def test_explorer_shows_the_sweep_and_moves_the_slider_to_the_recommended_alpha(
     button(at, "Use recommended alpha (0.1 bits)").click().run()  # uniform probabilities
     assert at.select_slider[0].value == pytest.approx(0.1)
     assert measured(at).index[0] == "PAM (alpha 0.1)"
+    at.radio(key="explorer_view").set_value("Expected FLOPs").run()  # where the probabilities are set
     for s, p in (("A", 1.0), ("B", 0.0), ("A+B", 0.0)):
         at.number_input(key=f"prob_digits-2task_{s}").set_value(p)
     at.run()
