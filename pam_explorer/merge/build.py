@@ -130,7 +130,10 @@ def _layer_groups(layer: str, entry: Any, tasks: Sequence[str], total: int) -> G
                 raise StructureError(f"layer {layer!r}, group {name!r}: neuron id {i} is {where}")
             owner[i] = name
         out[name] = ids_t
-    lost = sorted(set(range(total)) - set(owner))
+    dropped = set(getattr(entry, "dropped", ()))  # left out of the merged net (both_picked="drop")
+    if any(not 0 <= i < total or i in owner for i in dropped):
+        raise StructureError(f"layer {layer!r}: dropped neuron ids must be in [0, {total}) and in no group")
+    lost = sorted(set(range(total)) - set(owner) - dropped)
     if lost:
         raise StructureError(f"layer {layer!r}: neuron id(s) {lost[:10]}{'...' if len(lost) > 10 else ''} "
                              f"are in no group; every id in [0, {total}) must be in exactly one group")

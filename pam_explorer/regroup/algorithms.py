@@ -146,7 +146,10 @@ BOTH_PICKED_RULES = BOTH_PICKED
 def _assemble(layer: str, width: int, tasks: TaskSubset,
               picked: Mapping[TaskSubset, Iterable[int]], both_picked: str = "share") -> LayerGroups:
     """Exclusive groups from the sets each subset picked; a neuron picked by no subset goes to
-    the shared (all-task) group, one picked by more than one is shared or dropped (``both_picked``)."""
+    the shared (all-task) group, one picked by more than one is shared or dropped (``both_picked``).
+    Dropping never empties the shared group: where every neuron left would be dropped (conv1 of
+    the digits nets: both searches take every channel), they are shared (a layer without shared
+    neurons cuts every task's path through the shared groups)."""
     _check_rule(both_picked)
     count: dict[int, int] = {}
     for ids in picked.values():
@@ -155,7 +158,10 @@ def _assemble(layer: str, width: int, tasks: TaskSubset,
     groups = {s: tuple(sorted(i for i in ids if count[i] == 1)) for s, ids in picked.items()}
     dropped = tuple(sorted(i for i, c in count.items() if c > 1)) if both_picked == "drop" else ()
     taken = {i for g in groups.values() for i in g} | set(dropped)
-    groups[tasks] = tuple(i for i in range(width) if i not in taken)
+    shared = tuple(i for i in range(width) if i not in taken)
+    if dropped and not shared:
+        shared, dropped = dropped, ()
+    groups[tasks] = shared
     return LayerGroups(layer, width, groups, dropped)
 
 
@@ -290,6 +296,8 @@ def regroup_full(acts: Tensor, targets: Mapping[str, Tensor], tasks: TaskSubset,
             remaining = [i for i in remaining if count.get(i, 0) == 0]
         else:
             remaining = [i for i in remaining if count.get(i, 0) != 1]
+    if dropped and not remaining:  # as in _assemble: dropping never empties the shared group
+        remaining, dropped = sorted(dropped), []
     groups[tasks] = tuple(remaining)
     return LayerGroups(layer, C, groups, tuple(sorted(dropped)))
 
