@@ -47,26 +47,26 @@ Runs are started under :func:`pam_explorer.core.paths.runs_root` (``$PAM_RUNS_RO
 ``<repo>/cache/runs`` (``paths.runs_roots()``, new first); each run dict says its ``root``.
 The wrapper imports nothing of the package (``-I``: no repository on sys.path, no package
 ``__init__`` with torch); it loads the standard-library modules it needs, ``core/paths.py``,
-``core/io.py``, ``core/errors.py`` and ``runs/job_spec.py``, from their files.
+``core/io.py``, ``core/errors.py``, ``runs/job_spec.py``, ``runs/run_folders.py`` and
+``runs/run_processes.py``, from their files.
+
+This module is the queue and the entry point; run folders are read and written by
+:mod:`.run_folders`, a run's processes found and killed by :mod:`.run_processes`. Their public
+names (and the private ones tests use) are importable from here too.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -84,157 +84,28 @@ def _module_file(relpath: str, **provide: ModuleType) -> ModuleType:
 
 if __package__:  # imported as pam_explorer.runs.jobs (or run with -m)
     from pam_explorer.core import errors, io, paths
-    from pam_explorer.runs import job_spec
+    from pam_explorer.runs import job_spec, run_folders, run_processes
 else:  # the wrapper: ``python -I .../runs/jobs.py _run DIR ROOT``
     errors, io, paths = (_module_file(f"core/{name}.py") for name in ("errors", "io", "paths"))
     job_spec = _module_file("runs/job_spec.py", errors=errors)
+    run_folders = _module_file("runs/run_folders.py", errors=errors, io=io, paths=paths, job_spec=job_spec)
+    run_processes = _module_file("runs/run_processes.py")
+
+# re-exported: callers and tests use them as jobs.<name>; module globals here, so the functions
+# below look them up through this module (a test patching jobs._kill patches what cancel calls)
+ACTIVE, FINAL = run_folders.ACTIVE, run_folders.FINAL
+_root, _roots, run_dir = run_folders._root, run_folders._roots, run_folders.run_dir
+_read_json = run_folders._read_json
+read_status, _update, _locked = run_folders.read_status, run_folders._update, run_folders._locked
+describe, list_runs, _num = run_folders.describe, run_folders.list_runs, run_folders._num
+log_tail, progress, report = run_folders.log_tail, run_folders.progress, run_folders.report
+RUN_ENV, _CHILDREN = run_processes.RUN_ENV, run_processes._CHILDREN
+_proc_stat, _proc_start_time = run_processes._proc_stat, run_processes._proc_start_time
+_reap, _carries, _members = run_processes._reap, run_processes._carries, run_processes._members
+_kill, _exit_code = run_processes._kill, run_processes._exit_code
 
 REPO = paths.REPO  # commands run with the repository as working directory
 MAX_QUEUED = 2
-ACTIVE = ("queued", "running")
-FINAL = ("done", "failed", "cancelled")
-RUN_ENV = "PAM_RUN_DIR"  # every process of a run carries its folder in this variable
-
-_CHILDREN: dict[int, subprocess.Popen] = {}  # reaps children of this process (no zombies)
-
-
-# --------------------------------------------------------------------------- files
-def _root(root: str | Path | None) -> Path:
-    # absolute: the run folder is also the PAM_RUN_DIR that identifies the run's processes
-    return (Path(root) if root is not None else paths.runs_root()).absolute()
-
-
-def _roots(root: str | Path | Sequence[str | Path] | None) -> list[Path]:
-    if root is None:
-        return [r.absolute() for r in paths.runs_roots()]
-    if isinstance(root, (str, Path)):
-        return [_root(root)]
-    return [_root(r) for r in root]
-
-
-def run_dir(run_id: str, root: str | Path | None = None) -> Path:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", run_id) or run_id.startswith("."):
-        raise errors.ConfigError(f"invalid run id {run_id!r}")
-    return _root(root) / run_id
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def read_status(run_id: str, root: str | Path | None = None) -> dict:
-    d = run_dir(run_id, root)
-    st = _read_json(d / "status.json")
-    if st is None:
-        raise errors.DataMissing(f"run {run_id!r} has no readable status.json in {d}")
-    return {**st, "run_id": run_id, "dir": str(d), "root": str(_root(root))}
-
-
-def _update(run_id: str, root: Path, **changes: Any) -> dict:
-    """Merge ``changes`` into status.json; a terminal state (done, failed, cancelled) is never
-    changed: the file is then left as it is and returned."""
-    path = run_dir(run_id, root) / "status.json"
-    st = _read_json(path) or {}
-    if st.get("state") in FINAL:
-        return st
-    st.update(changes)
-    io.write_json_atomic(path, st)
-    return st
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-# --------------------------------------------------------------------------- processes
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first), None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2:].split()
-
-
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of ``pid`` (clock ticks since boot) or None if it is gone or a zombie."""
-    fields = _proc_stat(pid)
-    if fields is None or fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
-
-
-def _reap() -> None:
-    for pid, child in list(_CHILDREN.items()):
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-
-
-def _carries(pid: int, run_dir_: str) -> bool:
-    try:
-        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return f"{RUN_ENV}={run_dir_}".encode() in env
-
-
-def _members(st: Mapping) -> list[int]:
-    """Live processes of the run ``st`` (not this one): its process group's members that carry
-    its folder in PAM_RUN_DIR. Without /proc: the group if it exists (less strict)."""
-    _reap()
-    pgid = st.get("pgid", st.get("pid"))  # runs of older versions: the wrapper led the group
-    if not isinstance(pgid, int) or isinstance(pgid, bool) or pgid <= 1:
-        return []
-    if not Path("/proc/self/stat").exists():
-        if pgid == os.getpgrp():
-            return []
-        try:
-            os.killpg(pgid, 0)
-            return [pgid]
-        except OSError:
-            return []
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        fields = _proc_stat(int(entry.name))
-        if fields and fields[0] not in ("Z", "X") and fields[2] == str(pgid) \
-                and _carries(int(entry.name), str(st.get("dir", ""))):
-            found.append(int(entry.name))
-    return found
-
-
-def _kill(st: Mapping, grace_s: float) -> None:
-    """TERM every process of the run, then KILL what is left after ``grace_s``; returns when
-    none lives (or after a few more seconds)."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
-        deadline = time.time() + wait_s
-        while time.time() < deadline:
-            pids = _members(st)
-            if not pids:
-                return
-            for pid in pids:  # again each round: a child forked meanwhile is hit too
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-            time.sleep(0.05)
-
-
-def _exit_code(d: Path) -> int | None:
-    try:
-        return int((d / "exit_code").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- API
@@ -300,33 +171,6 @@ def resume(run_id: str, root: str | Path | None = None, max_queued: int = MAX_QU
     return _submit(job, root, name if name.endswith("-resumed") else f"{name}-resumed", max_queued,
                    copy_results, {"resumed_from": run_id})
 
-
-def describe(r: Mapping) -> str:
-    """The command of a run, for display; older runs show their stored argv (never executed)."""
-    if "job" in r:
-        return job_spec.describe(r["job"])
-    argv = r.get("argv")
-    if isinstance(argv, list):
-        return " ".join(str(a) for a in argv[1:]) + " (older format: shown, not executed)"
-    return "(no command)"
-
-
-def list_runs(root: str | Path | Sequence[str | Path] | None = None) -> list[dict]:
-    """Every run under ``root`` (one folder or several; None: ``paths.runs_roots()``), as status
-    + run_id + dir + root, oldest first; a run id found in two roots is the first root's."""
-    runs: dict[str, dict] = {}
-    for base in _roots(root):
-        if not base.is_dir():
-            continue
-        for d in base.iterdir():
-            st = _read_json(d / "status.json") if d.is_dir() and d.name not in runs else None
-            if st is not None and isinstance(st.get("state"), str):
-                runs[d.name] = {**st, "run_id": d.name, "dir": str(d), "root": str(base)}
-    return sorted(runs.values(), key=lambda r: (_num(r.get("created")), r["run_id"]))
-
-
-def _num(x: Any) -> float:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0.0
 
 
 def refresh(root: str | Path | None = None) -> list[dict]:
@@ -431,33 +275,6 @@ def cancel(run_id: str, root: str | Path | None = None, grace_s: float = 3.0) ->
                            ended=time.time())
         return _update(run_id, root, state="cancelled", ended=time.time())
 
-
-def log_tail(run_id: str, n: int = 40, root: str | Path | None = None) -> str:
-    """The last ``n`` lines of the run's log ("" if none yet)."""
-    path = run_dir(run_id, root) / "log.txt"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 256 * max(n, 1)))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    text = text.replace("\r\n", "\n")
-    lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]  # progress bars: keep the last
-    if lines and lines[-1] == "":
-        lines.pop()
-    return "\n".join(lines[-n:])
-
-
-def progress(run_id: str, root: str | Path | None = None) -> dict | None:
-    """run_dir/progress.json ({"stage", "fraction", "message"}) if the command wrote one."""
-    return _read_json(run_dir(run_id, root) / "progress.json")
-
-
-def report(run_id: str, root: str | Path | None = None) -> dict | None:
-    """run_dir/report.json if the run produced one."""
-    return _read_json(run_dir(run_id, root) / "report.json")
 
 
 def _run_wrapped(d: Path, root: Path) -> int:
