@@ -40,13 +40,20 @@ def cmd_train(args: argparse.Namespace) -> dict:
     data = DataConfig(n_train=args.n_train, seed=args.seed)
     command = (f"python -m pam_explorer train --preset {preset.name} --arch {args.arch} "
                f"--epochs {args.epochs} --seed {args.seed} --n-train {args.n_train}")
+    hparams: dict = {}
+    if args.width is not None:
+        hparams["width"] = args.width
+        command += f" --width {args.width:g}"
+    if args.small_input:
+        hparams["small_input"] = True
+        command += " --small-input"
 
     def progress(task: str, row: dict) -> None:
         _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  "
              f"val acc {row['val_accuracy']:.2f}%")
 
     summary = train_preset(preset, args.arch, cfg, data, out, progress, force=args.force,
-                           install=args.install, extra_meta={"command": command})
+                           install=args.install, extra_meta={"command": command}, hparams=hparams)
     for task, row in summary["tasks"].items():
         print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
               f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")

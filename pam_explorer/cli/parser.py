@@ -27,6 +27,10 @@ def _train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=15)
     t.add_argument("--seed", type=int, default=0, help="training and data seed")
     t.add_argument("--n-train", type=int, default=8000)
+    t.add_argument("--width", type=float, default=None,
+                   help="width multiplier of the architecture (default: its own, 1.0)")
+    t.add_argument("--small-input", action="store_true",
+                   help="ResNets: 3x3/1 stem without max-pool, for 28-64 px pictures")
     t.add_argument("--out", default=None, help="directory for the checkpoints (default: assets/<preset> "
                    "for lenet5, assets/<preset>/<arch> otherwise: where the other commands look)")
     _device_arg(t, "auto")

@@ -21,14 +21,16 @@ from pam_explorer.core.io import write_bytes_atomic, write_json_atomic
 from pam_explorer.data import Preset, load_preset_data, task_targets
 from pam_explorer.runs.outdir import claim
 from pam_explorer.train.train import binary_accuracy, train_single_task
-from pam_explorer.zoo import build_model, get_model, save_checkpoint
+from pam_explorer.zoo import build_model, save_checkpoint
+from pam_explorer.zoo.registry import model_options
 from pam_explorer.zoo.pretrained import DEFAULT_ARCH, asset_dir
 
 
 def train_preset(preset: Preset, arch: str = DEFAULT_ARCH, config: TrainConfig = TrainConfig(),
                  data: DataConfig = DataConfig(), out: Path | None = None,
                  progress: Callable[[str, dict], None] | None = None, force: bool = False,
-                 install: bool = False, extra_meta: dict | None = None) -> dict:
+                 install: bool = False, extra_meta: dict | None = None,
+                 hparams: dict | None = None) -> dict:
     """Train one ``arch`` network per task of ``preset``; save each as <out>/<task>.safetensors.
 
     ``out`` None: where :func:`~pam_explorer.zoo.pretrained.load_pretrained` looks for ``arch``
@@ -39,21 +41,27 @@ def train_preset(preset: Preset, arch: str = DEFAULT_ARCH, config: TrainConfig =
     sidecar. ``out`` is claimed first (:func:`pam_explorer.runs.outdir.claim`): checkpoints of
     another or an unknown training configuration there (the committed ones included) are replaced
     only with ``force``. ``install``: see the module docstring; RunConflict if the preset has
-    networks of ``arch``.
+    networks of ``arch``. ``hparams`` (e.g. {"width": 0.125, "small_input": True} for a ResNet) go
+    to the architecture's factory and are recorded in the sidecars; ConfigError names an option
+    the architecture does not have.
     """
-    get_model(arch)  # an unknown name fails before the data is composed
+    hparams = dict(hparams or {})
+    known = model_options(arch)  # an unknown name fails before the data is composed
+    unknown = sorted(set(hparams) - set(known))
+    if unknown:
+        raise ConfigError(f"train --arch {arch}: no option(s) {unknown}; {arch} has {known}")
     resolve_device(config.device)  # so does "cuda" without a GPU
     out = Path(out) if out is not None else asset_dir(preset.name, arch)
     data = preset.data_config(data)
     marker = {"preset": preset.name, "arch": arch, "train": dataclasses.asdict(config),
-              "data": dataclasses.asdict(data)}
+              "data": dataclasses.asdict(data), **({"hparams": hparams} if hparams else {})}
     outputs = [f"{t}{ext}" for t in preset.task_names for ext in (".safetensors", ".json")]
     if install:
         if out.absolute() == asset_dir(preset.name, arch).absolute():
             raise ConfigError("--install copies from --out to the assets folder: give another --out")
         _check_installable(preset, arch)  # before any work
     with claim(out, "train", marker, outputs, force=force):
-        summary = _train(preset, arch, config, data, out, progress, extra_meta)
+        summary = _train(preset, arch, config, data, out, progress, extra_meta, hparams)
     if install:
         dest = asset_dir(preset.name, arch)
         with claim(dest, "train", marker, outputs):
@@ -73,7 +81,8 @@ def _check_installable(preset: Preset, arch: str) -> None:
 
 
 def _train(preset: Preset, arch: str, config: TrainConfig, data: DataConfig, out: Path,
-           progress: Callable[[str, dict], None] | None, extra_meta: dict | None) -> dict:
+           progress: Callable[[str, dict], None] | None, extra_meta: dict | None,
+           hparams: dict) -> dict:
     say = _progress_file(out, preset, config)
     say(0, None, "composing the data")
     splits = load_preset_data(preset, data)
@@ -83,7 +92,7 @@ def _train(preset: Preset, arch: str, config: TrainConfig, data: DataConfig, out
     for i, task in enumerate(preset.task_names):
         torch.manual_seed(config.seed + i)
         ys = [task_targets(s.labels, preset, task) for s in (train, val, test)]
-        model = build_model(arch, ys[0].shape[1], in_ch, size)
+        model = build_model(arch, ys[0].shape[1], in_ch, size, **hparams)
 
         def cb(row: dict, _t: str = task, _i: int = i) -> None:
             say(_i, row["epoch"], f"task {_t}: epoch {row['epoch']}/{config.epochs}, "

@@ -1,6 +1,7 @@
 """Registry of architectures, shared by the CLI, the dashboard's select boxes and the tests."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,6 +69,13 @@ def model_kind(net: nn.Module) -> str:
         raise StructureError(f"{type(net).__name__} is neither a chain network (zoo.chain.ChainNet) nor a "
                              f"residual one (zoo.resnet.ResidualNet); registered models: {sorted(_REGISTRY)}")
     return kind
+
+
+def model_options(name: str) -> list[str]:
+    """The keyword options of architecture ``name`` beyond num_outputs, in_channels and image_size
+    (e.g. ["width", "small_input"] for a ResNet); ConfigError for an unknown name."""
+    params = inspect.signature(get_model(name).factory).parameters
+    return [n for n in params if n not in ("num_outputs", "in_channels", "image_size")]
 
 
 def build_model(name: str, num_outputs: int, in_channels: int = 1, image_size: int = 32,

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from pam_explorer.cli import main
+from pam_explorer.core.errors import ConfigError
 
 
 def test_regroup_json_contract(capsys):
@@ -177,6 +178,36 @@ def test_train_writes_where_the_other_commands_look(tmp_path, capsys, monkeypatc
         assert meta["command"] == command and meta["data"]["image_size"] == 32
     with pytest.raises(ValueError, match="unknown model 'nonet'"):
         train_preset(get_preset("digits-2task"), "nonet")
+
+
+def test_train_width_and_small_input_reach_the_factory_and_the_sidecar(tmp_path, capsys, monkeypatch):
+    """--width / --small-input go to the architecture's factory, the command and the sidecar's
+    hparams; an option the architecture lacks is refused before any data is composed."""
+    from pam_explorer.cli import commands
+    from pam_explorer.core.config import DataConfig, TrainConfig
+    from pam_explorer.data import get_preset
+    from pam_explorer.runs.training_run import train_preset
+    from pam_explorer.zoo.checkpoint import read_meta
+    from pam_explorer.zoo.pretrained import load_pretrained
+    seen = {}
+    monkeypatch.setattr(commands, "train_preset",
+                        lambda *a, **kw: seen.update(args=a, kw=kw) or {"tasks": {}})
+    assert main(["train", "--arch", "resnet18", "--width", "0.0625", "--small-input", "--epochs", "1"]) == 0
+    assert seen["kw"]["hparams"] == {"width": 0.0625, "small_input": True}
+    assert seen["kw"]["extra_meta"]["command"].endswith("--n-train 8000 --width 0.0625 --small-input")
+    assert main(["train", "--epochs", "1"]) == 0
+    assert seen["kw"]["hparams"] == {}  # the architecture's defaults; command unchanged
+    preset = get_preset("digits-2task")
+    with pytest.raises(ConfigError, match=r"train --arch lenet5: no option\(s\) \['small_input'\]"):
+        train_preset(preset, "lenet5", hparams={"small_input": True}, out=tmp_path / "no")
+    assert not (tmp_path / "no").exists()
+    monkeypatch.setenv("PAM_ASSETS_ROOT", str(tmp_path))
+    train_preset(preset, "resnet18", TrainConfig(epochs=1, device="cpu"),
+                 DataConfig(n_train=64, n_val=16, n_test=16), hparams={"width": 0.0625, "small_input": True})
+    nets = load_pretrained("digits-2task", ("A", "B"), "resnet18")
+    assert [n.hparams for n in nets] == [{"width": 0.0625, "small_input": True}] * 2
+    assert nets[0].conv1.kernel_size == (3, 3) and nets[0].conv1.out_channels == 4
+    assert read_meta(tmp_path / "digits-2task" / "resnet18" / "B.safetensors")["hparams"]["width"] == 0.0625
 
 
 def test_arch_option_selects_the_committed_networks(tmp_path, capsys, monkeypatch):

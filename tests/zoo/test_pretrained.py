@@ -25,6 +25,22 @@ def test_committed_networks_reach_their_recorded_accuracy(preset_name):
         assert net.image_size == preset.image_size
 
 
+def test_committed_resnets_load_and_keep_their_accuracy():
+    """The ResNet-18s of mnist-2task (assets/mnist-2task/resnet18/): width 1/8, small-input stem,
+    each file under 5 MB; net A re-measured on the first 500 test pictures (the full split, as
+    recorded, takes half a minute on a busy 2-core CPU)."""
+    preset = get_preset("mnist-2task")
+    nets = load_pretrained(preset.name, preset.task_names, "resnet18")
+    for task, net in zip(preset.task_names, nets):
+        meta = pretrained_meta(preset.name, task, "resnet18")
+        assert net.arch == "resnet18" and net.hparams == {"width": 0.125, "small_input": True}
+        assert meta["command"].endswith("--width 0.125 --small-input") and meta["test_accuracy"] > 98.0
+        assert (asset_dir(preset.name, "resnet18") / f"{task}.safetensors").stat().st_size <= 5_000_000
+    test = load_preset_data(preset, DataConfig())["test"]
+    acc = binary_accuracy(nets[0], test.images[:500], task_targets(test.labels[:500], preset, "A"))
+    assert acc == pytest.approx(pretrained_meta(preset.name, "A", "resnet18")["test_accuracy"], abs=1.0)
+
+
 def test_missing_assets_say_how_to_create_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m pam_explorer train --preset digits-2task$"):
         load_pretrained("digits-2task", ("A", "B"), root=tmp_path)
