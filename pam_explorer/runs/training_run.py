@@ -22,8 +22,8 @@ from pam_explorer.data import Preset, load_preset_data, task_targets
 from pam_explorer.runs.outdir import claim
 from pam_explorer.train.train import binary_accuracy, train_single_task
 from pam_explorer.zoo import build_model, save_checkpoint
-from pam_explorer.zoo.registry import model_options
 from pam_explorer.zoo.pretrained import DEFAULT_ARCH, asset_dir
+from pam_explorer.zoo.registry import model_options
 
 
 def train_preset(preset: Preset, arch: str = DEFAULT_ARCH, config: TrainConfig = TrainConfig(),
