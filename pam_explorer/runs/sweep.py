@@ -258,7 +258,7 @@ class _Sweep:
         return sweep
 
     def _trajectories(self, seed: int):
-        return cached_trajectories(self.ctx.preset, self.ctx.nets, self.base.data(), self.base.mi(seed))
+        return cached_trajectories(self.ctx.preset, self.ctx.nets, self.base.mi_data(), self.base.mi(seed))
 
     def _resolve_alphas(self) -> list[tuple[float, str]]:
         """From DIR/plan.json if there is one, else typed or auto (written to plan.json)."""

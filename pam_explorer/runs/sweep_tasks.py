@@ -64,7 +64,7 @@ def _say(message: str, within: float | None = None) -> None:
 def run_trajectories(job: TrajectoryJob, out: Path) -> dict:
     cfg = job.experiment
     ctx = context(cfg.preset, cfg.data(), cfg.arch)
-    exp = Explorer.open(ctx.preset, cfg.mi(job.seed), cfg.data(), nets=ctx.nets)
+    exp = Explorer.open(ctx.preset, cfg.mi(job.seed), cfg.mi_data(), nets=ctx.nets)
     _say(f"trajectories of seed {job.seed}: {'cache hit' if exp.trajs.cache_hit else 'computed'} "
          f"(cache root {cache_root()})")
     return {"cache_hit": exp.trajs.cache_hit}
