@@ -73,7 +73,8 @@ def test_bad_mix(no_compute, tmp_path, capsys, mix, says):
 
 
 def test_dry_run_lists_jobs_and_resources_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("PAM_CACHE_ROOT", str(tmp_path / "cache"))  # nothing cached: every job runs
+    monkeypatch.setenv("PAM_CACHE_ROOT", str(tmp_path / "cache"))  # nothing cached, but the shipped
+    # trajectories (seed 0 of the default MI profile, on the networks' own data) are read
     monkeypatch.setattr(executors.shutil, "which", lambda name: None)
     out = tmp_path / "s"
     code = main(["sweep", "--quick", "--alphas", "0.05,0.5", "--seeds", "0,1", "--executor", "slurm",
@@ -83,11 +84,12 @@ def test_dry_run_lists_jobs_and_resources_and_writes_nothing(tmp_path, capsys, m
     assert code == 0 and not out.exists() and not (tmp_path / "cache").exists()
     assert "partition gpu" in text and "gpus_per_job 1" in text and "mem_gb 4.0" in text
     assert "note: --executor slurm needs Slurm's sbatch" in text
-    for job in ("traj_s0", "B1_s1", "B2_s0", "PAM_a0.05_s1", "PAM_a0.5_s0"):
+    for job in ("traj_s1", "B1_s1", "B2_s0", "PAM_a0.05_s1", "PAM_a0.5_s0"):
         assert job in text
+    assert "traj_s0" not in text  # seed 0's trajectories ship with the committed networks
     assert "seed 1 alpha 0.05" in text and "after the trajectory jobs" in text
-    assert "10 job(s) would be submitted:" in text  # 2 trajectories + 2 x (B1, B2) + 2 x 2 points
+    assert "9 job(s) would be submitted:" in text  # 1 trajectory job + 2 x (B1, B2) + 2 x 2 points
     code = main(["sweep", "--quick", "--alphas", "auto", "--seeds", "0,1", "--dry-run", "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0 and not out.exists() and "alpha auto" in text
-    assert "6 job(s) would be submitted (+ the PAM points, planned after the trajectories):" in text
+    assert "5 job(s) would be submitted (+ the PAM points, planned after the trajectories):" in text
