@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pam_explorer.core.subsets import all_subsets
 from pam_explorer.graph.build import layer_widths
 from pam_explorer.merge.merged_net import MergedNet
+from pam_explorer.runs import jobs
 from pam_explorer.zoo import build_model
 
 
@@ -71,3 +73,16 @@ def tiny_resnets(k: int, seed: int = 0, arch: str = "resnet18", size: int = 16,
                           small_input=True)
         nets.append(randomise_bn(net, seed + t).eval())
     return nets
+
+
+def wait_for(root, run_id, states=jobs.FINAL, timeout=30.0) -> dict:
+    """Poll the dashboard's job queue in ``root`` until run ``run_id`` reaches one of ``states``;
+    its status. AssertionError naming the state it is stuck in after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs.poll(root)
+        st = jobs.read_status(run_id, root)
+        if st["state"] in states:
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} stuck in {jobs.read_status(run_id, root)['state']}")

@@ -18,20 +18,12 @@ from pam_explorer.data import get_preset
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs import job_spec, jobs
 from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained
+from tests.helpers import wait_for
 from ui.run_args import MODES, experiment_job, train_job
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_for(root, run_id, states=jobs.FINAL, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        jobs.poll(root)
-        st = jobs.read_status(run_id, root)
-        if st["state"] in states:
-            return st
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} stuck in {jobs.read_status(run_id, root)['state']}")
 
 
 def test_a_runs_merged_structure_is_the_explorers_prediction(tmp_path, capsys, monkeypatch):

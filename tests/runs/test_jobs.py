@@ -6,6 +6,7 @@ import pytest
 
 from pam_explorer.core.errors import QueueFull
 from pam_explorer.runs import jobs
+from tests.helpers import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -18,15 +19,6 @@ def job(**args) -> dict:
     return {"command": "selftest", "args": args}
 
 
-def wait_for(root, run_id, states=jobs.FINAL, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        jobs.poll(root)
-        st = jobs.read_status(run_id, root)
-        if st["state"] in states:
-            return st
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} stuck in {jobs.read_status(run_id, root)['state']}")
 
 
 def test_done_log_and_progress(tmp_path):
