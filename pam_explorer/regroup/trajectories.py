@@ -163,7 +163,11 @@ def cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig = Data
 
 
 def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: MIConfig) -> str:
-    blob = json.dumps({"preset": asdict(preset), "data": asdict(preset.data_config(data)), "mi": asdict(mi),
+    # only the preset fields the trajectories depend on (its data set and label columns): its
+    # name, description and default alpha may change without invalidating cached or shipped files
+    tasks = {"dataset": preset.dataset, "task_names": list(preset.task_names),
+             "task_labels": [list(c) for c in preset.task_labels]}
+    blob = json.dumps({"preset": tasks, "data": asdict(preset.data_config(data)), "mi": asdict(mi),
                        "weights": weights_hash(nets), "code": CODE_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 

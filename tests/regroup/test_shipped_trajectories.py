@@ -70,3 +70,18 @@ def test_the_ship_script_check_passes(name, capsys, monkeypatch):
     with pytest.raises(SystemExit) as done:
         runpy.run_path(str(script), run_name="__main__")
     assert done.value.code == 0 and "ok" in capsys.readouterr().out
+
+
+def test_the_key_names_only_what_the_trajectories_depend_on():
+    """A preset's default alpha, name or description does not change its trajectories' key (the
+    shipped files stay valid); its label columns and the MI settings do."""
+    import dataclasses
+    preset = get_preset("digits-2task")
+    nets = load_pretrained(preset.name, preset.task_names)
+    key = trj.cache_key(preset, nets, DATA, MI)
+    same = dataclasses.replace(preset, default_alpha=0.7, name="renamed", description="other words")
+    assert trj.cache_key(same, nets, DATA, MI) == key
+    other_labels = dataclasses.replace(preset, task_labels=(preset.task_labels[1], preset.task_labels[0]))
+    assert trj.cache_key(other_labels, nets, DATA, MI) != key
+    assert trj.cache_key(preset, nets, DATA, dataclasses.replace(MI, seed=1)) != key
+    assert trj.cache_key(preset, nets, dataclasses.replace(DATA, n_train=301), MI) != key
