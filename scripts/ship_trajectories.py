@@ -1,8 +1,9 @@
 """Write the MI trajectories that ship with the committed networks (no first-visit wait).
 
-    python scripts/ship_trajectories.py [--preset P ...] [--profile default|paper] [--check]
+    python scripts/ship_trajectories.py [--preset P ...] [--arch A] [--profile default|paper] [--check]
 
-For every preset with committed networks under ``assets/`` (or the ``--preset`` ones), computes
+For every preset with committed ``--arch`` networks (default: the default architecture, under
+``assets/<preset>/``; another under ``assets/<preset>/<arch>/``), or the ``--preset`` ones, computes
 (or takes from the cache) the trajectories of the default MI settings (``MIConfig()`` on
 ``DataConfig()``: what the dashboard and ``regroup`` open by default; ``--profile paper`` for
 ``MIConfig.paper()``) and writes them to ``assets/<preset>/trajectories/<key>.json``, the cache
@@ -27,25 +28,35 @@ from pam_explorer.core.config import DataConfig, MIConfig  # noqa: E402
 from pam_explorer.core.io import write_text_atomic  # noqa: E402
 from pam_explorer.data import get_preset, list_presets  # noqa: E402
 from pam_explorer.regroup import trajectories as T  # noqa: E402
+from pam_explorer.zoo import list_models  # noqa: E402
 from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained  # noqa: E402
 
 PROFILES = {"default": MIConfig(), "paper": MIConfig.paper()}
 
 
+def _current_keys(preset, mi: MIConfig) -> set[str]:
+    """The keys of the trajectories of every architecture committed for ``preset``."""
+    return {T.cache_key(preset, load_pretrained(preset.name, preset.task_names, arch), DataConfig(), mi)
+            for arch in list_models() if has_pretrained(preset.name, preset.task_names, arch)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", action="append", default=None, help="default: every preset with networks")
+    ap.add_argument("--arch", default=None, choices=list_models(),
+                    help="architecture of the committed networks (default: the default one)")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is missing")
     args = ap.parse_args()
-    names = args.preset or [p for p in list_presets() if has_pretrained(p, get_preset(p).task_names)]
+    names = args.preset or [p for p in list_presets() if has_pretrained(p, get_preset(p).task_names, args.arch)]
     mi, missing = PROFILES[args.profile], 0
     for name in names:
         preset = get_preset(name)
-        nets = load_pretrained(preset.name, preset.task_names)
+        nets = load_pretrained(preset.name, preset.task_names, args.arch)
         key = T.cache_key(preset, nets, DataConfig(), mi)
         path = T.shipped_path(preset.name, key)
-        stale = sorted(p.name for p in path.parent.glob("*.json") if p != path) \
+        current = _current_keys(preset, mi)  # every architecture's files live in one folder
+        stale = sorted(p.name for p in path.parent.glob("*.json") if p.stem not in current) \
             if path.parent.is_dir() else []
         if args.check:
             ok = path.is_file()

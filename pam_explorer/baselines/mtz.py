@@ -36,19 +36,38 @@ at the merged positions of its neurons (columns of the other net's extra neurons
 ridge); this keeps H_A != H_B but measures inputs that the zipped layer no longer receives.
 
 Only K = 2 tasks are supported (StructureError otherwise): zipping a third network into a trunk would
-need a Hessian of a merged pair, which the paper does not define. Residual networks are not
-zipped (StructureError :data:`RESIDUAL_MISSING`, what is missing in docs/residual.md).
+need a Hessian of a merged pair, which the paper does not define. Residual networks are zipped by
+:mod:`.mtz_residual` (one pairing per neuron layer: a stage's shortcut-tied stream or a block's
+inner conv); the formulas, settings and retraining both zippers share live in :mod:`.mtz_core`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from pam_explorer.core import validate as v
+from pam_explorer.baselines.mtz_core import (
+    MTZConfig,
+    MTZResult,
+    Progress,
+    Split,
+    conv_hessian,
+    conv_moment,
+    conv_padding,
+    core_weight,
+    greedy_pairs,
+    hessian_hat,
+    merge_weights,
+    neuron_weights,
+    pair_costs,
+    pair_or_own,
+    pairing,
+    retrain,
+    ridge,
+    scatter_hessian,
+)
+from pam_explorer.baselines.mtz_residual import zip_residual
 from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import LayerGeometry, NetGeometry
@@ -57,139 +76,11 @@ from pam_explorer.graph.build import chain_geometry, is_residual
 from pam_explorer.merge.build import exclusive_grouping, merge_networks
 from pam_explorer.merge.group_modules import make_core, make_group
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.train.finetune import evaluate, grad_scales, joint_loss, scale_gradients
+from pam_explorer.train.finetune import evaluate
 from pam_explorer.zoo.chain import ChainNet
-
-Targets = Mapping[str, torch.Tensor]  # task -> (N, L_t) float {0, 1}
-Split = tuple[torch.Tensor, Targets]  # images (N, C, H, W), targets
-Progress = Callable[[dict], None]
-HESSIAN_SOURCES = ("zipped", "original")
-RESIDUAL_MISSING = (
-    "MTZ (B2) cannot zip residual networks yet: a stage's shortcut ties the channels of the stem or "
-    "downsample, every conv2 and every block output, so one pairing per stage stream must be chosen "
-    "from the summed Hessian costs of all those layers and applied to all of them at once; this "
-    "zipper pairs one chain layer at a time (docs/residual.md, 'MTZ'). Run B1 and PAM only "
-    "(ExperimentConfig.schemes=('B1', 'PAM')).")
-
-
-@dataclass(frozen=True)
-class MTZConfig:
-    """n_samples: training pictures for the input Hessians; eps: ridge relative to mean(diag H);
-    retrain_batches: joint minibatches after each zipped layer (0 = none); batch_size, lr (Adam),
-    seed: of that retraining; hessian: "zipped" | "original" (module docstring)."""
-
-    n_samples: int = 512
-    eps: float = 1e-3
-    retrain_batches: int = 200
-    batch_size: int = 128
-    lr: float = 2e-3
-    hessian: str = "zipped"
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name in ("n_samples", "batch_size"):
-            v.positive_int(self, name)
-        v.non_negative_int(self, "retrain_batches")
-        for name in ("eps", "lr"):
-            v.finite_positive(self, name)
-        v.choice(self, "hessian", HESSIAN_SOURCES)
-        v.integer(self, "seed")
-        v.device(self)
-
-
-@dataclass
-class MTZResult:
-    """net: the zipped MergedNet (every layer only "A+B"); log: per layer {"layer", "width",
-    "pairs" [(i_A, j_B)], "mean_cost", "retrain_loss", "val_accuracy" {task: %}}."""
-
-    net: MergedNet
-    log: list[dict] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- MTZ math
-def conv_moment(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int] = (1, 1),
-                padding: Sequence[int] = (0, 0),
-                dilation: Sequence[int] = (1, 1)) -> tuple[torch.Tensor, int]:
-    """x (N, C, H, W) -> (sum over im2col columns and kernel positions of v v^T (C, C), count)."""
-    n, c = x.shape[:2]
-    cols = F.unfold(x, tuple(kernel), dilation=tuple(dilation), padding=tuple(padding), stride=tuple(stride))
-    cols = cols.view(n, c, -1).transpose(0, 1).reshape(c, -1)  # (C, N * K * L), channel-major rows
-    return cols @ cols.T, cols.shape[1]
-
-
-def conv_hessian(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int] = (1, 1),
-                 padding: Sequence[int] = (0, 0), dilation: Sequence[int] = (1, 1)) -> torch.Tensor:
-    """E[v v^T] (C, C) over every (sample, output position, kernel position) input vector v."""
-    total, count = conv_moment(x, kernel, stride, padding, dilation)
-    return total / count
-
-
-def ridge(h: torch.Tensor, eps: float) -> torch.Tensor:
-    """h + eps * mean(diag h) * I (eps * I for an all-zero h): invertible, scale-free."""
-    scale = float(h.diagonal().mean())
-    return h + eps * (scale if scale > 0 else 1.0) * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
-
-
-def hessian_hat(h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
-    """(H_A^-1 + H_B^-1)^-1 = H_A (H_A + H_B)^-1 H_B, symmetrised against rounding; (C, C)."""
-    out = h_a @ torch.linalg.solve(h_a + h_b, h_b)
-    return (out + out.T) / 2
-
-
-def pair_costs(w_a: torch.Tensor, w_b: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
-    """dE[i, j] = 1/2 sum_k (a_ik - b_jk)^T H^ (a_ik - b_jk); w_a (n_A, K, C), w_b (n_B, K, C)
-    per-neuron weights by kernel position -> (n_A, n_B), clamped at 0 against rounding."""
-    qa = torch.einsum("ikc,cd,ikd->i", w_a, h_hat, w_a)
-    qb = torch.einsum("jkc,cd,jkd->j", w_b, h_hat, w_b)
-    cross = torch.einsum("ikc,cd,jkd->ij", w_a, h_hat, w_b)
-    return (0.5 * (qa[:, None] + qb[None, :] - 2 * cross)).clamp_min(0)
-
-
-def merge_weights(w_a: torch.Tensor, w_b: torch.Tensor, h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
-    """(H_A + H_B)^-1 (H_A a_k + H_B b_k) for each pair and kernel position: (n, K, C) x2 -> (n, K, C)."""
-    rhs = (w_a @ h_a + w_b @ h_b).transpose(-1, -2)  # H symmetric: (H a)^T = a^T H; (n, C, K)
-    return torch.linalg.solve(h_a + h_b, rhs).transpose(-1, -2)
-
-
-def greedy_pairs(costs: torch.Tensor) -> list[tuple[int, int]]:
-    """Cheapest pair of still unpaired neurons first, until min(n_A, n_B) pairs; sorted by i."""
-    n_a, n_b = costs.shape
-    used_a, used_b, pairs = set(), set(), []
-    for flat in torch.argsort(costs.flatten(), stable=True).tolist():  # ties: lowest index first
-        i, j = divmod(flat, n_b)
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(i), used_b.add(j), pairs.append((i, j))
-        if len(pairs) == min(n_a, n_b):
-            break
-    return sorted(pairs)
-
-
-def neuron_weights(weight: torch.Tensor) -> torch.Tensor:
-    """Core weight (n, C) or (n, C, kh, kw) -> (n, K, C): each kernel position a C-vector."""
-    if weight.dim() == 2:
-        return weight[:, None, :]
-    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, weight.shape[1])
-
-
-def _core_weight(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`neuron_weights` for a core shaped like ``like`` (out rows may differ)."""
-    if like.dim() == 2:
-        return w[:, 0, :]
-    kh, kw = like.shape[2:]
-    return w.reshape(w.shape[0], kh, kw, like.shape[1]).permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------- Hessians
-def _padding(lg: LayerGeometry) -> tuple[int, int]:
-    if lg.padding == "valid":
-        return (0, 0)
-    if lg.padding == "same":  # stride 1 only, as torch requires; odd kernels pad symmetrically
-        return tuple(d * (k - 1) // 2 for d, k in zip(lg.dilation, lg.kernel))
-    return tuple(lg.padding)
-
-
 @torch.no_grad()
 def _input_hessian(model: nn.Module, run: Callable[[torch.Tensor], object], core: nn.Module,
                    lg: LayerGeometry, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -200,7 +91,7 @@ def _input_hessian(model: nn.Module, run: Callable[[torch.Tensor], object], core
     def hook(_module: nn.Module, args: tuple) -> None:
         x = args[0].detach().double()
         if lg.kind == "conv":
-            total, count = conv_moment(x, lg.kernel, lg.stride, _padding(lg), lg.dilation)
+            total, count = conv_moment(x, lg.kernel, lg.stride, conv_padding(lg), lg.dilation)
         else:
             total, count = x.T @ x, x.shape[0]
         acc["sum"], acc["count"] = acc["sum"] + total, acc["count"] + count
@@ -216,15 +107,6 @@ def _input_hessian(model: nn.Module, run: Callable[[torch.Tensor], object], core
     return acc["sum"] / acc["count"]
 
 
-def _scatter(h: torch.Tensor, merged_pos: torch.Tensor | None, width: int, factor: int) -> torch.Tensor:
-    """An original net's input Hessian placed at the merged columns of its input neurons."""
-    if merged_pos is None:  # the image: same columns in every network
-        return h
-    cols = (merged_pos[:, None] * factor + torch.arange(factor, device=h.device)).flatten()
-    out = h.new_zeros(width * factor, width * factor)
-    out[cols[:, None], cols[None, :]] = h
-    return out
-
 
 def _hessians(cur: MergedNet, nets: Sequence[ChainNet], lg: LayerGeometry, images: torch.Tensor,
               prev_maps: Sequence[torch.Tensor] | None, prev_width: int,
@@ -239,23 +121,13 @@ def _hessians(cur: MergedNet, nets: Sequence[ChainNet], lg: LayerGeometry, image
     for t, net in enumerate(nets):
         on = next(net.parameters()).device
         h = _input_hessian(net, lambda x: net(x.to(on)), net.blocks[lg.name][0], lg, images)  # noqa: B023
-        h = _scatter(h.to(device), None if prev_maps is None else prev_maps[t].to(device), prev_width,
+        h = scatter_hessian(h.to(device), None if prev_maps is None else prev_maps[t].to(device), prev_width,
                      1 if lg.kind == "conv" else lg.in_factor)
         out.append(ridge(h, config.eps))
     return out[0], out[1]
 
 
 # --------------------------------------------------------------------------- surgery
-def _pair_or_own(ta: torch.Tensor, tb: torch.Tensor, ia: torch.Tensor, jb: torch.Tensor,
-                 extra: torch.Tensor, wide: int, paired: torch.Tensor | None = None) -> torch.Tensor:
-    """Rows of the zipped layer: the pairs' merged rows (``paired``, default the mean of
-    ta[ia] and tb[jb]), then the wider net's (index ``wide``) unpaired rows ``extra``."""
-    if ta.dim() == 0:  # a scalar buffer (BatchNorm's batch counter): the larger one
-        return torch.maximum(ta, tb)
-    paired = ((ta[ia].double() + tb[jb].double()) / 2).to(ta.dtype) if paired is None else paired
-    return torch.cat([paired.to(ta.dtype), (ta, tb)[wide][extra]])
-
-
 def _zip_group(lg: LayerGeometry, ga: nn.Sequential, gb: nn.Sequential, h_a: torch.Tensor,
                h_b: torch.Tensor) -> tuple[nn.Sequential, dict]:
     """Zip groups "A" and "B" (reading the same inputs) of one layer into one group.
@@ -263,31 +135,20 @@ def _zip_group(lg: LayerGeometry, ga: nn.Sequential, gb: nn.Sequential, h_a: tor
     Returns the group and {"pairs", "mean_cost", "maps": (A's (n_A,), B's (n_B,) zipped
     positions), "prov"}; the zipped order is the pairs by A's index, then the extras."""
     wa, wb = (neuron_weights(g[0].weight.detach().double()) for g in (ga, gb))
-    n_a, n_b = wa.shape[0], wb.shape[0]
-    costs = pair_costs(wa, wb, hessian_hat(h_a, h_b))
-    pairs = greedy_pairs(costs)
-    ia, jb = (torch.tensor([p[k] for p in pairs], dtype=torch.long, device=wa.device) for k in (0, 1))
-    wide = 0 if n_a >= n_b else 1
-    taken = (ia, jb)[wide]
-    extra = torch.tensor([i for i in range(max(n_a, n_b)) if i not in set(taken.tolist())],
-                         dtype=torch.long, device=wa.device)
+    pz = pairing(pair_costs(wa, wb, hessian_hat(h_a, h_b)))
+    ia, jb, extra, wide = pz.ia.to(wa.device), pz.jb.to(wa.device), pz.extra.to(wa.device), pz.wide
     merged = merge_weights(wa[ia], wb[jb], h_a, h_b)
-    weight = _core_weight(_pair_or_own(wa, wb, ia, jb, extra, wide, merged), ga[0].weight)
+    weight = core_weight(pair_or_own(wa, wb, ia, jb, extra, wide, merged), ga[0].weight)
     group = make_group(lg, ga[0].weight.shape[1], int(weight.shape[0])).to(ga[0].weight.device)
     with torch.no_grad():
         group[0].weight.copy_(weight)
         if group[0].bias is not None:
-            group[0].bias.copy_(_pair_or_own(ga[0].bias, gb[0].bias, ia, jb, extra, wide))
+            group[0].bias.copy_(pair_or_own(ga[0].bias, gb[0].bias, ia, jb, extra, wide))
         for k in range(1, len(group)):  # BatchNorm: averaged parameters and running statistics
             sa, sb = ga[k].state_dict(), gb[k].state_dict()
-            group[k].load_state_dict({n: _pair_or_own(v, sb[n], ia, jb, extra, wide) for n, v in sa.items()})
-    maps = [torch.empty(n, dtype=torch.long) for n in (n_a, n_b)]
-    for t, idx in enumerate((ia, jb)):
-        maps[t][idx.cpu()] = torch.arange(len(pairs))
-    maps[wide][extra.cpu()] = torch.arange(len(pairs), len(pairs) + extra.numel())
-    prov = [(0, i) for i in ia.tolist()] + [(wide, e) for e in extra.tolist()]
-    mean_cost = float(costs[ia, jb].mean()) if pairs else 0.0
-    return group.train(ga.training), {"pairs": pairs, "mean_cost": mean_cost, "maps": maps, "prov": prov}
+            group[k].load_state_dict({n: pair_or_own(v, sb[n], ia, jb, extra, wide) for n, v in sa.items()})
+    info = {"pairs": list(pz.pairs), "mean_cost": pz.mean_cost, "maps": list(pz.maps), "prov": list(pz.prov)}
+    return group.train(ga.training), info
 
 
 def _reindex(module: nn.Module, pos: torch.Tensor, width: int, factor: int,
@@ -331,35 +192,6 @@ def _rebuild(cur: MergedNet, geo: NetGeometry, index: int, group: nn.Sequential,
     return MergedNet(geo, groups, heads, prov).train(cur.training)
 
 
-# --------------------------------------------------------------------------- retraining
-def _retrain(net: MergedNet, train: Split, config: MTZConfig, seed: int) -> float:
-    """``config.retrain_batches`` joint Adam steps (shared grads task-averaged); mean loss."""
-    if config.retrain_batches == 0:
-        return float("nan")
-    images, targets = train
-    device = next(net.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    scales = grad_scales(net)
-    optim = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=config.lr)
-    bs = min(config.batch_size, images.shape[0])
-    order, total, was_training = torch.empty(0, dtype=torch.long), 0.0, net.training
-    net.train()
-    try:
-        for _ in range(config.retrain_batches):
-            if order.numel() < bs:  # a fresh shuffle when the current one runs out
-                order = torch.cat([order, torch.randperm(images.shape[0], generator=gen)])
-            idx, order = order[:bs], order[bs:]
-            optim.zero_grad(set_to_none=True)
-            loss = joint_loss(net, images[idx].to(device), {t: targets[t][idx].to(device) for t in net.tasks})
-            loss.backward()
-            scale_gradients(net, scales)
-            optim.step()
-            total += float(loss.detach())
-    finally:
-        net.train(was_training)
-    return total / config.retrain_batches
-
-
 # --------------------------------------------------------------------------- driver
 def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, val: Split,
                  config: MTZConfig = MTZConfig(), progress: Progress | None = None) -> MTZResult:
@@ -374,7 +206,7 @@ def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, v
         raise StructureError(f"MTZ zips exactly 2 networks for 2 tasks; got {len(nets)} networks for "
                              f"tasks {list(tasks)} (more tasks are not supported)")
     if is_residual(nets):
-        raise StructureError(RESIDUAL_MISSING)
+        return zip_residual(nets, tasks, train, val, config, progress)
     geo = chain_geometry(nets, tasks)
     if len(set(geo.head_layers)) > 1:
         raise StructureError("MTZ zips networks of equal depth only; these end at layers "
@@ -390,7 +222,7 @@ def zip_networks(nets: Sequence[ChainNet], tasks: Sequence[str], train: Split, v
         ga, gb = (cur.groups[lg.name][t] for t in tasks)
         group, info = _zip_group(lg, ga, gb, h_a, h_b)
         cur = _rebuild(cur, geo, index, group, info)
-        loss = _retrain(cur, train, config, config.seed + index)
+        loss = retrain(cur, train, config, config.seed + index)
         maps, width = info["maps"], len(info["prov"])
         record = {"layer": lg.name, "width": width, "pairs": info["pairs"], "mean_cost": info["mean_cost"],
                   "retrain_loss": loss, "val_accuracy": evaluate(cur, val[0], val[1])}
