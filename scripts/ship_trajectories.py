@@ -48,7 +48,8 @@ def main() -> int:
     ap.add_argument("--profile", choices=sorted(PROFILES), default="default")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is missing")
     args = ap.parse_args()
-    names = args.preset or [p for p in list_presets() if has_pretrained(p, get_preset(p).task_names, args.arch)]
+    names = args.preset or [p for p in list_presets()
+                            if has_pretrained(p, get_preset(p).task_names, args.arch)]
     mi, missing = PROFILES[args.profile], 0
     for name in names:
         preset = get_preset(name)
