@@ -44,7 +44,7 @@ def test_bench_latency_grid_and_target(tmp_path, capsys):
 
 
 def test_bench_latency_on_a_residual_run_without_b2(tmp_path):
-    """Residual runs have no B2 (MTZ does not zip residual nets): PAM and B1 are measured, fused and
+    """A residual run without B2 (as with --schemes B1,PAM): PAM and B1 are measured, fused and
     grouped, with FLOPs from the analytic counts (FlopCounterMode: tests/merge/test_fuse_residual.py)."""
     nets = tiny_resnets(2, size=8)
     pam = merge_networks(nets, ["A", "B"], random_grouping(nets, ["A", "B"], 1)).eval()
