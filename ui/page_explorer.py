@@ -116,9 +116,10 @@ def metrics_row(exp, cfg: RegroupConfig, table, pred: dict) -> None:
     m[2].metric("Mean sharing ratio", f"{table['sharing ratio'].mean():.1%}",
                 help="Mean over layers of shared / kept neurons")
     everything = subset_key(exp.tasks)
-    m[3].metric(f"PAM FLOPs {everything} (before pruning)", f"{pred['PAM'][everything]:,}",
+    m[3].metric(f"PAM FLOPs {everything}", f"{pred['PAM'][everything]:,}",
                 help="Predicted FLOPs of running every task on the merged network, before pruning. "
                      + L.BEFORE_PRUNING_WHY)
+    m[3].caption("predicted, before pruning")  # below the value: in the label it was cut off
 
 
 def groups_view(exp, table, groups: dict) -> None:
@@ -133,7 +134,7 @@ def flops_view(pred: dict) -> None:
     c1, c2 = st.columns([3, 2])
     chart(c1, F.fig_flops(flops), "fig_flops")
     c2.caption("Predicted FLOPs per task subset before pruning (batch 1). " + L.BEFORE_PRUNING_WHY)
-    c2.table(flops)
+    c2.table(flops.map(lambda v: f"{v:,}"))  # thousands separators, as in the metrics
 
 
 def expected_flops_view(exp, pred) -> None:

@@ -53,7 +53,10 @@ def test_slider_drives_groups_and_flops(explorer, runs_root):
         view(at, "Predicted FLOPs")
         flops = at.table[0].value
         for scheme, per in explorer.predicted_flops(RegroupConfig(alpha=alpha)).items():
-            assert flops[scheme].to_dict() == per
+            assert flops[scheme].to_dict() == {k: f"{v:,}" for k, v in per.items()}  # 1,234,567
+        pam_all = next(m for m in at.metric if m.label == "PAM FLOPs A+B")  # a label short enough to show
+        assert pam_all.value == f"{explorer.predicted_flops(RegroupConfig(alpha=alpha))['PAM']['A+B']:,}"
+        assert "predicted, before pruning" in [c.value for c in at.caption]
         view(at, "Groups and sharing")
     assert len(seen) >= 2, "moving alpha must change the sharing figure"
 
