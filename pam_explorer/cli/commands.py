@@ -155,7 +155,7 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
                            rank=args.rank, regroup=args.regroup, arch=args.arch,
-                           overrides=parse_overrides(args.override))
+                           overrides=parse_overrides(args.override), max_steps=args.max_steps)
     check_override_layers(cfg, get_preset(cfg.preset))
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     report = run_experiment(cfg, Path(args.out),

@@ -96,6 +96,9 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--regroup", choices=["default", "paper", "legacy"], default="default",
                    help="PAM's regrouping: this project's estimator (default), the paper's literal "
                         "one, or the estimator of the first versions")
+    e.add_argument("--max-steps", type=int, default=None,
+                   help="at most this many pruning turns per scheme (default 200; a compute budget: "
+                        "reports say when a scheme stopped at it)")
     e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")

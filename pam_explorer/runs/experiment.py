@@ -76,6 +76,7 @@ class ExperimentConfig:
     rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
     regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
     arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
+    max_steps: int | None = None  # pruning turns per scheme (None: PruneConfig's; a compute budget)
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
@@ -98,6 +99,8 @@ class ExperimentConfig:
                 validate.fail(self, "overrides", f"entries must be (layer_name, alpha), got {item!r}")
             validate.alpha(item[1], f"ExperimentConfig.overrides[{item[0]}]")
         validate.non_negative_int(self, "finetune_epochs")
+        if self.max_steps is not None:
+            validate.positive_int(self, "max_steps")
         validate.choice(self, "floor", FLOORS)
         validate.choice(self, "rank", tuple(RANKS))
         validate.choice(self, "regroup", REGROUP_PROFILES)
@@ -171,8 +174,10 @@ class ExperimentConfig:
         if self.regroup == "legacy":
             common["taylor_mode"] = "sample"
         if self.quick:
-            return PruneConfig(max_steps=4, finetune_batches=3, final_finetune_epochs=1, score_batches=2,
-                               vib_epochs=1, step_fraction=0.2, **common)
+            return PruneConfig(max_steps=self.max_steps or 4, finetune_batches=3, final_finetune_epochs=1,
+                               score_batches=2, vib_epochs=1, step_fraction=0.2, **common)
+        if self.max_steps is not None:
+            common["max_steps"] = self.max_steps
         return PruneConfig(**common)
 
     def mtz(self, seed: int) -> MTZConfig:

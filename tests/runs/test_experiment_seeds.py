@@ -113,3 +113,14 @@ def test_bootstrap_ci_against_a_plain_resampling():
     assert stats.bootstrap_ci([1.3]) == (1.3, 1.3)
     assert stats.verdict((1.01, 1.2)) == "above" and stats.verdict((0.9, 1.1)) == "no difference"
     assert stats.verdict((0.7, 0.95)) == "below"
+
+
+def test_max_steps_bounds_the_pruning_turns_and_reports_it(tmp_path):
+    report = run_experiment(ExperimentConfig(max_steps=2, **QUICK), tmp_path / "r", cache=None)
+    per = report["per_seed"]["0"]["schemes"]
+    assert len(per["PAM"]["log"]) == 2 and per["PAM"]["stopped_at_max_steps"] is True
+    assert all(len(log) == 2 for log in per["B1"]["log"].values())
+    assert per["B1"]["stopped_at_max_steps"] == {"A": True, "B": True}
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["max_steps"] == 2
+    with pytest.raises(ConfigError, match="max_steps"):
+        ExperimentConfig(max_steps=0)
