@@ -5,6 +5,7 @@ only it, not the app, the sidebar or the explorer's loading.
 """
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from pam_explorer.core.config import RegroupConfig
@@ -134,7 +135,8 @@ def flops_view(pred: dict) -> None:
     c1, c2 = st.columns([3, 2])
     chart(c1, F.fig_flops(flops), "fig_flops")
     c2.caption("Predicted FLOPs per task subset before pruning (batch 1). " + L.BEFORE_PRUNING_WHY)
-    c2.table(flops.map(lambda v: f"{v:,}"))  # thousands separators, as in the metrics
+    shown = pd.DataFrame({c: [f"{v:,}" for v in flops[c]] for c in flops}, index=flops.index)
+    c2.table(shown)  # thousands separators, as in the metrics
 
 
 def expected_flops_view(exp, pred) -> None:

@@ -27,8 +27,10 @@ HESSIAN_SOURCES = ("zipped", "original")
 @dataclass(frozen=True)
 class MTZConfig:
     """n_samples: training pictures for the input Hessians; eps: ridge relative to mean(diag H);
-    retrain_batches: joint minibatches after each zipped layer (0 = none); batch_size, lr (Adam),
-    seed: of that retraining; hessian: "zipped" | "original" (module docstring)."""
+    retrain_batches: joint minibatches after each zipped layer of a chain net, once after the
+    whole zip of a residual net (0 = none); batch_size, lr (Adam), seed: of that retraining;
+    hessian: "zipped" | "original" (:mod:`.mtz`'s docstring; residual nets always use "original",
+    :mod:`.mtz_residual`)."""
 
     n_samples: int = 512
     eps: float = 1e-3

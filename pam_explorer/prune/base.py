@@ -88,7 +88,9 @@ class PruneResult:
     test_accuracy: dict[str, float] = field(default_factory=dict)
     method: str = ""
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)  # method-specific results (AdapMTL: sparsity, Delta_T)
+    # method-specific results (AdapMTL: sparsity, Delta_T; the structured driver: "stopped", why
+    # pruning ended: "frozen" (every task) or "max_steps" (the budget of turns ran out))
+    extra: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- contract + registry
@@ -304,7 +306,8 @@ class AlternatingPruner(Pruner):
             lambda rec: emit({"phase": "final_finetune", **rec}))
         test = evaluate(state.net, *data.test)
         result = PruneResult(state.net.eval(), state.log, reference, dict(ft.val_accuracy), test,
-                             self.name, time.perf_counter() - start)
+                             self.name, time.perf_counter() - start,
+                             {"stopped": "frozen" if len(state.frozen) == len(work.tasks) else "max_steps"})
         emit({"phase": "done", "val_accuracy": result.val_accuracy, "test_accuracy": test,
               "flops": {k: v["flops"] for k, v in subset_costs(state.net).items()}})
         return result

@@ -134,10 +134,10 @@ def _slim(row: dict) -> dict:
     return {k: row[k] for k in keep if k in row}
 
 
-def _at_budget(s: SchemeSettings, result) -> bool:
-    """True when structured pruning used all ``max_steps`` turns (some task was not yet frozen:
-    more turns might have pruned further); False for unstructured methods."""
-    return not _unstructured(result) and len(result.log) >= s.prune.max_steps
+def _at_budget(result) -> bool:
+    """True when structured pruning ran out of ``max_steps`` turns with some task not yet frozen
+    (more turns might have pruned further); False for unstructured methods."""
+    return result.extra.get("stopped") == "max_steps"
 
 
 def _record(s: SchemeSettings, result, seconds: float) -> dict:
@@ -147,7 +147,7 @@ def _record(s: SchemeSettings, result, seconds: float) -> dict:
            "reference_val_accuracy": dict(result.reference_accuracy),
            "log": [_slim(r) for r in result.log] if not _unstructured(result) else [],
            "widths": result.net.group_widths(), "seconds": round(seconds, 1),
-           "stopped_at_max_steps": _at_budget(s, result)}
+           "stopped_at_max_steps": _at_budget(result)}
     if _unstructured(result):  # "flops" is always the cost after pruning: here the effective one
         rec.update(_sparse_fields(result), flops=result.extra["sparse_flops"])
     return rec
@@ -172,7 +172,7 @@ def run_b1(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskDa
            "log": {t: [_slim(r) for r in res.log] if not _unstructured(res) else []
                    for t, res in results.items()},
            "seconds": round(time.perf_counter() - t0, 1),
-           "stopped_at_max_steps": {t: _at_budget(s, r) for t, r in results.items()}}
+           "stopped_at_max_steps": {t: _at_budget(r) for t, r in results.items()}}
     if all(_unstructured(r) for r in results.values()):
         rec.update(_separate_sparse_fields(results))
         rec["flops"] = rec["sparse_flops"]  # "flops" is always the cost after pruning

@@ -1,7 +1,9 @@
 """B2 (MTZ) on residual nets: zipping two copies of a net, or a net and a channel-permuted copy of
 it, reproduces both exactly (the zipper must find every stream's and inner layer's permutation,
 align the input columns of every reader and merge BN per pair); streams are paired from the
-module layers whose inputs are already zipped; nets of different widths zip into the wider."""
+module layers whose inputs are already zipped; nets of different widths zip into the wider, with
+each head reading its own channels; two different nets merge each pair by their own input
+Hessians, recomputed here from scratch."""
 import copy
 
 import pytest
@@ -90,7 +92,7 @@ def test_different_widths_zip_into_the_wider_and_run():
     torch.manual_seed(0)
     a = randomise_bn(build_model("resnet18", 2, 1, 32, width=1 / 16, small_input=True), 0).eval()
     b = randomise_bn(build_model("resnet18", 1, 1, 32, width=1 / 8, small_input=True), 1).eval()
-    res = zip_networks([a, b], "AB", *_data(), MTZConfig(n_samples=16, retrain_batches=2, device="cpu"))
+    res = zip_networks([a, b], "AB", *_data(), MTZConfig(n_samples=16, retrain_batches=0, device="cpu"))
     wa, wb = _widths(a), _widths(b)
     assert res.net.group_widths() == {k: {"A+B": max(wa[k], wb[k])} for k in wa}
     out = res.net(torch.randn(3, 1, 32, 32))
@@ -98,9 +100,55 @@ def test_different_widths_zip_into_the_wider_and_run():
     assert all(torch.isfinite(v).all() for v in out.values())
     for rec in res.log[:-1]:  # every neuron of the narrower net is paired once
         pairs = rec["pairs"]
-        assert len({i for i, _ in pairs}) == len({j for _, j in pairs}) == len(pairs)
+        assert len({i for i, _ in pairs}) == len({j for _, j in pairs}) == len(pairs) == wa[rec["layer"]]
+    # heads: the wider B's channels sit at pairs then extras; A reads zeros at B's extra channels
+    last = next(r["pairs"] for r in res.log if r["layer"] == "layer4")
+    paired = [j for _, j in last]
+    order = paired + [j for j in range(wb["layer4"]) if j not in set(paired)]
+    head_a, head_b = res.net.heads["A"].weight, res.net.heads["B"].weight
+    assert torch.equal(head_b, b.fc.weight[:, order])
+    assert torch.equal(head_a[:, :len(last)], a.fc.weight[:, [i for i, _ in last]])
+    assert not head_a[:, len(last):].any()
 
 
 def test_three_residual_nets_are_refused():
     with pytest.raises(StructureError, match="exactly 2 networks"):
         zip_networks(tiny_resnets(3, size=32), "ABC", *_data(), CFG)
+
+
+def _ridged(h: torch.Tensor, eps: float) -> torch.Tensor:
+    return h + eps * h.diagonal().mean() * torch.eye(h.shape[0], dtype=h.dtype)
+
+
+@torch.no_grad()
+def test_two_different_nets_merge_by_their_own_hessians():
+    """Zipped layer1_0_conv1 of two different nets, recomputed from scratch: each net's own input
+    (the stem's output) gives its Hessian over the stream's zipped order, and each pair's merged
+    kernel is argmin_w 1/2 |w - a|^2_{H_A} + 1/2 |w - b|^2_{H_B}, solved per kernel position."""
+    a, b = tiny_resnets(2, size=32, outputs=(2, 1))
+    train, val = _data()
+    res = zip_networks([a, b], "AB", train, val, MTZConfig(n_samples=16, retrain_batches=0, device="cpu"))
+    pairs = {rec["layer"]: rec["pairs"] for rec in res.log if "pairs" in rec}
+    stream = pairs["layer1"]  # equal widths: every channel paired, zipped order = pairs by A's index
+    images = train[0][:16]
+    hs = []
+    for net, side in ((a, 0), (b, 1)):
+        x = torch.relu(net.bn1(net.conv1(images))).double()  # the stem's output: the stream
+        cols = torch.nn.functional.unfold(x, 3, padding=1)  # (N, C * 9, L), channel-major
+        v = cols.view(x.shape[0], x.shape[1], 9, -1).permute(1, 0, 2, 3).reshape(x.shape[1], -1)
+        h = v @ v.T / v.shape[1]
+        order = torch.tensor([p[side] for p in stream])
+        hs.append(_ridged(h[order][:, order], CFG.eps))
+    wa = a.layer1[0].conv1.weight.double()[:, [p[0] for p in stream]]
+    wb = b.layer1[0].conv1.weight.double()[:, [p[1] for p in stream]]
+    zipped = res.net.groups["layer1_0_conv1"]["A+B"][0].weight.double()
+    inner = pairs["layer1_0_conv1"]
+    assert len(inner) == wa.shape[0] and zipped.shape == wa.shape
+    h_a, h_b = hs
+    for k, (i, j) in enumerate(inner):
+        for r in range(3):
+            for c in range(3):
+                want = torch.linalg.solve(h_a + h_b, h_a @ wa[i, :, r, c] + h_b @ wb[j, :, r, c])
+                assert_close(zipped[k, :, r, c], want, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(zipped[0], (wa[inner[0][0]] + wb[inner[0][1]]) / 2, atol=1e-4), \
+        "the Hessians differ, so a merged kernel is not the plain mean"
