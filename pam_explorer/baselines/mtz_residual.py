@@ -72,14 +72,14 @@ def input_hessians(net: ResidualNet, geo: NetGeometry, images: torch.Tensor,
     """{module layer: E[v v^T] (C_in, C_in), float64 on the CPU} of every core conv's input over
     ``images`` (N, C, H, W) and every output and kernel position, with ``net`` in eval mode."""
     acc: dict[str, list] = {lg.name: [0.0, 0] for lg in geo.layers}
-    handles = []
+    handles, modules = [], residual_modules(net)
     for lg in geo.layers:
         def hook(_m: nn.Module, args: tuple, lg=lg) -> None:
             total, count = conv_moment(args[0].detach().double(), lg.kernel, lg.stride, conv_padding(lg),
                                        lg.dilation)
             acc[lg.name][0] += total.cpu()
             acc[lg.name][1] += count
-        handles.append(residual_modules(net)[lg.name][0].register_forward_pre_hook(hook))
+        handles.append(modules[lg.name][0].register_forward_pre_hook(hook))
     was_training, device = net.training, next(net.parameters()).device
     net.eval()
     try:
