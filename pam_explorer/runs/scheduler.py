@@ -52,7 +52,7 @@ def run_all(executor, tasks: Sequence[Task], *, on_done: Callable[[Job], Sequenc
     running: list[Job] = []
     try:
         while queue or running:
-            changed = _fill(executor, queue, running)
+            changed = False
             for job in list(running):
                 outcome = job.handle.poll()
                 if outcome is None:
@@ -65,7 +65,8 @@ def run_all(executor, tasks: Sequence[Task], *, on_done: Callable[[Job], Sequenc
                     more = [Job(t) for t in on_done(job)]
                     jobs += more
                     queue.extend(more)
-            if changed and on_change is not None:
+            changed = _fill(executor, queue, running) or changed  # refilled before the report:
+            if changed and on_change is not None:  # "2 running" while 2 workers are busy
                 on_change(jobs)
             if running and not changed:
                 time.sleep(poll_s)

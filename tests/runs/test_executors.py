@@ -141,3 +141,47 @@ def test_slurm_resources_reach_the_sbatch_script(monkeypatch, tmp_path):
     assert slurm._ex._executor.parameters["array_parallelism"] == 3 and slurm.capacity is None
     with pytest.raises(ConfigError, match="Resources.gpus_per_job"):
         ex.Resources(gpus_per_job=-1)
+
+
+class _StepExecutor:
+    """Two slots; one scheduler pass finishes at most the oldest running task (no processes)."""
+
+    capacity = 2
+
+    def __init__(self) -> None:
+        self.live: list = []
+        self.armed = False
+
+    def submit(self, batch):
+        handles = []
+        for t in batch:
+            handle = _StepHandle(self, t)
+            self.live.append(handle)
+            handles.append(handle)
+        return handles
+
+
+class _StepHandle:
+    def __init__(self, pool: _StepExecutor, t) -> None:
+        self.pool, self.t = pool, t
+
+    def poll(self):
+        if not self.pool.live or self.pool.live[0] is not self:
+            return None
+        if not self.pool.armed:  # the oldest finishes at its second poll: one per scheduler pass
+            self.pool.armed = True
+            return None
+        self.pool.armed = False
+        self.pool.live.pop(0)
+        return ex.Outcome(True, "", {}, 1.0, "")
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_progress_is_reported_after_the_free_slot_is_refilled(tmp_path):
+    """Each report after a finished job counts the job that took its slot as running."""
+    seen = []
+    scheduler.run_all(_StepExecutor(), tasks(tmp_path, *(Work(str(i)) for i in range(5))),
+                      on_change=lambda jobs: seen.append(sum(j.state == "running" for j in jobs)), poll_s=0)
+    assert seen == [2, 2, 2, 2, 1, 0]
