@@ -11,7 +11,7 @@ import torch
 from pam_explorer.core.config import DataConfig, MIConfig
 from pam_explorer.data import get_preset, list_presets
 from pam_explorer.regroup import trajectories as trj
-from pam_explorer.zoo import build_model
+from pam_explorer.zoo import build_model, list_models
 from pam_explorer.zoo.pretrained import has_pretrained, load_pretrained
 
 DATA = DataConfig(n_train=300, n_val=50, n_test=50)
@@ -21,13 +21,15 @@ MI = MIConfig(n_samples=32, null_perms=2)
 def test_every_committed_preset_ships_its_default_trajectories():
     """Fails when the networks or the estimator changed without `python scripts/ship_trajectories.py`
     (a first visit would then compute for minutes)."""
-    committed = [p for p in list_presets() if has_pretrained(p, get_preset(p).task_names)]
-    assert committed
-    for name in committed:
+    committed = [(p, arch) for p in list_presets() for arch in list_models()
+                 if has_pretrained(p, get_preset(p).task_names, arch)]
+    assert ("digits-2task", "lenet5") in committed and ("mnist-2task", "resnet18") in committed
+    for name, arch in committed:
         preset = get_preset(name)
-        key = trj.cache_key(preset, load_pretrained(name, preset.task_names))
-        assert trj.shipped_path(name, key).is_file(), \
-            f"{name}: no shipped trajectories for the current key; run python scripts/ship_trajectories.py"
+        key = trj.cache_key(preset, load_pretrained(name, preset.task_names, arch))
+        assert trj.shipped_path(name, key).is_file(), (
+            f"{name} ({arch}): no shipped trajectories for the current key; run "
+            f"python scripts/ship_trajectories.py --preset {name} --arch {arch}")
 
 
 def test_a_cold_cache_reads_the_shipped_file_and_writes_nothing(tmp_path, monkeypatch):
