@@ -200,7 +200,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     cfg = SweepConfig(preset=args.preset, prune=args.prune, alphas=parse_alphas(args.alphas),
                       seeds=parse_ints(args.seeds, "--seeds"), finetune_epochs=args.finetune_epochs,
                       quick=args.quick, device=args.device, target_sparsity=args.target_sparsity,
-                      floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch)
+                      floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch,
+                      max_steps=args.max_steps)
     if args.executor != "slurm" and not args.dry_run:  # on Slurm the jobs' nodes have the GPUs
         resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not in every job
     resources = Resources(partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,

@@ -122,6 +122,8 @@ def _sweep(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--dry-run", action="store_true", help="print the jobs and resources; submit nothing")
     w.add_argument("--finetune-epochs", type=int, default=10,
                    help="joint finetuning epochs of B2 and of PAM at every alpha before pruning (default 10)")
+    w.add_argument("--max-steps", type=int, default=None,
+                   help="at most this many pruning turns per scheme (default 200), as in experiment")
     _device_arg(w, "auto")
     w.add_argument("--arch", default="lenet5",
                    help="architecture of the committed networks to merge (default lenet5)")
