@@ -57,6 +57,7 @@ from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import NetGeometry
 from pam_explorer.core.subsets import subset_key
+from pam_explorer.graph.activations import run_hooked
 from pam_explorer.graph.residual import residual_geometry, residual_modules
 from pam_explorer.merge.group_modules import make_core, make_group
 from pam_explorer.merge.merged_net import MergedNet
@@ -80,15 +81,7 @@ def input_hessians(net: ResidualNet, geo: NetGeometry, images: torch.Tensor,
             acc[lg.name][0] += total.cpu()
             acc[lg.name][1] += count
         handles.append(modules[lg.name][0].register_forward_pre_hook(hook))
-    was_training, device = net.training, next(net.parameters()).device
-    net.eval()
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            net(images[start:start + batch_size].to(device))
-    finally:
-        for h in handles:
-            h.remove()
-        net.train(was_training)
+    run_hooked(net, handles, images, batch_size)
     return {name: total / count for name, (total, count) in acc.items()}
 
 

@@ -43,8 +43,16 @@ def capture_activations(model: nn.Module, images: torch.Tensor, pooling: str = "
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     handles = [points[n][0].register_forward_hook(_collector(chunks[n], pooling, points[n][1]))
                for n in names]
-    was_training = model.training
-    model.eval().to(device)
+    run_hooked(model.to(device), handles, images, batch_size)
+    return {n: torch.cat(c).float() for n, c in chunks.items()}
+
+
+@torch.no_grad()
+def run_hooked(model: nn.Module, handles: list, images: torch.Tensor, batch_size: int) -> None:
+    """Run ``model`` over ``images`` (N, C, H, W) in batches, in eval mode, on its own device, for
+    the forward hooks behind ``handles``; then remove them and restore the model's mode."""
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
     try:
         for start in range(0, images.shape[0], batch_size):
             model(images[start:start + batch_size].to(device))
@@ -52,7 +60,6 @@ def capture_activations(model: nn.Module, images: torch.Tensor, pooling: str = "
         for h in handles:
             h.remove()
         model.train(was_training)
-    return {n: torch.cat(c).float() for n, c in chunks.items()}
 
 
 def _capture_points(model: nn.Module) -> dict[str, tuple[nn.Module, Transform]]:
