@@ -15,9 +15,9 @@ from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.bench import bench_greedy
 from pam_explorer.runs.bench_latency import bench_latency, latency_table
-from pam_explorer.runs.executors import Resources
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 from pam_explorer.runs.merge_run import merge_preset
+from pam_explorer.runs.slurm import Resources
 from pam_explorer.runs.sweep import SweepConfig, SweepOptions, dry_run, run_sweep
 from pam_explorer.runs.training_run import train_preset
 from pam_explorer.zoo.pretrained import load_pretrained

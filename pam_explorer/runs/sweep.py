@@ -34,7 +34,7 @@ from pam_explorer.data import get_preset
 from pam_explorer.regroup.alpha_grid import auto_alphas
 from pam_explorer.regroup.trajectories import cached_trajectories
 from pam_explorer.runs import executors as ex
-from pam_explorer.runs import outdir, scheduler
+from pam_explorer.runs import outdir, scheduler, slurm
 from pam_explorer.runs import sweep_report as sr
 from pam_explorer.runs.experiment import SCHEMES, ExperimentConfig
 from pam_explorer.runs.outdir import claim
@@ -107,7 +107,7 @@ class SweepOptions:
     executor: str = "local"
     workers: int | None = None
     threads: int = 1
-    resources: ex.Resources = ex.Resources()
+    resources: slurm.Resources = slurm.Resources()
     mix: tuple[tuple[str, float], ...] = ()
     cache: str | None = "default"
     poll_s: float = 0.5
@@ -151,7 +151,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, opts: SweepOptions = SweepOptio
     """Run (or resume) the sweep into ``out``; returns sweep.json. JobsFailed (after writing
     sweep.json) when a job failed twice; ConfigError / RunConflict before anything is computed."""
     if opts.executor != "inline":
-        ex.check_executor(opts.executor)
+        slurm.check_executor(opts.executor)
     mix = check_mix(opts.mix, get_preset(cfg.preset).task_names)
     with claim(out, "sweep", dataclasses.asdict(cfg), OUTPUTS, defaults=_stored):
         return _Sweep(cfg, Path(out), opts, mix, say or _stderr).run()
@@ -165,7 +165,7 @@ def dry_run(cfg: SweepConfig, out: str | Path, opts: SweepOptions = SweepOptions
     sweep = _Sweep(cfg, Path(out), opts, mix, lambda _: None, dry=True)
     tasks = sweep.plan()
     try:
-        ex.check_executor(opts.executor) if opts.executor != "inline" else None
+        slurm.check_executor(opts.executor) if opts.executor != "inline" else None
         missing = None
     except ConfigError as exc:
         missing = str(exc)
@@ -316,7 +316,7 @@ class _Sweep:
         if o.executor == "local":
             return ex.LocalExecutor(self.workers, o.threads, self.out / "logs")
         cluster = "slurm" if o.executor == "slurm" else "local"
-        return ex.SubmititExecutor(cluster, self.out / "submitit", o.resources, self.workers, o.threads)
+        return slurm.SubmititExecutor(cluster, self.out / "submitit", o.resources, self.workers, o.threads)
 
     def _on_change(self, jobs: list[scheduler.Job]) -> None:
         self.jobs = jobs

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pam_explorer.cli import main
-from pam_explorer.runs import executors, outdir, sweep
+from pam_explorer.runs import outdir, slurm, sweep
 from pam_explorer.runs.sweep import SweepConfig
 
 
@@ -38,7 +38,7 @@ def test_bad_alphas(no_compute, tmp_path, capsys, alphas, says):
 
 
 def test_missing_sbatch_or_submitit_is_named(no_compute, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(executors.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
     code, err = run(["--executor", "slurm", "--out", str(tmp_path / "s")], capsys)
     assert code == 2 and "sbatch" in err and "not on PATH" in err
     monkeypatch.setitem(sys.modules, "submitit", None)
@@ -75,7 +75,7 @@ def test_bad_mix(no_compute, tmp_path, capsys, mix, says):
 def test_dry_run_lists_jobs_and_resources_and_writes_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PAM_CACHE_ROOT", str(tmp_path / "cache"))  # nothing cached, but the shipped
     # trajectories (seed 0 of the default MI profile, on the networks' own data) are read
-    monkeypatch.setattr(executors.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
     out = tmp_path / "s"
     code = main(["sweep", "--quick", "--alphas", "0.05,0.5", "--seeds", "0,1", "--executor", "slurm",
                  "--slurm-partition", "gpu", "--gpus-per-job", "1", "--mem-gb", "4", "--dry-run",

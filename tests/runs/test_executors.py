@@ -1,5 +1,5 @@
-"""Executors and the scheduler (runs/executors.py, runs/scheduler.py) on tiny tasks defined here:
-one retry then a report with the log, a killed worker failing only its own task, tasks added as
+"""Executors and the scheduler (runs/executors.py, runs/slurm.py, runs/scheduler.py) on tiny tasks
+defined here: one retry then a report with the log, a killed worker failing only its own task, tasks added as
 others finish, the ETA, and what is missing for Slurm."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from pam_explorer.core.errors import ConfigError
 from pam_explorer.runs import executors as ex
-from pam_explorer.runs import scheduler
+from pam_explorer.runs import scheduler, slurm
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def test_local_pool_a_killed_worker_fails_only_its_task(tmp_path):
 
 
 def test_submitit_local_reports_success_and_failure(tmp_path):
-    runner = ex.SubmititExecutor("local", tmp_path / "submitit", ex.Resources(time_min=5), workers=2,
+    runner = slurm.SubmititExecutor("local", tmp_path / "submitit", slurm.Resources(time_min=5), workers=2,
                                  threads=1)
     jobs = scheduler.run_all(runner, tasks(tmp_path, Work("ok"), Work("broken", fail_times=9)),
                              max_attempts=1, poll_s=0.1)
@@ -119,28 +119,28 @@ def test_submitit_local_reports_success_and_failure(tmp_path):
 
 
 def test_missing_submitit_or_sbatch_is_named(monkeypatch):
-    monkeypatch.setattr(ex.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match="sbatch"):
-        ex.check_executor("slurm")
-    ex.check_executor("submitit-local")  # needs no sbatch
+        slurm.check_executor("slurm")
+    slurm.check_executor("submitit-local")  # needs no sbatch
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
     for kind in ("slurm", "submitit-local"):
         with pytest.raises(ConfigError, match="pip install submitit"):
-            ex.check_executor(kind)
+            slurm.check_executor(kind)
     with pytest.raises(ConfigError, match="--executor"):
-        ex.check_executor("mpi")
+        slurm.check_executor("mpi")
 
 
 def test_slurm_resources_reach_the_sbatch_script(monkeypatch, tmp_path):
-    monkeypatch.setattr(ex.shutil, "which", lambda name: f"/usr/bin/{name}")
-    res = ex.Resources(partition="gpu", gpus_per_job=1, cpus_per_job=4, mem_gb=16, time_min=30)
-    slurm = ex.SubmititExecutor("slurm", tmp_path / "submitit", res, workers=3, threads=4)
-    script = slurm._ex._executor._make_submission_file_text("CMD", "uid")
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    res = slurm.Resources(partition="gpu", gpus_per_job=1, cpus_per_job=4, mem_gb=16, time_min=30)
+    runner = slurm.SubmititExecutor("slurm", tmp_path / "submitit", res, workers=3, threads=4)
+    script = runner._ex._executor._make_submission_file_text("CMD", "uid")
     for line in ("--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=4", "--mem=16GB", "--time=30"):
         assert f"#SBATCH {line}" in script
-    assert slurm._ex._executor.parameters["array_parallelism"] == 3 and slurm.capacity is None
+    assert runner._ex._executor.parameters["array_parallelism"] == 3 and runner.capacity is None
     with pytest.raises(ConfigError, match="Resources.gpus_per_job"):
-        ex.Resources(gpus_per_job=-1)
+        slurm.Resources(gpus_per_job=-1)
 
 
 class _StepExecutor:
