@@ -72,6 +72,7 @@ from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import LayerGeometry, NetGeometry
 from pam_explorer.core.subsets import check_tasks, subset_key
+from pam_explorer.graph.activations import run_hooked
 from pam_explorer.graph.build import chain_geometry, is_residual
 from pam_explorer.merge.build import exclusive_grouping, merge_networks
 from pam_explorer.merge.group_modules import make_core, make_group
@@ -82,10 +83,11 @@ from pam_explorer.zoo.chain import ChainNet
 
 # --------------------------------------------------------------------------- Hessians
 @torch.no_grad()
-def _input_hessian(model: nn.Module, run: Callable[[torch.Tensor], object], core: nn.Module,
-                   lg: LayerGeometry, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """E[x x^T] (float64) of ``core``'s input while ``run`` is applied to ``images`` in batches,
-    with ``model`` in eval mode (no BatchNorm statistic changes; its mode is restored after)."""
+def _input_hessian(model: nn.Module, core: nn.Module, lg: LayerGeometry, images: torch.Tensor,
+                   forward: Callable[[torch.Tensor], object] | None = None,
+                   batch_size: int = 256) -> torch.Tensor:
+    """E[x x^T] (float64) of ``core``'s input while ``forward`` (default ``model``) runs on
+    ``images`` in batches, with ``model`` in eval mode (no BatchNorm statistic changes)."""
     acc: dict[str, object] = {"sum": 0.0, "count": 0}
 
     def hook(_module: nn.Module, args: tuple) -> None:
@@ -96,16 +98,8 @@ def _input_hessian(model: nn.Module, run: Callable[[torch.Tensor], object], core
             total, count = x.T @ x, x.shape[0]
         acc["sum"], acc["count"] = acc["sum"] + total, acc["count"] + count
 
-    handle, was_training = core.register_forward_pre_hook(hook), model.training
-    model.eval()
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            run(images[start:start + batch_size])
-    finally:
-        handle.remove()
-        model.train(was_training)
+    run_hooked(model, [core.register_forward_pre_hook(hook)], images, batch_size, forward)
     return acc["sum"] / acc["count"]
-
 
 
 def _hessians(cur: MergedNet, nets: Sequence[ChainNet], lg: LayerGeometry, images: torch.Tensor,
@@ -115,12 +109,11 @@ def _hessians(cur: MergedNet, nets: Sequence[ChainNet], lg: LayerGeometry, image
     device = next(cur.parameters()).device
     if config.hessian == "zipped":  # "A" and "B" read the same trunk (or image): one Hessian
         task = cur.tasks[0]
-        h = _input_hessian(cur, lambda x: cur(x.to(device), [task]), cur.groups[lg.name][task][0], lg, images)
+        h = _input_hessian(cur, cur.groups[lg.name][task][0], lg, images, lambda x: cur(x, [task]))
         return ridge(h, config.eps), ridge(h, config.eps)
     out = []
     for t, net in enumerate(nets):
-        on = next(net.parameters()).device
-        h = _input_hessian(net, lambda x: net(x.to(on)), net.blocks[lg.name][0], lg, images)  # noqa: B023
+        h = _input_hessian(net, net.blocks[lg.name][0], lg, images)
         h = scatter_hessian(h.to(device), None if prev_maps is None else prev_maps[t].to(device), prev_width,
                      1 if lg.kind == "conv" else lg.in_factor)
         out.append(ridge(h, config.eps))

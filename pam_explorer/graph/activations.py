@@ -6,6 +6,8 @@ is one scalar per sample, as the MI estimator needs. Residual nets are read wher
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -48,14 +50,17 @@ def capture_activations(model: nn.Module, images: torch.Tensor, pooling: str = "
 
 
 @torch.no_grad()
-def run_hooked(model: nn.Module, handles: list, images: torch.Tensor, batch_size: int) -> None:
+def run_hooked(model: nn.Module, handles: list, images: torch.Tensor, batch_size: int,
+               forward: Callable[[torch.Tensor], object] | None = None) -> None:
     """Run ``model`` over ``images`` (N, C, H, W) in batches, in eval mode, on its own device, for
-    the forward hooks behind ``handles``; then remove them and restore the model's mode."""
+    the forward hooks behind ``handles``; then remove them and restore the model's mode.
+    ``forward`` (default ``model``) is what each batch is given to, e.g. a merged net on one task."""
     was_training, device = model.training, next(model.parameters()).device
+    forward = model if forward is None else forward
     model.eval()
     try:
         for start in range(0, images.shape[0], batch_size):
-            model(images[start:start + batch_size].to(device))
+            forward(images[start:start + batch_size].to(device))
     finally:
         for h in handles:
             h.remove()
