@@ -40,7 +40,7 @@ def summarise_gains(per_seed: Sequence[Mapping[str, Mapping[str, float]]]) -> di
         for kind in ("average", "peak"):
             s = stats.summary([g[key][kind] for g in per_seed])
             row.update({kind: s["mean"], f"{kind}_std": s["std"], f"{kind}_ci95": s["ci95"],
-                        f"{kind}_verdict": stats.verdict(s["ci95"])})
+                        f"{kind}_verdict": stats.verdict(s["ci95"], n=s["n"])})
             row["per_seed"][kind] = s["values"]
         out[key] = row
     return out

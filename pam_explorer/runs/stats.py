@@ -51,11 +51,17 @@ def summary(xs: Sequence[float]) -> dict:
             "values": [float(x) for x in xs]}
 
 
-def verdict(ci: Sequence[float], null: float = 1.0) -> str:
+SINGLE = "single seed"  # the verdict of one value: no interval, so no claim
+
+
+def verdict(ci: Sequence[float], null: float = 1.0, n: int = 2) -> str:
     """"above" / "below" when the interval excludes ``null`` (e.g. gain 1 = no difference),
-    else "no difference" (the interval includes it)."""
+    else "no difference" (the interval includes it); :data:`SINGLE` when ``n`` < 2 values made
+    the interval (it is then the value itself, and excludes nothing)."""
+    if n < 2:
+        return SINGLE
     lo, hi = ci
     return "above" if lo > null else "below" if hi < null else "no difference"
 
 
-__all__ = ["mean", "std", "bootstrap_ci", "summary", "verdict", "N_BOOT", "LEVEL"]
+__all__ = ["mean", "std", "bootstrap_ci", "summary", "verdict", "SINGLE", "N_BOOT", "LEVEL"]

@@ -113,6 +113,8 @@ def test_bootstrap_ci_against_a_plain_resampling():
     assert stats.bootstrap_ci([1.3]) == (1.3, 1.3)
     assert stats.verdict((1.01, 1.2)) == "above" and stats.verdict((0.9, 1.1)) == "no difference"
     assert stats.verdict((0.7, 0.95)) == "below"
+    # one seed: its "interval" is the value itself, which excludes 1 without showing anything
+    assert stats.verdict((0.32, 0.32), n=1) == stats.SINGLE and stats.verdict((0.32, 0.32)) == "below"
 
 
 def test_max_steps_bounds_the_pruning_turns_and_reports_it(tmp_path):

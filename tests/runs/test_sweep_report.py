@@ -51,6 +51,9 @@ def test_gains_are_paired_by_seed():
     assert p["gains"]["vs_B1"]["per_seed"]["average"] == pytest.approx([2.0, 4.0])
     assert p["gains"]["vs_B1"]["average"] == pytest.approx(3.0)
     assert p["gains"]["vs_B1"]["per_seed"]["peak"] == pytest.approx([2.0, 6.0])
+    assert p["gains"]["vs_B1"]["average_verdict"] == "above"  # seeds 2 and 4: the interval excludes 1
+    one = sr.point(0.1, "0.1", {0: pam[0]}, {0: b1[0]}, {0: b1[0]}, (0,), ORIGINAL, DELTA)
+    assert one["gains"]["vs_B1"]["average_verdict"] == "single seed"  # gain 2, but no interval
 
 
 def synthetic_points() -> list[dict]:
