@@ -155,7 +155,8 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
                            rank=args.rank, regroup=args.regroup, arch=args.arch,
-                           overrides=parse_overrides(args.override), max_steps=args.max_steps)
+                           overrides=parse_overrides(args.override), max_steps=args.max_steps,
+                           prune_lr=args.prune_lr)
     check_override_layers(cfg, get_preset(cfg.preset))
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     report = run_experiment(cfg, Path(args.out),
@@ -201,7 +202,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
                       seeds=parse_ints(args.seeds, "--seeds"), finetune_epochs=args.finetune_epochs,
                       quick=args.quick, device=args.device, target_sparsity=args.target_sparsity,
                       floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch,
-                      max_steps=args.max_steps)
+                      max_steps=args.max_steps, prune_lr=args.prune_lr)
     if args.executor != "slurm" and not args.dry_run:  # on Slurm the jobs' nodes have the GPUs
         resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not in every job
     resources = Resources(partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,

@@ -99,6 +99,9 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-steps", type=int, default=None,
                    help="at most this many pruning turns per scheme (default 200; a compute budget: "
                         "reports say when a scheme stopped at it)")
+    e.add_argument("--prune-lr", type=float, default=None,
+                   help="Adam learning rate of every scheme's finetuning during and after pruning "
+                        "(default 1e-3; docs/residual.md measures 1e-4 on the ResNet-18s)")
     e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
@@ -124,6 +127,8 @@ def _sweep(sub: argparse._SubParsersAction) -> None:
                    help="joint finetuning epochs of B2 and of PAM at every alpha before pruning (default 10)")
     w.add_argument("--max-steps", type=int, default=None,
                    help="at most this many pruning turns per scheme (default 200), as in experiment")
+    w.add_argument("--prune-lr", type=float, default=None,
+                   help="finetuning learning rate during and after pruning (default 1e-3), as in experiment")
     _device_arg(w, "auto")
     w.add_argument("--arch", default="lenet5",
                    help="architecture of the committed networks to merge (default lenet5)")

@@ -77,6 +77,7 @@ class ExperimentConfig:
     regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
     arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
     max_steps: int | None = None  # pruning turns per scheme (None: PruneConfig's; a compute budget)
+    prune_lr: float | None = None  # Adam lr of the pruning turns' and final finetuning (None: PruneConfig's)
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises with the known names
@@ -101,6 +102,8 @@ class ExperimentConfig:
         validate.non_negative_int(self, "finetune_epochs")
         if self.max_steps is not None:
             validate.positive_int(self, "max_steps")
+        if self.prune_lr is not None:
+            validate.finite_positive(self, "prune_lr")
         validate.choice(self, "floor", FLOORS)
         validate.choice(self, "rank", tuple(RANKS))
         validate.choice(self, "regroup", REGROUP_PROFILES)
@@ -173,6 +176,8 @@ class ExperimentConfig:
                       adapmtl=self.adapmtl() if self.prune == "adapmtl" else None)
         if self.regroup == "legacy":
             common["taylor_mode"] = "sample"
+        if self.prune_lr is not None:
+            common["lr"] = self.prune_lr
         if self.quick:
             return PruneConfig(max_steps=self.max_steps or 4, finetune_batches=3, final_finetune_epochs=1,
                                score_batches=2, vib_epochs=1, step_fraction=0.2, **common)

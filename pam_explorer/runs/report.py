@@ -97,6 +97,8 @@ def _header(report: Mapping) -> list[str]:
              + (f" (rank `{cfg['rank']}`, floor `{cfg['floor']}`)" if "rank" in cfg else "")
              + (f", PAM regrouping `{cfg['regroup']}` at alpha {report.get('alpha')}"
                 if "regroup" in cfg else "")
+             + (f"; at most {cfg['max_steps']} pruning turns per scheme" if cfg.get("max_steps") else "")
+             + (f"; pruning finetune lr {cfg['prune_lr']:g}" if cfg.get("prune_lr") else "")
              + (f"; seeds {seeds} (mean ± half-width of the 95 % bootstrap CI)" if len(seeds) > 1 else "")
              + (f"; torch threads {report['torch_threads']}" if "torch_threads" in report else "") + "."]
     if report.get("quick"):

@@ -66,6 +66,7 @@ class SweepConfig:
     arch: str = ExperimentConfig.arch
     overrides: tuple[tuple[str, float], ...] = ExperimentConfig.overrides  # layers kept at a fixed alpha
     max_steps: int | None = ExperimentConfig.max_steps  # pruning turns per scheme (None: the default)
+    prune_lr: float | None = ExperimentConfig.prune_lr  # pruning's finetuning lr (None: the default)
 
     def __post_init__(self) -> None:
         if self.alphas != "auto":

@@ -317,3 +317,10 @@ def test_override_of_an_unknown_layer(capsys, no_compute, cmd):
 def test_override_bad_value(capsys, no_compute, item, needle):
     code, err = run_cli(["regroup", "--override", item], capsys)
     assert_one_line_error(code, err, needle)
+
+
+@pytest.mark.parametrize("cmd", ["experiment", "sweep"])
+def test_bad_prune_lr_is_refused_before_anything_runs(tmp_path, capsys, no_compute, cmd):
+    code, err = run_cli([cmd, "--quick", "--prune-lr", "0", "--out", str(tmp_path / "x")], capsys)
+    assert_one_line_error(code, err, "ExperimentConfig.prune_lr: must be a finite number > 0, got 0.0")
+    assert not (tmp_path / "x").exists()

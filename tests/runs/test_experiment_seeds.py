@@ -118,7 +118,7 @@ def test_bootstrap_ci_against_a_plain_resampling():
 
 
 def test_max_steps_bounds_the_pruning_turns_and_reports_it(tmp_path):
-    report = run_experiment(ExperimentConfig(max_steps=2, **QUICK), tmp_path / "r", cache=None)
+    report = run_experiment(ExperimentConfig(max_steps=2, prune_lr=3e-4, **QUICK), tmp_path / "r", cache=None)
     per = report["per_seed"]["0"]["schemes"]
     assert len(per["PAM"]["log"]) == 2 and per["PAM"]["stopped_at_max_steps"] is True
     assert all(len(log) == 2 for log in per["B1"]["log"].values())
@@ -126,3 +126,12 @@ def test_max_steps_bounds_the_pruning_turns_and_reports_it(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["max_steps"] == 2
     with pytest.raises(ConfigError, match="max_steps"):
         ExperimentConfig(max_steps=0)
+    # the pruning lr reaches every scheme's PruneConfig (quick or not) and the report names both budgets
+    assert report["config"]["prune_config"]["lr"] == 3e-4
+    assert ExperimentConfig(prune_lr=2e-5).prune_config(0, None).lr == 2e-5
+    assert ExperimentConfig().prune_config(0, None).lr == 1e-3  # PruneConfig's default when unset
+    head = (tmp_path / "r" / "table.md").read_text().splitlines()[0]
+    assert "at most 2 pruning turns per scheme" in head and "pruning finetune lr 0.0003" in head
+    for bad in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ConfigError, match="ExperimentConfig.prune_lr"):
+            ExperimentConfig(prune_lr=bad)
