@@ -170,14 +170,18 @@ def removal_savings(net: MergedNet, groups: list[GroupId]) -> dict[GroupId, int]
 def rank_neurons(net: MergedNet, task: str, scores: Scores, flops_weight: float
                  ) -> list[tuple[float, str, str, int]]:
     """(rank value, layer, key, position) of ``task``'s subgraph, ascending: importance divided
-    by savings**flops_weight, so at equal importance the neuron that saves more goes first."""
+    by savings**flops_weight, so at equal importance the neuron that saves more goes first.
+
+    Ties on the value go to the larger saving when flops_weight > 0: zero-importance neurons
+    (dead ReLUs, often tens per merged fc layer) all have value 0 whatever they cost, and
+    without this they would go in layer-name order, the published rank's order."""
     groups = subgraph_groups(net, task)
     savings = removal_savings(net, groups) if flops_weight > 0 else {}
     ranked = []
     for g in groups:
         div = float(max(savings.get(g, 1), 1)) ** flops_weight
         ranked.extend((float(s) / div, g[0], g[1], pos) for pos, s in enumerate(scores[g].tolist()))
-    return sorted(ranked)
+    return sorted(ranked, key=lambda r: (r[0], -savings.get((r[1], r[2]), 0), r[1], r[2], r[3]))
 
 
 def plan_removal(net: MergedNet, ranked: list[tuple[float, str, str, int]], size: int

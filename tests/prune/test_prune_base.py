@@ -245,6 +245,15 @@ def test_rank_neurons_divides_importance_by_savings():
     assert aware[0][1:3] == max(savings, key=savings.get)  # the most expensive group goes first
     for value, layer, key, _ in aware:
         assert value == pytest.approx(1.0 / savings[(layer, key)])
+    # zero importance (dead neurons): every value is 0, so the saving alone must order them; in a
+    # merged net, layer-name order puts group "A" before the costlier "A+B" of the same layer
+    pam = scheme_net("PAM")
+    zero = {g: torch.zeros(pam.width(*g)) for g in subgraph_groups(pam, "A")}
+    pam_savings = base.removal_savings(pam, list(zero))
+    saved = [pam_savings[r[1:3]] for r in base.rank_neurons(pam, "A", zero, 1.0)]
+    assert saved == sorted(saved, reverse=True) and saved[0] > saved[-1]
+    published = [r[1:] for r in base.rank_neurons(pam, "A", zero, 0.0)]
+    assert published == sorted(published)  # the published rank keeps its (layer, key, position) order
 
 
 # --------------------------------------------------------------------------- patience, blocking, reference

@@ -141,3 +141,16 @@ def test_sweep_config_is_the_experiments_config_plus_alphas_and_seeds():
     assert SweepConfig(seeds=(0,)).experiment().finetune_epochs == ExperimentConfig().finetune_epochs
     assert SweepConfig(arch="lenet5", seeds=(1,)).experiment(0.2) == ExperimentConfig(
         arch="lenet5", seeds=(1,), alpha=0.2)
+
+
+def test_flops_aware_stage_keys_name_the_tie_order_published_keys_do_not_change():
+    """A published-rank stage's cache inputs are those of earlier versions (caches stay valid); a
+    flops-aware stage's name the savings tie order, so stages ranked before it are recomputed."""
+    from pam_explorer.runs.stage_run import stage_inputs
+
+    layers = (("conv1", "conv"), ("fc1", "fc"))
+    published = ExperimentConfig(seeds=(0,)).scheme_settings(0, None, layers)
+    aware = ExperimentConfig(seeds=(0,), rank="flops-aware").scheme_settings(0, None, layers)
+    for name in ("B1", "B2", "PAM"):
+        assert "rank_ties" not in stage_inputs(name, published)
+        assert stage_inputs(name, aware)["rank_ties"] == "savings"
