@@ -156,11 +156,14 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
                            rank=args.rank, regroup=args.regroup, arch=args.arch,
                            overrides=parse_overrides(args.override), max_steps=args.max_steps,
-                           prune_lr=args.prune_lr)
+                           prune_lr=args.prune_lr, schedule=args.schedule, delta=args.delta)
     check_override_layers(cfg, get_preset(cfg.preset))
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        raise ConfigError(f"--workers and --threads must be >= 1, got {args.workers} and {args.threads}")
     report = run_experiment(cfg, Path(args.out),
-                            progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"))
+                            progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"),
+                            workers=args.workers, threads=args.threads)
     if not args.json:
         print((Path(args.out) / "table.md").read_text())
     return report
@@ -202,7 +205,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
                       seeds=parse_ints(args.seeds, "--seeds"), finetune_epochs=args.finetune_epochs,
                       quick=args.quick, device=args.device, target_sparsity=args.target_sparsity,
                       floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch,
-                      max_steps=args.max_steps, prune_lr=args.prune_lr)
+                      max_steps=args.max_steps, prune_lr=args.prune_lr, schedule=args.schedule,
+                      delta=args.delta)
     if args.executor != "slurm" and not args.dry_run:  # on Slurm the jobs' nodes have the GPUs
         resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not in every job
     resources = Resources(partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,
@@ -237,6 +241,41 @@ def dry_run_text(plan: dict) -> str:
     return "\n".join(lines)
 
 
+def export_source(run: Path, tolerance: float | None) -> Path:
+    """The zip ``export --run`` serves: model.zip, or with ``tolerance`` PAM's checkpoint read
+    off at it (first seed: ``stages/PAM_d<tolerance>_s<seed>.zip``). One-line errors that say
+    which tolerances the run has."""
+    src = run / "model.zip"
+    if not src.is_file():
+        raise DataMissing(f"{src} not found: --run must be a finished experiment or merge directory")
+    if tolerance is None:
+        return src
+    report = read_report(run)
+    if report.get("schedule") != "published" or "PAM" not in report.get("schemes", {}):
+        raise ConfigError(f"--tolerance needs an experiment of the published schedule with PAM; {run} is "
+                          f"{report.get('schedule', 'floor-greedy')!r}: export without --tolerance")
+    seed = report["seeds"][0]
+    path = run / "stages" / f"PAM_d{float(tolerance):g}_s{seed}.zip"
+    if not path.is_file():
+        have = sorted(p.name.split("_d")[1].rsplit("_s", 1)[0]
+                      for p in (run / "stages").glob(f"PAM_d*_s{seed}.zip"))
+        raise ConfigError(f"--tolerance {tolerance:g}: no PAM checkpoint of seed {seed} above that floor in "
+                          f"{run} (kept: {', '.join(have) or 'none'}; the run keeps 0.25, 0.5, 1 and 2 "
+                          "where a checkpoint passes)")
+    return path
+
+
+def read_report(run: Path) -> dict:
+    try:
+        report = json.loads((run / "report.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataMissing(f"{run / 'report.json'} cannot be read ({exc}): --run must be a finished "
+                          "experiment") from None
+    if not isinstance(report, dict):
+        raise DataMissing(f"{run / 'report.json'} is not an experiment report")
+    return report
+
+
 def cmd_export(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     if args.subset is None and (args.format is not None or args.layout != "dense"):
@@ -247,9 +286,7 @@ def cmd_export(args: argparse.Namespace) -> dict:
         export.check_output(path, args.force)  # before any work
     if args.subset is not None:
         export.check_format(fmt)
-    src = Path(args.run) / "model.zip"
-    if not src.is_file():
-        raise DataMissing(f"{src} not found: --run must be a finished experiment or merge directory")
+    src = export_source(Path(args.run), args.tolerance)
     net = export.load(src)  # validates the file and rebuilds the model before writing anything
     manifest = export.read_manifest(src)
     extra = {k: v for k, v in manifest.items() if k not in export.manifest_of(net)}

@@ -102,9 +102,24 @@ def _experiment(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--prune-lr", type=float, default=None,
                    help="Adam learning rate of every scheme's finetuning during and after pruning "
                         "(default 1e-3; docs/residual.md measures 1e-4 on the ResNet-18s)")
+    _schedule_arg(e)
+    e.add_argument("--workers", type=int, default=1,
+                   help="stages (scheme x seed) run in parallel in this many worker processes "
+                        "(default 1: in this process, one after the other)")
+    e.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker with --workers > 1 (default 1)")
     e.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
+
+
+def _schedule_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--schedule", choices=["published", "floor-greedy"], default="published",
+                   help="pruning schedule: prune while training and read the cost off each scheme's "
+                        "accuracy-FLOPs curve (published, default), or the accept/reject loop (floor-greedy)")
+    p.add_argument("--delta", type=float, default=0.5,
+                   help="the accuracy floor's tolerance in points below the original networks' validation "
+                        "accuracy (default 0.5); reports also read the curves off at 0.25, 0.5, 1 and 2")
 
 
 def _sweep(sub: argparse._SubParsersAction) -> None:
@@ -135,6 +150,7 @@ def _sweep(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--target-sparsity", type=float, default=0.9)
     w.add_argument("--floor", choices=["original", "own"], default="original")
     w.add_argument("--rank", choices=["published", "flops-aware"], default="published")
+    _schedule_arg(w)
     w.add_argument("--regroup", choices=["default", "paper", "legacy"], default="default")
     w.add_argument("--quick", action="store_true", help="tiny data and few steps (smoke test)")
     w.add_argument("--slurm-partition", default=None)
@@ -151,6 +167,9 @@ def _export(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--run", required=True, help="a run directory (experiment or merge --out)")
     x.add_argument("--out", required=True, help="the file to write (refused if it exists, unless --force)")
     x.add_argument("--subset", default=None, help='a task subset such as "A+B" (tasks in task order)')
+    x.add_argument("--tolerance", type=float, default=None,
+                   help="an experiment of the published schedule: PAM's checkpoint read off at this "
+                        "tolerance (points; the run keeps 0.25, 0.5, 1 and 2; default: the run's delta)")
     x.add_argument("--format", default=None, choices=["onnx", "torch-export", "safetensors"],
                    help="with --subset (default onnx)")
     x.add_argument("--layout", default="dense", choices=["dense", "exact"],

@@ -151,11 +151,14 @@ class FinetuneConfig:
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
+    lr_end: float | None = None  # None: constant lr; else cosine decay per minibatch from lr to this
 
     def __post_init__(self) -> None:
         v.non_negative_int(self, "epochs")
         v.positive_int(self, "batch_size")
         v.finite_positive(self, "lr")
+        if self.lr_end is not None:
+            v.finite_positive(self, "lr_end")
 
 
 def to_json(cfg: Any) -> str:

@@ -285,7 +285,7 @@ class AdapMTLPruner(Pruner):
     structured = False
 
     def prune(self, net: MergedNet, data: TaskData, config: PruneConfig,
-              progress: Progress | None = None) -> PruneResult:
+              progress: Progress | None = None, store: Any = None, resume: Any = None) -> PruneResult:
         """Unstructured pruning of a copy of ``net``; see the module docstring."""
         start = time.perf_counter()
         emit = progress or (lambda _: None)

@@ -102,8 +102,10 @@ class Pruner(abc.ABC):
 
     @abc.abstractmethod
     def prune(self, net: MergedNet, data: TaskData, config: PruneConfig,
-              progress: Progress | None = None) -> PruneResult:
-        """Prune a copy of ``net``; the input is left unchanged."""
+              progress: Progress | None = None, store: Any = None, resume: Any = None) -> PruneResult:
+        """Prune a copy of ``net``; the input is left unchanged. ``store``/``resume``: a
+        schedule's checkpoint store and the state to resume from (prune.schedule; methods
+        without a schedule ignore them)."""
 
 
 _REGISTRY: dict[str, type[Pruner]] = {}
@@ -154,10 +156,12 @@ def subgraph_groups(net: MergedNet, task: str) -> list[GroupId]:
             if task in key.split("+") and n > 0]
 
 
-def removal_savings(net: MergedNet, groups: list[GroupId]) -> dict[GroupId, int]:
+def removal_savings(net: MergedNet, groups: list[GroupId],
+                    widths: Mapping[str, Mapping[str, int]] | None = None) -> dict[GroupId, int]:
     """FLOPs (summed over every task subset) saved by removing one neuron of each group: its own
-    inputs, and its columns in the groups and heads that read it."""
-    widths = net.group_widths()
+    inputs, and its columns in the groups and heads that read it. ``widths``: the widths to
+    start from (default the net's own; a masked net passes its live widths)."""
+    widths = net.group_widths() if widths is None else {k: dict(v) for k, v in widths.items()}
     base = sum(c["flops"] for c in costs_from_widths(net.geometry, widths).values())
     out = {}
     for layer, key in groups:
@@ -285,7 +289,7 @@ class AlternatingPruner(Pruner):
         return 0
 
     def prune(self, net: MergedNet, data: TaskData, config: PruneConfig,
-              progress: Progress | None = None) -> PruneResult:
+              progress: Progress | None = None, store: Any = None, resume: Any = None) -> PruneResult:
         start = time.perf_counter()
         emit = progress or (lambda _: None)
         device = resolve_device(config.device)

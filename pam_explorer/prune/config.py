@@ -10,6 +10,57 @@ from pam_explorer.core import validate as v
 SCORE_SCOPES = ("task", "sharing")
 TAYLOR_MODES = ("batch", "sample")
 RANKS = {"published": 0.0, "flops-aware": 1.0}  # rank name -> PruneConfig.flops_weight
+# "published": pruning while training continues, checkpoints on a FLOPs grid (a curve; DESIGN
+# "Pruning, fair comparison"); "floor-greedy": the accept/reject loop of prune/base.py
+SCHEDULES = ("published", "floor-greedy")
+TOLERANCES = (0.25, 0.5, 1.0, 2.0)
+PACES = ("flops", "neurons")  # accuracy points: the read-offs every report gives
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The published schedule (docs/pruning.md): train on, remove neurons every ``every``
+    minibatches, finetune a copy at every ``grid_step`` of the starting FLOPs (a curve).
+
+    Budget per pruned network: ``warmup_batches + events * every`` minibatches of training,
+    whatever the scheme, plus ``checkpoint_epochs`` per checkpoint.
+    """
+
+    warmup_batches: int = 100  # training before the first removal (importance accumulates)
+    every: int = 10  # minibatches between removal events (the PAM authors' P2: 10)
+    events: int = 40  # removal events from the start to end_fraction (P2: paced linearly)
+    pace: str = "flops"  # P2: each event brings the all-task FLOPs ("flops") or live neurons ("neurons")
+    # to its share of the way to end_fraction
+    end_fraction: float = 0.1  # the schedule's last FLOPs target, a fraction of the start
+    momentum: float = 0.9  # running average of the per-event importance (Molchanov et al.)
+    grid_step: float = 0.05  # a checkpoint whenever the FLOPs cross a multiple of this fraction
+    checkpoint_epochs: int = 2  # the converging finetune of every checkpoint (lr -> lr_end, cosine)
+    lr_end: float = 1e-4  # Adam lr at the end of a checkpoint's finetune
+    stop_margin: float = 3.0  # stop after 2 checkpoints in a row this many points under the reference
+    kl_start: float = 1e-5  # P1: KL factor at the first minibatch (VIBNet's range: 1e-5 to 3e-5)
+    kl_end: float = 1e-3  # P1: KL factor at the last minibatch (geometric rise: one run, a curve)
+    init_logvar: float = -9.0  # P1: initial log sigma^2 of the gates (VIBNet); mu ~ N(1, 0.01)
+    hw_weighting: bool = True  # P1: a conv gate's KL counts once per output position (VIBNet)
+
+    def __post_init__(self) -> None:
+        for name in ("every", "events", "checkpoint_epochs"):
+            v.positive_int(self, name)
+        v.non_negative_int(self, "warmup_batches")
+        v.choice(self, "pace", PACES)
+        v.in_interval(self, "end_fraction", 0, 1)
+        v.in_interval(self, "momentum", 0, 1)
+        v.in_interval(self, "grid_step", 0, 1)
+        for name in ("lr_end", "kl_start", "kl_end", "stop_margin"):
+            v.finite_positive(self, name)
+        v.finite(self, "init_logvar")
+        v.boolean(self, "hw_weighting")
+        if self.kl_end < self.kl_start:
+            v.fail(self, "kl_end", f"must be >= kl_start ({self.kl_start}), got {self.kl_end}")
+
+    @property
+    def total_batches(self) -> int:
+        """Training minibatches of the schedule (the budget of every pruned network)."""
+        return self.warmup_batches + self.events * self.every
 
 
 @dataclass(frozen=True)
@@ -80,6 +131,9 @@ class PruneConfig:
     minibatches. "sample": the same per sample, squared, averaged over the samples.
     reference_accuracy: {task: %} accuracy floor reference instead of the measured unpruned one.
     adapmtl: an AdapMTLConfig for the "adapmtl" method (None: its defaults).
+    schedule: "published" (default: P1/P2 prune while training continues and leave a curve of
+    finetuned checkpoints, ``plan`` sets it; delta is then only the default read-off tolerance)
+    or "floor-greedy" (the accept/reject loop above, the first version). AdapMTL ignores it.
     P1 (VIB): vib_epochs of gate + weight training with loss + kl_weight * KL, gates learnt at
     vib_lr; neurons with log(sigma^2 / mu^2) > log_alpha_threshold are removed first.
     """
@@ -105,6 +159,8 @@ class PruneConfig:
     taylor_mode: str = "batch"
     reference_accuracy: Mapping[str, float] | None = None
     adapmtl: AdapMTLConfig | None = None
+    schedule: str = "published"
+    plan: ScheduleConfig = ScheduleConfig()
 
     def __post_init__(self) -> None:
         v.finite_non_negative(self, "delta")
@@ -126,8 +182,12 @@ class PruneConfig:
             v.fail(self, "reference_accuracy", f"must be None or {{task: accuracy in %}}, got {ref!r}")
         if self.adapmtl is not None and not isinstance(self.adapmtl, AdapMTLConfig):
             v.fail(self, "adapmtl", f"must be None (defaults) or an AdapMTLConfig, got {self.adapmtl!r}")
+        v.choice(self, "schedule", SCHEDULES)
+        if not isinstance(self.plan, ScheduleConfig):
+            v.fail(self, "plan", f"must be a ScheduleConfig, got {self.plan!r}")
         v.integer(self, "seed")
         v.device(self)
 
 
-__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "AdapMTLConfig", "PruneConfig"]
+__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "ScheduleConfig",
+           "AdapMTLConfig", "PruneConfig"]

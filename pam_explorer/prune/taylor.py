@@ -21,6 +21,7 @@ scored, ranked and removed together.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -30,12 +31,15 @@ from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.prune.base import (
     AlternatingPruner,
     BatchStream,
+    Progress,
+    PruneResult,
     Scores,
     TaskData,
     register_pruner,
     subgraph_groups,
 )
 from pam_explorer.prune.config import TAYLOR_MODES, PruneConfig
+from pam_explorer.prune.schedule import run_schedule
 
 
 def per_sample_task_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -90,9 +94,17 @@ def taylor_importance(net: MergedNet, task: str,
 
 
 class TaylorPruner(AlternatingPruner):
-    """P2: Taylor importance recomputed for the pruned task before every step."""
+    """P2: pruning while training continues, as published (default: :mod:`.schedule`), or the
+    floor-greedy driver with the Taylor importance recomputed for the pruned task before every
+    step."""
 
     name = "taylor"
+
+    def prune(self, net: MergedNet, data: TaskData, config: PruneConfig,
+              progress: Progress | None = None, store: Any = None, resume: Any = None) -> PruneResult:
+        if config.schedule == "published":
+            return run_schedule("taylor", net, data, config, progress, store, resume)
+        return super().prune(net, data, config, progress)
 
     def importance(self, net: MergedNet, task: str, data: TaskData, config: PruneConfig,
                    stream: BatchStream) -> Scores:

@@ -20,195 +20,83 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from pam_explorer.baselines.mtz import MTZConfig
-from pam_explorer.core import validate
-from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
-from pam_explorer.core.errors import ConfigError, RunConflict
+from pam_explorer.core.errors import JobsFailed, RunConflict
 from pam_explorer.core.io import write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
-from pam_explorer.data import get_preset
-from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
-from pam_explorer.prune.config import RANKS
+from pam_explorer.prune.config import TOLERANCES
+from pam_explorer.runs import executors as ex
 from pam_explorer.runs import report as rep
+from pam_explorer.runs import scheduler
+from pam_explorer.runs.experiment_config import (
+    FLOORS,
+    OUTPUTS,
+    REGROUP_PROFILES,
+    SCHEMES,
+    TIMING_FIELDS,
+    ExperimentConfig,
+    Progress,
+)
 from pam_explorer.runs.outdir import claim
-from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
+from pam_explorer.runs.schemes import SCHEME_FNS
 from pam_explorer.runs.stage_cache import StageCache
 from pam_explorer.runs.stage_run import StageContext, resolve_stage, stage_key_of
+from pam_explorer.runs.sweep_tasks import StageJob
 from pam_explorer.zoo.chain import ChainNet
-from pam_explorer.zoo.pretrained import DEFAULT_ARCH
-from pam_explorer.zoo.registry import list_models
-
-SCHEMES = ("B1", "B2", "PAM")
-FLOORS = ("original", "own")
-REGROUP_PROFILES = ("default", "paper", "legacy")
-OUTPUTS = ("config.json", "report.json", "table.md", "model.zip", "stages")  # what DIR receives
-TIMING_FIELDS = ("latency_ms", "latency_ms_cuda", "seconds", "latency_gains", "time")  # not deterministic
-Progress = Callable[[dict], None]
-# values of fields added since a run folder was written, as the code that wrote it behaved
-LEGACY = {"floor": "own", "rank": "flops-aware", "regroup": "legacy"}
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """What to run. ``quick`` shrinks the finetuning and pruning data, steps and epochs to a
-    smoke test of every stage; PAM's regrouping is never shrunk: it uses the explorer's MI
-    settings on the networks' own data (:meth:`mi`, :meth:`mi_data`), so a run's merged structure
-    is what the explorer predicts at the same alpha, overrides and MI profile (seed 0)."""
-
-    preset: str = "digits-2task"
-    prune: str = "taylor"
-    alpha: float | None = None  # bits; None: the regroup profile's default for the preset
-    overrides: tuple[tuple[str, float], ...] = ()  # per-layer alpha (layer, bits), as RegroupConfig
-    schemes: tuple[str, ...] = SCHEMES
-    finetune_epochs: int = 10  # joint finetuning of the merged schemes (B2, PAM) before pruning
-    quick: bool = False
-    seeds: tuple[int, ...] = (0,)  # pruning / finetuning / MTZ / MI-sample randomness
-    device: str = "auto"
-    target_sparsity: float = 0.9  # AdapMTL only: overall fraction of zero weights
-    floor: str = "original"  # accuracy floor: "original" networks' val accuracy - delta | "own"
-    rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
-    regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
-    arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
-    max_steps: int | None = None  # pruning turns per scheme (None: PruneConfig's; a compute budget)
-    prune_lr: float | None = None  # Adam lr of the pruning turns' and final finetuning (None: PruneConfig's)
-
-    def __post_init__(self) -> None:
-        get_preset(self.preset)  # raises with the known names
-        if self.arch not in list_models():
-            raise ConfigError(f"ExperimentConfig.arch: unknown architecture {self.arch!r}; "
-                              f"known: {list_models()}")
-        if self.prune not in list_pruners():
-            raise ConfigError(f"ExperimentConfig.prune: unknown method {self.prune!r}; "
-                              f"known: {list_pruners()}")
-        bad = [s for s in self.schemes if s not in SCHEMES] or ([] if self.schemes else ["(none)"])
-        if bad:
-            raise ConfigError(f"ExperimentConfig.schemes: {bad} not in {list(SCHEMES)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(
-                validate.is_int(s) and s >= 0 for s in self.seeds):
-            raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers >= 0, got {self.seeds!r}")
-        if self.alpha is not None:
-            validate.alpha(self.alpha, "ExperimentConfig.alpha")
-        for item in self.overrides:
-            if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
-                validate.fail(self, "overrides", f"entries must be (layer_name, alpha), got {item!r}")
-            validate.alpha(item[1], f"ExperimentConfig.overrides[{item[0]}]")
-        validate.non_negative_int(self, "finetune_epochs")
-        if self.max_steps is not None:
-            validate.positive_int(self, "max_steps")
-        if self.prune_lr is not None:
-            validate.finite_positive(self, "prune_lr")
-        validate.choice(self, "floor", FLOORS)
-        validate.choice(self, "rank", tuple(RANKS))
-        validate.choice(self, "regroup", REGROUP_PROFILES)
-        if self.prune == "adapmtl":
-            self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentConfig:
-        """From a config.json, also one written before seeds, floors, ranks and regroup profiles
-        existed (one ``seed``; the fields it lacks take the values that code ran with)."""
-        raw = dict(raw)
-        if "seed" in raw:
-            raw["seeds"] = [raw.pop("seed")]
-        raw = {**LEGACY, **raw} if "floor" not in raw else raw
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise ConfigError(f"ExperimentConfig: unknown field(s) {unknown} in the run's config")
-        for key in ("schemes", "seeds"):
-            if key in raw:
-                raw[key] = tuple(raw[key])
-        if "overrides" in raw:
-            raw["overrides"] = tuple(tuple(x) if isinstance(x, list) else x for x in raw["overrides"])
-        return cls(**raw)
-
-    def resolved_alpha(self) -> float:
-        if self.alpha is not None:
-            return self.alpha
-        return {"default": get_preset(self.preset).default_alpha, "paper": 0.05, "legacy": 0.5}[self.regroup]
-
-    def regroup_config(self, layers: Sequence[tuple[str, str]] = ()) -> RegroupConfig:
-        """The PAM grouping rule; ``layers``: (name, kind) of the networks' layers. The paper
-        profile without an explicit alpha uses the authors' thresholds: 0.05 bits for fc layers
-        and 0.01 for conv layers (their LFW settings), and drops neurons picked twice; explicit
-        ``overrides`` win. The default profile's rule for neurons picked twice is
-        RegroupConfig's default (the explorer's), the legacy profile shares them."""
-        given = dict(self.overrides)
-        profile = [(n, 0.01) for n, kind in layers if kind == "conv" and n not in given] \
-            if self.regroup == "paper" and self.alpha is None else []
-        both = {"paper": "drop", "legacy": "share"}.get(self.regroup, RegroupConfig().both_picked)
-        return RegroupConfig(alpha=self.resolved_alpha(), overrides=tuple(sorted([*profile, *given.items()])),
-                             both_picked=both)
-
-    def data(self) -> DataConfig:
-        # the data seed stays the one the committed networks were trained with: another seed
-        # draws other source pools, and their test pictures would overlap the nets' training ones
-        # (image size filled in: the preset's natural one, so stage-cache keys name the real data)
-        data = DataConfig(n_train=600, n_val=300, n_test=300) if self.quick else DataConfig()
-        return get_preset(self.preset).data_config(data)
-
-    def mi(self, seed: int) -> MIConfig:
-        """The regroup profile's MI settings (never shrunk by ``quick``: see the class docstring)."""
-        base = {"default": MIConfig(), "paper": MIConfig.paper(),
-                "legacy": MIConfig(n_samples=256, kernel="fixed", null_perms=0)}[self.regroup]
-        return dataclasses.replace(base, seed=seed)
-
-    def mi_data(self) -> DataConfig:
-        """The data the MI sample is drawn from: the networks' own (the explorer's), also when quick."""
-        return get_preset(self.preset).data_config(DataConfig())
-
-    def adapmtl(self) -> AdapMTLConfig:
-        # quick: a few fast-rising steps so the freeze is reached on the tiny data too
-        return AdapMTLConfig(target_sparsity=self.target_sparsity, epochs=3, theta_lr=0.3) if self.quick \
-            else AdapMTLConfig(target_sparsity=self.target_sparsity)
-
-    def prune_config(self, seed: int, reference: Mapping[str, float] | None) -> PruneConfig:
-        """``reference``: the floor's reference accuracy per task (None: each scheme's own)."""
-        common = dict(seed=seed, device=self.device, flops_weight=RANKS[self.rank],
-                      reference_accuracy=dict(reference) if reference is not None else None,
-                      adapmtl=self.adapmtl() if self.prune == "adapmtl" else None)
-        if self.regroup == "legacy":
-            common["taylor_mode"] = "sample"
-        if self.prune_lr is not None:
-            common["lr"] = self.prune_lr
-        if self.quick:
-            return PruneConfig(max_steps=self.max_steps or 4, finetune_batches=3, final_finetune_epochs=1,
-                               score_batches=2, vib_epochs=1, step_fraction=0.2, **common)
-        if self.max_steps is not None:
-            common["max_steps"] = self.max_steps
-        return PruneConfig(**common)
-
-    def mtz(self, seed: int) -> MTZConfig:
-        return MTZConfig(n_samples=128, retrain_batches=3, seed=seed, device=self.device) if self.quick \
-            else MTZConfig(seed=seed, device=self.device)
-
-    def finetune(self, seed: int) -> FinetuneConfig:
-        return FinetuneConfig(epochs=1 if self.quick else self.finetune_epochs, seed=seed, device=self.device)
-
-    def scheme_settings(self, seed: int, reference: Mapping[str, float] | None,
-                        layers: Sequence[tuple[str, str]]) -> SchemeSettings:
-        """The concrete settings of ``seed``'s stages; ``reference``: the floor's accuracy per
-        task (None: each scheme's own); ``layers``: (name, kind) of the networks' layers."""
-        return SchemeSettings(self.preset, self.prune, self.prune_config(seed, reference), self.mtz(seed),
-                              self.finetune(seed), self.mi(seed), self.regroup_config(layers), self.data(),
-                              0.02 if self.quick else 0.2, self.mi_data())
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
-                   nets: Sequence[ChainNet] | None = None, cache: str | Path | None = "default") -> dict:
+                   nets: Sequence[ChainNet] | None = None, cache: str | Path | None = "default",
+                   workers: int = 1, threads: int | None = None) -> dict:
     """Run (or resume) every scheme of ``cfg`` under every seed; write DIR/report.json and
     DIR/table.md; return the report. ``cache``: stage-cache root ("default": the cache root,
-    None: no sharing between runs)."""
+    None: no sharing between runs). ``workers`` > 1 (committed networks only): the missing stages
+    run first in that many worker processes of the sweep's local pool (``threads`` torch threads
+    each, default 1; logs in DIR/logs), then the report is assembled from their records."""
     with claim(out, "experiment", _jsonable(cfg), OUTPUTS,
                defaults=lambda raw: _jsonable(ExperimentConfig.from_dict(raw))):
-        return _run(cfg, Path(out), progress, nets, StageCache(cache_root() if cache == "default" else cache))
+        stage_cache = StageCache(cache_root() if cache == "default" else cache)
+        if workers > 1 and nets is None:
+            _parallel(cfg, Path(out), progress, cache_root() if cache == "default" else cache, workers,
+                      threads or 1)
+        return _run(cfg, Path(out), progress, nets, stage_cache)
+
+
+def _parallel(cfg: ExperimentConfig, out: Path, progress: Progress | None, cache, workers: int,
+              threads: int) -> None:
+    """Compute the stages not yet in DIR/stages as parallel jobs (the sweep's stage task)."""
+    if _check_or_write_config(cfg, out):
+        return  # a folder of the one-seed layout resumes in this process
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    root = None if cache is None else str(cache)
+    todo = [ex.Task.make("sweep-stage", StageJob(cfg, seed, name, f"_s{seed}", root), out, f"{name}_s{seed}",
+                         name)
+            for seed in cfg.seeds for name in cfg.schemes
+            if not (out / "stages" / f"{name}_s{seed}.json").is_file()]
+    if not todo:
+        return
+    pool = ex.LocalExecutor(min(workers, len(todo)), threads, out / "logs")
+
+    def changed(jobs: list) -> None:
+        c = scheduler.counts(jobs)
+        row = {"stage": "stages in parallel", "fraction": round(c["done"] / max(1, len(jobs)) * 0.95, 4),
+               "message": scheduler.progress_line(jobs, pool.capacity), "time": time.time()}
+        write_json_atomic(out / "progress.json", row)
+        if progress:
+            progress(row)
+    try:
+        jobs = scheduler.run_all(pool, todo, on_change=changed)
+    finally:
+        pool.close()
+    failed = [j for j in jobs if j.state == "failed"]
+    if failed:
+        raise JobsFailed(f"{len(failed)} stage(s) failed twice: " + "; ".join(
+            f"{j.task.label} ({j.message}; log {j.log})" for j in failed)
+            + "; rerun the same command to retry")
 
 
 def _jsonable(cfg: ExperimentConfig) -> dict:
@@ -236,32 +124,47 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
 
 def _report(cfg: ExperimentConfig, preset, per_seed: dict[int, dict], original_test: dict,
             original_val: dict, layers) -> dict:
-    seeds = list(per_seed)
+    seeds, tasks = list(per_seed), list(preset.task_names)
     records = [per_seed[s] for s in seeds]
-    schemes = rep.summarise_schemes(records)
-    regroup = cfg.regroup_config(layers)
-    report = {"preset": preset.name, "tasks": list(preset.task_names), "prune": cfg.prune,
-              "alpha": cfg.resolved_alpha(), "quick": cfg.quick, "seeds": seeds,
-              "config": {**_jsonable(cfg), "mi": {**dataclasses.asdict(cfg.mi(seeds[0])),
-                                                   "profile": cfg.mi(seeds[0]).profile},
-                         "regroup_config": dataclasses.asdict(regroup),
-                         "prune_config": dataclasses.asdict(cfg.prune_config(seeds[0], None))},
+    delta = cfg.prune_config(0, None).delta
+    curves = any("curve" in r for rec in records for r in rec.values())
+    keyed = {str(s): per_seed[s] for s in seeds}
+    tolerances = {str(d): rep.at_tolerance(keyed, d, tasks) for d in sorted({*TOLERANCES, delta})} \
+        if curves else {}
+    main = tolerances[str(delta)] if curves else rep.at_tolerance(keyed, delta, tasks)
+    at_delta = [{n: rep.record_at(r, delta, tasks) for n, r in rec.items()} for rec in records]
+    report = {"preset": preset.name, "tasks": tasks, "prune": cfg.prune, "schedule": cfg.schedule,
+              "alpha": cfg.resolved_alpha(), "quick": cfg.quick, "seeds": seeds, "delta": delta,
+              "config": _config_section(cfg, seeds, layers),
               "torch_threads": torch.get_num_threads(),
               "latency": "CPU, batch 1, median ms of each subset's fused model (B1: its fused "
                          "single-task nets one after the other)",
               "reference_accuracy": original_test, "reference_val_accuracy": original_val,
-              "floor": {t: a - cfg.prune_config(0, None).delta for t, a in original_val.items()}
+              "floor": {t: a - delta for t, a in original_val.items()}
               if cfg.floor == "original" else "each scheme's own unpruned validation accuracy - delta",
-              "schemes": schemes,
-              "per_seed": {str(s): {"schemes": r, "gains": rep.gains(r)} for s, r in per_seed.items()},
-              "gains": rep.summarise_gains([rep.gains(r) for r in records]),
-              "latency_gains": rep.summarise_gains([rep.gains(r, "latency_ms") for r in records]),
-              "floor_check": rep.floor_check(schemes, original_test, cfg.prune_config(0, None).delta,
-                                             records)}
-    if any("sparse_flops" in s for s in schemes.values()):
+              "schemes": main["schemes"], "missing": main["missing"],
+              "per_seed": {str(s): {"schemes": r, "gains": rep.gains(a)}
+                           for (s, r), a in zip(per_seed.items(), at_delta)},
+              "gains": main["gains"],
+              "latency_gains": rep.summarise_gains([g for g in (rep.gains(a, "latency_ms") for a in at_delta)
+                                                    if g]),
+              "floor_check": rep.floor_check(main["schemes"], original_test, delta, at_delta)}
+    if curves:
+        report["tolerances"] = {d: {k: v for k, v in t.items() if k != "delta"}
+                                for d, t in tolerances.items()}
+    if any(s.get("sparse_flops") is not None for s in main["schemes"].values()):
         report["sparse_gains"] = report["gains"]
         report["target_sparsity"] = cfg.target_sparsity
     return report
+
+
+def _config_section(cfg: ExperimentConfig, seeds: list[int], layers) -> dict:
+    """The configuration behind every figure: the experiment's fields and the derived settings."""
+    mi = cfg.mi(seeds[0])
+    return {**_jsonable(cfg), "mi": {**dataclasses.asdict(mi), "profile": mi.profile},
+            "regroup_config": dataclasses.asdict(cfg.regroup_config(layers)),
+            "prune_config": dataclasses.asdict(cfg.prune_config(seeds[0], None)),
+            "data": dataclasses.asdict(cfg.data())}
 
 
 def _export_model(stages: _Stages, cfg: ExperimentConfig, out: Path) -> None:

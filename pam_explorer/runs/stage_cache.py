@@ -21,7 +21,7 @@ from typing import Any
 
 from pam_explorer.core.io import write_json_atomic
 
-STAGE_VERSION = "stage-v3"  # bump when a stage's computation changes (v3: fused-model latency)
+STAGE_VERSION = "stage-v4"  # bump when a stage's computation changes (v4: schedules and curves)
 log = logging.getLogger(__name__)
 
 

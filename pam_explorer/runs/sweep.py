@@ -36,7 +36,7 @@ from pam_explorer.regroup.trajectories import cached_trajectories
 from pam_explorer.runs import executors as ex
 from pam_explorer.runs import outdir, scheduler, slurm
 from pam_explorer.runs import sweep_report as sr
-from pam_explorer.runs.experiment import SCHEMES, ExperimentConfig
+from pam_explorer.runs.experiment_config import SCHEMES, ExperimentConfig
 from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.stage_cache import StageCache
 from pam_explorer.runs.stage_run import resolve_stage, stage_key_of
@@ -67,6 +67,8 @@ class SweepConfig:
     overrides: tuple[tuple[str, float], ...] = ExperimentConfig.overrides  # layers kept at a fixed alpha
     max_steps: int | None = ExperimentConfig.max_steps  # pruning turns per scheme (None: the default)
     prune_lr: float | None = ExperimentConfig.prune_lr  # pruning's finetuning lr (None: the default)
+    schedule: str = ExperimentConfig.schedule  # "published" (curves) | "floor-greedy"
+    delta: float = ExperimentConfig.delta  # the floor's tolerance (points)
 
     def __post_init__(self) -> None:
         if self.alphas != "auto":
@@ -90,6 +92,7 @@ class SweepConfig:
         unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"SweepConfig: unknown field(s) {unknown}")
+        raw.setdefault("schedule", "floor-greedy")  # sweeps written before schedules existed
         if isinstance(raw.get("alphas"), list):
             raw["alphas"] = tuple(raw["alphas"])
         if "seeds" in raw:

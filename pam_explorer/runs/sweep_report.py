@@ -4,8 +4,12 @@ Per alpha: the per-seed FLOPs of every task subset and accuracy of every task (t
 grouping before pruning; means, std and 95 % bootstrap CIs over seeds; PAM's gains over B1 and B2
 paired by seed (:func:`pam_explorer.runs.report.summarise_gains`).
 
-* **Meets the floor**: every seed of the point finished, and in every seed every task's test
-  accuracy is at least the original network's minus delta (the experiment's ``floor_check``).
+* **Meets the floor**: every seed of the point finished and, for stages of the published schedule,
+  every seed has a checkpoint read off at delta (validation accuracy within delta of the
+  originals' on every task: its figures are the point's, :mod:`.readoff`); for records of the
+  floor-greedy loop, every task's test accuracy is at least the original network's minus delta
+  in every seed (the experiment's ``floor_check``). The records keep their curves
+  (``per_seed``), so a reader can read them off at any other tolerance.
 * **Frontier**: the alphas that meet the floor and that no other such alpha dominates on the
   mean FLOPs over seeds: b dominates a when b costs at most a's FLOPs on every task subset and
   less on at least one (Pareto). Alphas with equal FLOPs on every subset are all kept.
@@ -25,7 +29,7 @@ from pam_explorer.runs import stats
 
 FORMAT = "pam-explorer-sweep/1"
 KEEP = ("flops", "params", "accuracy", "val_accuracy", "groups_before_pruning", "dropped_before_pruning",
-        "seconds")
+        "seconds", "curve", "readoffs", "reference_val_accuracy", "above_floor", "delta", "schedule")
 TIMING = ("seconds", "execution")  # not deterministic: left out when two sweeps are compared
 
 
@@ -41,7 +45,7 @@ def _summary(recs: Sequence[Mapping], field: str) -> dict:
     values = {k: [float(r[field][k]) for r in recs] for k in keys}
     return {field: {k: stats.mean(v) for k, v in values.items()},
             f"{field}_std": {k: stats.std(v) for k, v in values.items()},
-            f"{field}_ci95": {k: list(stats.bootstrap_ci(v)) for k, v in values.items()}}
+            f"{field}_ci95": {k: list(stats.ci(v)) for k, v in values.items()}}
 
 
 def _floor(recs: Sequence[Mapping], original: Mapping[str, float], delta: float) -> dict:
@@ -51,18 +55,26 @@ def _floor(recs: Sequence[Mapping], original: Mapping[str, float], delta: float)
 
 def scheme_summary(per_seed: Mapping[int, Mapping], seeds: Sequence[int], original: Mapping[str, float],
                    delta: float) -> dict:
-    """One scheme (a baseline or PAM at one alpha) over the seeds it finished."""
+    """One scheme (a baseline or PAM at one alpha) over the seeds it finished, its figures read
+    off at ``delta``; seeds without a checkpoint above the floor are listed in ``below_floor``
+    and left out of the means."""
     done = [s for s in seeds if s in per_seed]
     out: dict = {"seeds": done, "complete": len(done) == len(seeds),
                  "per_seed": {str(s): {k: per_seed[s][k] for k in KEEP if k in per_seed[s]} for s in done}}
-    if not done:
+    at = {s: rep.record_at(per_seed[s], delta, list(original)) for s in done}
+    below = [s for s in done if at[s] is None]
+    if below:
+        out["below_floor"] = below
+    recs = [at[s] for s in done if at[s] is not None]
+    if not recs:
         return {**out, "meets_floor": False}
-    recs = [per_seed[s] for s in done]
     out.update(_summary(recs, "flops"))
     out.update(_summary(recs, "accuracy"))
     out["accuracy_min"] = {t: min(r["accuracy"][t] for r in recs) for t in recs[0]["accuracy"]}
     floor = _floor(recs, original, delta)
-    out.update(floor, meets_floor=floor["meets_floor"] and out["complete"])
+    published = all("curve" in per_seed[s] for s in done)
+    meets = not below if published else floor["meets_floor"]
+    out.update(floor, meets_floor=meets and out["complete"])
     return out
 
 
@@ -71,8 +83,10 @@ def point(alpha: float, label: str, pam: Mapping[int, Mapping], b1: Mapping[int,
           delta: float) -> dict:
     """PAM at one alpha: :func:`scheme_summary` plus gains vs B1 and B2 paired by seed."""
     row = {"alpha": alpha, "label": label, **scheme_summary(pam, seeds, original, delta)}
-    paired = [rep.gains({"B1": b1[s], "B2": b2[s], "PAM": pam[s]}) for s in row["seeds"]
-              if s in b1 and s in b2]
+    tasks = list(original)
+    at = lambda rec: rep.record_at(rec, delta, tasks)  # noqa: E731
+    paired = [g for g in (rep.gains({"B1": at(b1[s]), "B2": at(b2[s]), "PAM": at(pam[s])})
+                          for s in row["seeds"] if s in b1 and s in b2) if g]
     row["gains"] = rep.summarise_gains(paired) if paired else {}
     return row
 
@@ -134,7 +148,8 @@ def markdown(sweep: Mapping) -> str:
     cfg = sweep.get("config", {})
     lines = [f"Sweep of preset `{sweep['preset']}`, pruning `{sweep['prune']}` (rank `{cfg.get('rank')}`, "
              f"floor `{cfg.get('floor')}`, regrouping `{cfg.get('regroup')}`); seeds {sweep['seeds']} "
-             f"(mean ± half-width of the 95 % bootstrap CI); torch threads {sweep.get('torch_threads')}.", ""]
+             "(mean ± half-width of the 95 % CI: bootstrap from 5 seeds, t below); "
+             f"torch threads {sweep.get('torch_threads')}.", ""]
     if sweep.get("quick"):
         lines += ["**Quick run** (tiny data, few steps): a smoke test, not a result.", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

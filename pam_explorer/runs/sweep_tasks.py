@@ -22,7 +22,7 @@ from pam_explorer.core.config import DataConfig
 from pam_explorer.core.paths import cache_root
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.executors import task
-from pam_explorer.runs.experiment import ExperimentConfig
+from pam_explorer.runs.experiment_config import ExperimentConfig
 from pam_explorer.runs.schemes import SCHEME_FNS
 from pam_explorer.runs.stage_cache import StageCache
 from pam_explorer.runs.stage_run import StageContext, resolve_stage, stage_key_of

@@ -72,15 +72,15 @@ def joint_loss(net: MergedNet, images: torch.Tensor, targets: Targets,
 
 
 @torch.no_grad()
-def evaluate(net: MergedNet, images: torch.Tensor, targets: Targets, tasks: Sequence[str] | None = None,
-             batch_size: int = 512) -> dict[str, float]:
-    """{task: binary accuracy in percent}: mean over samples and labels of
-    (sigmoid(logit) > 0.5) == y. Eval mode (restored after), on the net's device, only the
-    groups the requested tasks need are run."""
+def picture_accuracy(net: MergedNet, images: torch.Tensor, targets: Targets,
+                     tasks: Sequence[str] | None = None, batch_size: int = 512) -> dict[str, torch.Tensor]:
+    """{task: (N,) fraction of the task's labels predicted right on each picture}, float64 on
+    the CPU; (sigmoid(logit) > 0.5) == y. Eval mode (restored after), on the net's device, only
+    the groups the requested tasks need are run."""
     tasks = list(net.tasks if tasks is None else tasks)
     _check_split(net, (images, targets), "evaluate", tasks)
     param = next(net.parameters())
-    correct = {t: 0.0 for t in tasks}
+    parts: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
     was_training = net.training
     net.eval()
     try:
@@ -90,11 +90,30 @@ def evaluate(net: MergedNet, images: torch.Tensor, targets: Targets, tasks: Sequ
             for t in tasks:
                 y = targets[t][start:start + batch_size].to(param.device)
                 # logit > 0 is sigmoid > 0.5 without the rounding of sigmoid near 0.5
-                correct[t] += float(((logits[t] > 0) == (y > 0.5)).sum())
+                parts[t].append(((logits[t] > 0) == (y > 0.5)).double().mean(1).cpu())
     finally:
         net.train(was_training)
-    n = images.shape[0]
-    return {t: 100.0 * correct[t] / max(1, n * targets[t].shape[1]) for t in tasks}
+    return {t: torch.cat(p) if p else torch.zeros(0, dtype=torch.float64) for t, p in parts.items()}
+
+
+def evaluate(net: MergedNet, images: torch.Tensor, targets: Targets, tasks: Sequence[str] | None = None,
+             batch_size: int = 512) -> dict[str, float]:
+    """{task: binary accuracy in percent}: mean over samples and labels of
+    (sigmoid(logit) > 0.5) == y (see :func:`picture_accuracy`)."""
+    per = picture_accuracy(net, images, targets, tasks, batch_size)
+    return {t: 100.0 * float(a.mean()) if a.numel() else 0.0 for t, a in per.items()}
+
+
+def evaluate_se(net: MergedNet, images: torch.Tensor, targets: Targets, tasks: Sequence[str] | None = None
+                ) -> dict[str, tuple[float, float]]:
+    """{task: (binary accuracy %, its standard error in points)}. The picture is the unit (its
+    labels are read from one picture, so they are not independent): SE = sample standard
+    deviation of the per-picture accuracy / sqrt(N)."""
+    out = {}
+    for t, a in picture_accuracy(net, images, targets, tasks).items():
+        se = float(a.std(unbiased=True)) / a.numel() ** 0.5 if a.numel() > 1 else 0.0
+        out[t] = (100.0 * float(a.mean()) if a.numel() else 0.0, 100.0 * se)
+    return out
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -107,7 +126,8 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
 
 
 def _train_epoch(net: MergedNet, optim: torch.optim.Optimizer, train: Split, scales: Mapping[str, float],
-                 batch_size: int, gen: torch.Generator, device: torch.device) -> float:
+                 batch_size: int, gen: torch.Generator, device: torch.device,
+                 sched: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
     images, targets = train
     net.train()
     total, count = 0.0, 0
@@ -119,9 +139,22 @@ def _train_epoch(net: MergedNet, optim: torch.optim.Optimizer, train: Split, sca
         loss.backward()
         scale_gradients(net, scales)
         optim.step()
+        if sched is not None:
+            sched.step()
         total += float(loss.detach()) * idx.numel()
         count += idx.numel()
     return total / max(1, count)
+
+
+def _cosine(optim: torch.optim.Optimizer, config: FinetuneConfig, n: int
+            ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Cosine decay from config.lr to config.lr_end over every minibatch of the run (None: constant)."""
+    if config.lr_end is None:
+        return None
+    per_epoch = -(-n // config.batch_size)
+    per_epoch -= 1 if per_epoch > 1 and n % config.batch_size == 1 else 0  # as _batches drops it
+    steps = config.epochs * max(1, per_epoch)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(1, steps), eta_min=config.lr_end)
 
 
 def finetune(net: MergedNet, train: Split, val: Split, config: FinetuneConfig,
@@ -129,9 +162,10 @@ def finetune(net: MergedNet, train: Split, val: Split, config: FinetuneConfig,
     """Jointly finetune ``net`` in place (moved to config.device) with Adam.
 
     train/val: (images (N, C, H, W), {task: (N, L_t) float {0, 1}}). Seeded by config.seed
-    (shuffling and dropout). With epochs = 0 no weight or BatchNorm statistic changes. After each
-    epoch ``progress`` (if given) receives {"epoch", "loss" (mean train loss),
-    "val_accuracy": {task: %}}. The net is left in its original train/eval mode.
+    (shuffling and dropout); with config.lr_end the lr decays (cosine, per minibatch) to it.
+    With epochs = 0 no weight or BatchNorm statistic changes. After each epoch ``progress`` (if
+    given) receives {"epoch", "loss" (mean train loss), "val_accuracy": {task: %}}.
+    The net is left in its original train/eval mode.
     """
     _check_split(net, train, "train", net.tasks)
     _check_split(net, val, "val", net.tasks)
@@ -146,8 +180,9 @@ def finetune(net: MergedNet, train: Split, val: Split, config: FinetuneConfig,
     try:
         if config.epochs > 0 and params:
             optim = torch.optim.Adam(params, lr=config.lr)
+            sched = _cosine(optim, config, train[0].shape[0])
             for epoch in range(1, config.epochs + 1):
-                loss = _train_epoch(net, optim, train, scales, config.batch_size, gen, device)
+                loss = _train_epoch(net, optim, train, scales, config.batch_size, gen, device, sched)
                 acc = evaluate(net, val[0], val[1])
                 record = {"epoch": epoch, "loss": loss, "val_accuracy": acc}
                 result.history.append(record)
@@ -159,4 +194,5 @@ def finetune(net: MergedNet, train: Split, val: Split, config: FinetuneConfig,
     return result
 
 
-__all__ = ["FinetuneResult", "finetune", "evaluate", "joint_loss", "grad_scales", "scale_gradients"]
+__all__ = ["FinetuneResult", "finetune", "evaluate", "evaluate_se", "picture_accuracy", "joint_loss",
+           "grad_scales", "scale_gradients"]

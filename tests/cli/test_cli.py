@@ -25,7 +25,8 @@ def test_bad_alpha_is_a_clear_error(capsys):
 
 def test_quick_experiment_report_schema_resume_and_export(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["experiment", "--preset", "digits-2task", "--prune", "taylor", "--quick", "--out", str(out)]
+    args = ["experiment", "--preset", "digits-2task", "--prune", "taylor", "--quick", "--delta", "100",
+            "--out", str(out)]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     for scheme in ("B1", "B2", "PAM"):
@@ -51,7 +52,8 @@ def test_quick_experiment_report_schema_resume_and_export(tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == mtimes
     assert json.loads((out / "report.json").read_text())["schemes"] == report["schemes"]
     # a different config in the same directory is refused, nothing is lost
-    assert main(args[:-3] + ["--prune", "vib", "--quick", "--out", str(out)]) == 2
+    assert main(["experiment", "--preset", "digits-2task", "--prune", "vib", "--quick", "--delta", "100",
+                 "--out", str(out)]) == 2
     assert (out / "report.json").is_file()
     # export reloads and runs
     assert main(["export", "--run", str(out), "--out", str(tmp_path / "m.zip")]) == 0

@@ -41,7 +41,7 @@ def data() -> TaskData:
 
 
 FAST = dict(step_fraction=0.3, finetune_batches=2, final_finetune_epochs=0, batch_size=32,
-            score_batches=1, vib_epochs=1, device="cpu")
+            score_batches=1, vib_epochs=1, device="cpu", schedule="floor-greedy")  # the accept/reject loop
 
 
 def removable(net: MergedNet, task: str) -> dict:

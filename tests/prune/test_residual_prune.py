@@ -92,7 +92,8 @@ def test_prunes_merged_resnets_keeping_coupled_channels_together(method):
     net = merged(3)
     data = TaskData(synthetic(48, 5), synthetic(24, 6), synthetic(24, 7))
     cfg = PruneConfig(max_steps=4, finetune_batches=1, final_finetune_epochs=0, score_batches=1,
-                      batch_size=16, vib_epochs=1, step_fraction=0.2, delta=100.0, flops_weight=0.0)
+                      batch_size=16, vib_epochs=1, step_fraction=0.2, delta=100.0, flops_weight=0.0,
+                      schedule="floor-greedy")
     result = get_pruner(method).prune(net, data, cfg)
     pruned = result.net
     assert sum(row["removed"] for row in result.log if row["accepted"]) > 0
@@ -108,7 +109,7 @@ def test_prunes_a_single_resnet_b1():
     net = from_single(tiny_resnets(1, size=32, outputs=(2,))[0], "A")
     data = TaskData(*(synthetic(n, s, ("A",)) for n, s in ((32, 8), (16, 9), (16, 10))))
     cfg = PruneConfig(max_steps=2, finetune_batches=1, final_finetune_epochs=0, score_batches=1,
-                      batch_size=16, step_fraction=0.2, delta=100.0)
+                      batch_size=16, step_fraction=0.2, delta=100.0, schedule="floor-greedy")
     pruned = get_pruner("taylor").prune(net, data, cfg).net
     assert subset_costs(pruned)["A"]["flops"] < subset_costs(net)["A"]["flops"]
     assert measured(pruned, ("A",))[0] == subset_costs(pruned)["A"]["flops"]

@@ -111,7 +111,8 @@ def test_vib_prune_removes_high_log_alpha_first():
     data = TaskData(synthetic(96, 1), synthetic(48, 2), synthetic(48, 3))
     cfg = PruneConfig(delta=100.0, vib_epochs=2, batch_size=32, kl_weight=1e-2, vib_lr=5e-2,
                       finetune_batches=1, final_finetune_epochs=0, max_steps=2, device="cpu",
-                      log_alpha_threshold=-100.0)  # every neuron "above": the first step takes all it may
+                      log_alpha_threshold=-100.0, schedule="floor-greedy")
+    # every neuron "above": the first step takes all it may
     res = get_pruner("vib").prune(net, data, cfg)
     first = res.log[0]
     assert first["task"] == "A" and first["accepted"]

@@ -2,13 +2,11 @@
 nets one after the other), not the grouped forward."""
 from __future__ import annotations
 
-import types
-
 import torch
 
 from pam_explorer.merge import fuse as fuse_mod
 from pam_explorer.merge.build import from_single, merge_networks
-from pam_explorer.runs import schemes
+from pam_explorer.runs import scheme_records
 from pam_explorer.zoo.registry import build_model
 from tests.helpers import random_grouping
 
@@ -23,13 +21,12 @@ def test_latency_is_measured_on_fused_subset_models(monkeypatch):
     real = fuse_mod.fuse
     monkeypatch.setattr(fuse_mod, "fuse", lambda net, subset, layout="dense":
                         built.append((type(net).__name__, subset)) or real(net, subset, layout))
-    settings = types.SimpleNamespace(latency_run_time=0.01)
     nets = _nets()
     merged = merge_networks(nets, ("A", "B"), random_grouping(nets, ("A", "B"), seed=1))
-    out = schemes._latency_ms(settings, merged)
+    out = scheme_records.latencies(0.01, merged)["latency_ms"]
     assert set(out) == {"A", "B", "A+B"} and all(v > 0 for v in out.values())
     assert sorted(s for _, s in built) == ["A", "A+B", "B"]
     built.clear()
-    sep = schemes._separate_latency_ms(settings, {t: from_single(n, t) for n, t in zip(nets, "AB")})
+    sep = scheme_records.latencies(0.01, {t: from_single(n, t) for n, t in zip(nets, "AB")})["latency_ms"]
     assert set(sep) == {"A", "B", "A+B"} and all(v > 0 for v in sep.values())
     assert sorted(s for _, s in built) == ["A", "A", "B", "B"]  # A+B runs both single-task nets

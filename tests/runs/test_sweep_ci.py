@@ -27,7 +27,8 @@ from pam_explorer.runs.sweep_report import TIMING
 
 pytestmark = pytest.mark.sweep_ci
 REPO = Path(__file__).resolve().parents[2]
-ARGS = ["sweep", "--quick", "--seeds", "0,1", "--workers", "2", "--threads", "1"]
+# --delta 100: every quick (tiny) stage has a checkpoint within it, so every point has figures
+ARGS = ["sweep", "--quick", "--delta", "100", "--seeds", "0,1", "--workers", "2", "--threads", "1"]
 ALPHAS = "0.01,0.1,0.5"
 
 

@@ -51,7 +51,10 @@ def test_gains_are_paired_by_seed():
     assert p["gains"]["vs_B1"]["per_seed"]["average"] == pytest.approx([2.0, 4.0])
     assert p["gains"]["vs_B1"]["average"] == pytest.approx(3.0)
     assert p["gains"]["vs_B1"]["per_seed"]["peak"] == pytest.approx([2.0, 6.0])
-    assert p["gains"]["vs_B1"]["average_verdict"] == "above"  # seeds 2 and 4: the interval excludes 1
+    # seeds 2 and 4: the t-interval of two values (t_0.975,1 = 12.71) is 3 -+ 12.71: it holds 1
+    assert p["gains"]["vs_B1"]["average_verdict"] == "no difference"
+    assert p["gains"]["vs_B1"]["ci_method"] == "t"
+    assert p["gains"]["vs_B1"]["average_ci95"] == pytest.approx([3 - 12.7062, 3 + 12.7062], abs=1e-3)
     one = sr.point(0.1, "0.1", {0: pam[0]}, {0: b1[0]}, {0: b1[0]}, (0,), ORIGINAL, DELTA)
     assert one["gains"]["vs_B1"]["average_verdict"] == "single seed"  # gain 2, but no interval
 
