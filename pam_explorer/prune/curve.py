@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.isotonic import isotonic_regression
 
 Point = Mapping[str, object]
 
@@ -27,6 +26,9 @@ def monotone(values: Sequence[float]) -> list[float]:
     """The non-increasing least-squares fit of ``values`` (in pruning order)."""
     if len(values) == 0:
         return []
+    # imported here: scikit-learn takes about a second to import, and a first dashboard visit or
+    # `--help` must not pay it
+    from sklearn.isotonic import isotonic_regression
     return [float(x) for x in isotonic_regression(np.asarray(values, dtype=np.float64), increasing=False)]
 
 

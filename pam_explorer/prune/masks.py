@@ -108,6 +108,25 @@ class NeuronMasks:
             return False
         return True
 
+    def silent(self, net: MergedNet, group: GroupId) -> torch.Tensor:
+        """(C,) bool: True for the neurons of ``group`` whose every outgoing weight to a live
+        reader (a kept neuron of a next-layer group, or a head) is 0: removing them now changes no
+        output. A neuron nobody live reads is silent too."""
+        owners = {id(net.groups[m][k][0]): (net.geometry.grouping_of(m), k)
+                  for m in net.module_layers for k in net.groups[m]}
+        width = self.keep[group].numel()
+        out = torch.ones(width, dtype=torch.bool, device=self.keep[group].device)
+        for core, start, factor in net.reader_columns(*group):
+            w = core.weight.detach()
+            rows = self.keep.get(owners[id(core)]) if id(core) in owners else None
+            if rows is not None:
+                w = w[rows]
+            if w.shape[0] == 0:  # every reader row is masked: nothing live reads through here
+                continue
+            cols = w[:, start:start + width * factor].reshape(w.shape[0], width, -1)
+            out &= cols.abs().amax(dim=(0, 2)) == 0
+        return out
+
     def plan(self) -> dict[GroupId, list[int]]:
         """{group: masked positions}: the physical removal that equals the masking."""
         return {g: (~k).nonzero().flatten().tolist() for g, k in self.keep.items() if not bool(k.all())}

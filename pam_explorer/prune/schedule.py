@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -208,7 +209,8 @@ def _event(run: _Run) -> int:
         n = max(1, run.window_batches)
         window = {g: run.window.get(g, torch.zeros(k.numel(), device=k.device))
                   for g, k in run.masks.keep.items()}
-        dead = {g: w == 0 for g, w in window.items()}  # no gradient on any minibatch of the window
+        # no gate gradient on any minibatch of the window, or no live reader with a non-zero weight
+        dead = {g: (w == 0) | run.masks.silent(run.net, g) for g, w in window.items()}
         for g, w in window.items():
             m = plan.momentum if g in run.ema else 0.0
             run.ema[g] = m * run.ema.get(g, 0.0) + (1 - m) * w / n
@@ -267,13 +269,14 @@ def _checkpoint(run: _Run, store: CheckpointStore, emit: Progress) -> None:
 
 
 def _due(run: _Run) -> bool:
-    """True when the FLOPs crossed the next grid point (every crossed point is passed over)."""
+    """True when the FLOPs crossed the next grid point (grid point g is at 1 - g * grid_step of
+    the start); every point crossed at once is passed over."""
     fraction = all_task_flops(run.net, run.masks.widths(run.net)) / run.start_flops
-    due = False
-    step = run.plan.grid_step
-    while run.grid * step <= 1 + 1e-12 and fraction <= 1 - run.grid * step + 1e-12:
-        run.grid, due = run.grid + 1, True
-    return due
+    crossed = math.floor((1 - fraction) / run.plan.grid_step + 1e-9)  # the last grid point crossed
+    if crossed < run.grid:
+        return False
+    run.grid = crossed + 1
+    return True
 
 
 # --------------------------------------------------------------------------- the schedule

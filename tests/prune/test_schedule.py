@@ -1,0 +1,225 @@
+"""The published pruning schedule (prune/schedule.py, masks.py, schedule_select.py): masking equals
+removal, gate gradients equal autograd's, dead neurons go first, FLOPs pacing, the equal budget,
+VIBNet's H x W KL and threshold, and an interrupted schedule resumes exactly (one machine)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from pam_explorer.cost.analytic import subset_costs
+from pam_explorer.merge.build import from_single
+from pam_explorer.prune import PruneConfig, TaskData, get_pruner
+from pam_explorer.prune.base import apply_removal
+from pam_explorer.prune.config import ScheduleConfig
+from pam_explorer.prune.masks import NeuronMasks
+from pam_explorer.prune.schedule import MemoryStore, run_schedule
+from pam_explorer.prune.schedule_select import all_task_flops, vib_event
+from pam_explorer.prune.vib_gates import VIBGates, kl_divergence
+from pam_explorer.runs.checkpoints import FolderStore
+from tests.prune.prune_fixtures import TASKS, merged_net, synthetic, tiny_nets
+
+PLAN = ScheduleConfig(warmup_batches=3, every=2, events=4, checkpoint_epochs=1, grid_step=0.1,
+                      end_fraction=0.3)
+
+
+def cfg(**kw) -> PruneConfig:
+    base = dict(batch_size=32, device="cpu", plan=PLAN, seed=0)
+    return PruneConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def data() -> TaskData:
+    return TaskData(synthetic(96, 1), synthetic(48, 2), synthetic(48, 3))
+
+
+def test_masked_net_equals_the_physically_pruned_one(data):
+    net = merged_net().eval()
+    masks = NeuronMasks(net)
+    gen = torch.Generator().manual_seed(0)
+    for group, keep in masks.keep.items():
+        drop = [i for i in range(keep.numel()) if torch.rand(1, generator=gen) < 0.4][: keep.numel() - 1]
+        masks.mask(group, drop)  # every group keeps a neuron: every path stays
+    masks.attach(net)
+    x = data.val[0][:8]
+    with torch.no_grad():
+        masked = net(x)
+    masks.detach()
+    pruned = copy.deepcopy(net)
+    apply_removal(pruned, masks.plan(), None)
+    with torch.no_grad():
+        physical = pruned(x)
+    for t in TASKS:
+        torch.testing.assert_close(physical[t], masked[t], rtol=1e-5, atol=1e-5)
+    assert subset_costs(pruned)["A+B"]["flops"] == all_task_flops(net, masks.widths(net))
+
+
+def test_gate_gradients_equal_autograd_of_explicit_gates(data):
+    """Independent reference: a real gate parameter g = 1 multiplying every group output."""
+    net = merged_net().eval()
+    x, y = data.train[0][:16], data.train[1]["A"][:16]
+    masks = NeuronMasks(net)
+    masks.attach(net)
+    masks.recording = True
+    F.binary_cross_entropy_with_logits(net(x, ["A"])["A"], y).backward()
+    ours = masks.take_gradients()
+    masks.detach()
+    net.zero_grad()
+    gates = {g: torch.ones(k.numel(), requires_grad=True) for g, k in masks.keep.items()}
+    handles = [net.groups[layer][key].register_forward_hook(
+        lambda _m, _i, out, g=(layer, key): out * gates[g].reshape(1, -1, *[1] * (out.dim() - 2)))
+        for layer, key in gates]
+    loss = F.binary_cross_entropy_with_logits(net(x, ["A"])["A"], y)
+    reached = [g for g in gates if "A" in g[1].split("+")]
+    grads = torch.autograd.grad(loss, [gates[g] for g in reached])
+    for h in handles:
+        h.remove()
+    assert set(ours) == set(reached)
+    for g, grad in zip(reached, grads):
+        torch.testing.assert_close(ours[g], grad, rtol=1e-4, atol=1e-7)
+
+
+def _dead_net():
+    """A single-task net with one conv1 channel that outputs zero (weights 0, bias -1: ReLU 0)
+    and one fc1 neuron nobody reads (its fc2 column is 0; fc2 does not train, so it stays 0)."""
+    net = from_single(tiny_nets()[0], "A")
+    with torch.no_grad():
+        conv = net.groups["conv1"]["A"][0]
+        conv.weight[1].zero_()
+        conv.bias[1] = -1.0
+        net.groups["fc2"]["A"][0].weight[:, 5].zero_()
+    net.groups["fc2"]["A"][0].weight.requires_grad_(False)
+    return net
+
+
+def _zero_everywhere(net, data) -> dict:
+    """Independent reference: neurons whose output is exactly 0 on every training picture, or
+    whose every outgoing weight is 0 (forward hooks and the weights, no gradients)."""
+    outs = {}
+    hooks = [net.groups[layer][key].register_forward_hook(
+        lambda _m, _i, out, g=(layer, key): outs.__setitem__(g, out.detach()))
+        for layer, ws in net.group_widths().items() for key in ws]
+    net.eval()
+    with torch.no_grad():
+        net(data.train[0])
+    for h in hooks:
+        h.remove()
+    dead = {g: (o.flatten(2).abs().amax(2) if o.dim() > 2 else o.abs()).amax(0) == 0 for g, o in outs.items()}
+    for g in dead:
+        for core, start, factor in net.reader_columns(*g):
+            w = core.weight.detach()
+            cols = w[:, start:start + dead[g].numel() * factor].reshape(w.shape[0], dead[g].numel(), -1)
+            dead[g] |= cols.abs().amax(dim=(0, 2)) == 0
+    return {(g, i) for g, d in dead.items() for i in d.nonzero().flatten().tolist()}
+
+
+def test_dead_neurons_go_before_any_live_one(data):
+    net = _dead_net()
+    sub = TaskData(*((s[0], {"A": s[1]["A"]}) for s in (data.train, data.val, data.test)))
+    expected = _zero_everywhere(net, sub)
+    assert {(("conv1", "A"), 1), (("fc1", "A"), 5)} <= expected
+    seen = {}
+
+    class Enough(Exception):
+        pass
+
+    class Spy(MemoryStore):
+        def save(self, point, n, state):
+            super().save(point, n, state)
+            seen[point["index"]] = n
+            if point["index"] == 2:
+                raise Enough
+    # one window covering the whole training split, a lr that does not change the weights, and a
+    # first FLOPs target one FLOP below the start: that event masks the dead neurons and no live one
+    plan = dataclasses.replace(PLAN, warmup_batches=1, every=1, events=10**9, grid_step=1e-9)
+    with pytest.raises(Enough):
+        run_schedule("taylor", net, sub, cfg(plan=plan, batch_size=96, lr=1e-12), store=Spy())
+    after = seen[2]  # 0: as given, 1: after the warmup, 2: after the first event
+    kept = {((layer, key), origin) for layer, ws in after.group_widths().items() for key in ws
+            for _, origin in after.provenance(layer, key)}
+    everything = {((layer, "A"), i) for layer, ws in net.group_widths().items() for i in range(ws["A"])}
+    assert everything - kept == expected
+
+
+def test_events_follow_the_flops_pace_and_every_scheme_trains_the_same_budget(data):
+    net = merged_net()
+    res = get_pruner("taylor").prune(net, data, cfg(reference_accuracy={"A": 0.0, "B": 0.0}))
+    curve = res.extra["curve"]
+    start = subset_costs(net)["A+B"]["flops"]
+    assert curve[0]["fraction"] == 1.0 and not curve[0]["finetuned"]
+    assert curve[1]["step"] == PLAN.warmup_batches
+    for p in curve[2:]:  # after event e the all-task FLOPs are at most the linear target
+        e = p["event"]
+        assert p["flops"]["A+B"] <= start * (1 - (1 - PLAN.end_fraction) * e / PLAN.events) + 1e-6
+    assert [p["flops"]["A+B"] for p in curve] == sorted((p["flops"]["A+B"] for p in curve), reverse=True)
+    assert res.extra["trained_batches"] == res.extra["budget_batches"] == PLAN.total_batches
+    assert curve[-1]["fraction"] <= PLAN.end_fraction + 0.1
+    single = get_pruner("taylor").prune(from_single(tiny_nets()[1], "B"),
+                                        TaskData(*((s[0], {"B": s[1]["B"]}) for s in (data.train, data.val,
+                                                                                      data.test))),
+                                        cfg(reference_accuracy={"B": 0.0}))
+    assert single.extra["trained_batches"] == PLAN.total_batches  # the same budget, whatever the scheme
+
+
+def test_vib_kl_counts_a_conv_gate_once_per_output_position():
+    """Hand computation: LeNet-5 at 32 px has conv outputs 28 x 28 (conv1) and 10 x 10 (conv2)."""
+    net = from_single(tiny_nets()[0], "A")
+    gates = VIBGates(net, init_logvar=-9.0)
+    with torch.no_grad():
+        for i, g in enumerate(gates.positions):
+            mu, logvar = gates.params(g)
+            mu.copy_(torch.linspace(0.5, 1.5, mu.numel()))
+            logvar.fill_(-2.0 - i)
+    hw = {"conv1": 28 * 28, "conv2": 10 * 10, "fc1": 1, "fc2": 1}
+    by_hand = sum(hw[g[0]] * sum(0.5 * math.log(1 + m * m / math.exp(-2.0 - i))
+                                 for m in gates.params(g)[0].detach().tolist())
+                  for i, g in enumerate(gates.positions))
+    assert float(gates.kl("A", hw_weighting=True).detach()) == pytest.approx(by_hand, rel=1e-5)
+    plain = sum(float(kl_divergence(*gates.params(g)).sum().detach()) for g in gates.positions)
+    assert float(gates.kl("A").detach()) == pytest.approx(plain, rel=1e-6)
+
+
+def test_vib_event_masks_exactly_the_gates_at_or_above_log_alpha_zero():
+    net = from_single(tiny_nets()[0], "A")
+    gates = VIBGates(net)
+    masks = NeuronMasks(net)
+    with torch.no_grad():
+        for g in gates.positions:
+            mu, logvar = gates.params(g)
+            mu.fill_(1.0)
+            logvar.fill_(-1.0)
+            logvar[0] = 0.0  # log alpha = 0: pruned (VIBNet masks log alpha >= 0)
+            logvar[1] = 3.0
+    removed = vib_event(net, masks, gates)
+    assert removed == 2 * len(gates.positions)
+    for g, keep in masks.keep.items():
+        assert keep.tolist() == [False, False] + [True] * (keep.numel() - 2)
+
+
+@pytest.mark.parametrize("method", ["taylor", "vib"])
+def test_an_interrupted_schedule_resumes_exactly(tmp_path, data, method):
+    """Same machine, same threads: the resumed curve equals the uninterrupted one exactly."""
+    config = cfg(reference_accuracy={"A": 0.0, "B": 0.0}, vib_lr=5e-2)
+    whole = run_schedule(method, merged_net(), data, config).extra["curve"]
+
+    class Stop(Exception):
+        pass
+
+    class Interrupted(FolderStore):
+        def save(self, point, net, state):
+            super().save(point, net, state)
+            if point["index"] == 2:
+                raise Stop
+    with pytest.raises(Stop):
+        run_schedule(method, merged_net(), data, config, store=Interrupted(tmp_path, "k"))
+    store = FolderStore(tmp_path, "k")
+    state = store.resume_state()
+    assert state is not None and len(state.meta["points"]) == 3
+    assert FolderStore(tmp_path, "another key").resume_state() is None
+    resumed = run_schedule(method, merged_net(), data, config, store=store, resume=state).extra["curve"]
+    strip = lambda c: [{k: v for k, v in p.items() if k != "seconds"} for p in c]  # noqa: E731
+    assert strip(resumed) == strip(whole)
