@@ -31,7 +31,7 @@ from torch import nn
 
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import NetGeometry, check_widths
-from pam_explorer.core.subsets import check_tasks, parse_key, subset_masks
+from pam_explorer.core.subsets import check_tasks, connected, parse_key, subset_masks
 from pam_explorer.graph.followers import make_post_op
 from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.group_modules import group_width, make_core, make_group, slice_group_out, slice_inputs
@@ -131,7 +131,7 @@ class MergedNet(nn.Module):
         return list(self._reads[layer][key])
 
     def _supersets(self, layer: str, mask: int) -> list[str]:
-        return [k for k in self._keys(layer) if self._mask[k] & mask == mask]
+        return [k for k in self._keys(layer) if connected(self._mask[k], mask)]
 
     @property
     def head_layers(self) -> dict[str, str]:
@@ -347,7 +347,7 @@ class MergedNet(nn.Module):
             for key, n in widths[geometry.grouping_of(lg.name)].items():
                 parse_key(key, tasks, where=f"layer {lg.name!r}")
                 n_in = lg.in_factor * (geometry.in_channels if inp is None else sum(
-                    w for k, w in widths[inp].items() if masks[k] & masks[key] == masks[key]))
+                    w for k, w in widths[inp].items() if connected(masks[k], masks[key])))
                 groups[lg.name][key] = make_group(lg, n_in, n)
         heads = {t: make_core("fc", geometry.head_factor(t) * sum(
                      w for k, w in widths[geometry.grouping_of(geometry.head_layer(t))].items()
