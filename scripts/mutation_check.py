@@ -122,6 +122,9 @@ MUTATIONS: list[Mutation] = [
     Mutation("taylor-score-abs", PB + "prune/taylor.py",
              'c.mean(0).pow(2) if mode == "batch"', 'c.mean(0).abs() if mode == "batch"',
              (T + "prune/test_taylor.py::test_importance_equals_explicit_gate_gradients",)),
+    Mutation("taylor-order-inverted", PB + "prune/taylor.py",
+             "return {g: v / max(1, count)", "return {g: -v / max(1, count)",
+             (T + "prune/test_taylor.py::test_importance_equals_explicit_gate_gradients",)),
     Mutation("rank-order-inverted", PB + "prune/base.py",
              "key=lambda r: (r[0], -savings", "key=lambda r: (-r[0], -savings",
              (T + "prune/test_prune_base.py::test_rank_neurons_divides_importance_by_savings",)),
@@ -189,7 +192,7 @@ def run_pytest(repo: Path, tests: tuple[str, ...] | list[str], scratch: Path) ->
         (scratch / name).mkdir(parents=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
            "PAM_CACHE_ROOT": str(scratch / "cache"), "PAM_RUNS_ROOT": str(scratch / "runs")}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rf", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", *tests]
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -200,8 +203,8 @@ def run_pytest(repo: Path, tests: tuple[str, ...] | list[str], scratch: Path) ->
 
 
 def killer(output: str) -> str:
-    """The node id of the first failed test in pytest's short summary."""
-    found = re.search(r"^FAILED (\S+)", output, re.MULTILINE)
+    """The node id of the first failed (or erroring) test in pytest's short summary."""
+    found = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
     return found.group(1).split("::", 1)[-1] if found else "?"
 
 
