@@ -3,6 +3,7 @@
     python scripts/mutation_check.py            # every mutation; exit 1 if any survives
     python scripts/mutation_check.py -k mtz     # only mutations whose name contains "mtz"
     python scripts/mutation_check.py --list     # the mutations and their tests, nothing run
+    python scripts/mutation_check.py --jobs 1   # one mutation at a time (default 2, the CI's cores)
 
 What it does: copies the repository's files (``git ls-files``: tracked files plus untracked ones
 git does not ignore) into a temporary folder, then
@@ -12,7 +13,8 @@ git does not ignore) into a temporary folder, then
 2. runs the union of all named tests on the unmutated copy: they must pass (else a "killed"
    mutation would mean nothing);
 3. for each mutation: writes the file with the snippet replaced, runs only that mutation's tests
-   (``pytest -x -q``, ``OMP_NUM_THREADS=1``, a fresh cache and runs root), restores the file.
+   (``pytest -x -q``, ``OMP_NUM_THREADS=1``, a fresh cache and runs root), restores the file;
+   ``--jobs`` mutations at once, each in its own copy of the repository.
    A mutation is killed when a test FAILS (pytest exit code 1); a collection error, a timeout or
    "no tests ran" is an error, not a kill: the mutation must be fixed to a valid program.
 
@@ -36,12 +38,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,48 +212,74 @@ def killer(output: str) -> str:
     return found.group(1).split("::", 1)[-1] if found else "?"
 
 
-def check(mutations: list[Mutation]) -> int:
+def run_mutation(m: Mutation, repo: Path, scratch: Path) -> tuple[str, float, str]:
+    """Apply ``m`` in ``repo``, run its tests, restore the file: (verdict, seconds, output tail
+    when not killed, else "")."""
+    path = repo / m.file
+    source = path.read_text()
+    path.write_text(source.replace(m.original, m.replacement, 1))
+    try:
+        code, out, secs = run_pytest(repo, m.tests, scratch)
+    finally:
+        path.write_text(source)
+    verdict = (f"killed by {killer(out)}" if code == 1 else
+               "SURVIVED" if code == 0 else f"ERROR (pytest exit {code})")
+    return verdict, secs, "" if code == 1 else out[-3000:]
+
+
+def check(mutations: list[Mutation], jobs: int) -> int:
+    """Copies, snippet check, unmutated run, then the mutations on ``jobs`` copies at once."""
     with tempfile.TemporaryDirectory(prefix="pam-mutation-") as tmp:
-        repo, scratch = Path(tmp) / "repo", Path(tmp) / "scratch"
-        copy_repo(ROOT, repo)
-        problems = check_snippets(repo, mutations)
+        copies = [(Path(tmp) / f"repo{i}", Path(tmp) / f"scratch{i}") for i in range(jobs)]
+        for repo, _ in copies:
+            copy_repo(ROOT, repo)
+        problems = check_snippets(copies[0][0], mutations)
         if problems:
             print("mutation check: the mutation list does not match the code:", *problems, sep="\n  ")
             return 1
         tests = sorted({t for m in mutations for t in m.tests})
-        code, out, secs = run_pytest(repo, tests, scratch)
+        code, out, secs = run_pytest(copies[0][0], tests, copies[0][1])
         if code != 0:
             print(out[-4000:])
             print(f"mutation check: the named tests do not pass on the unmutated code (exit {code})")
             return 1
-        print(f"unmutated: {len(tests)} named tests pass ({secs:.1f} s)")
-        rows, failed = [], 0
-        width = max(len(m.name) for m in mutations)
-        for m in mutations:
-            path = repo / m.file
-            source = path.read_text()
-            path.write_text(source.replace(m.original, m.replacement, 1))
+        print(f"unmutated: {len(tests)} named tests pass ({secs:.1f} s)", flush=True)
+        free: queue.Queue = queue.Queue()
+        for c in copies:
+            free.put(c)
+
+        def work(m: Mutation) -> tuple[str, float, str]:
+            repo, scratch = free.get()  # a copy no other mutation is using
             try:
-                code, out, secs = run_pytest(repo, m.tests, scratch)
+                return run_mutation(m, repo, scratch)
             finally:
-                path.write_text(source)
-            verdict = (f"killed by {killer(out)}" if code == 1 else
-                       "SURVIVED" if code == 0 else f"ERROR (pytest exit {code})")
-            if code != 1:
-                failed += 1
-                print(out[-3000:])
-            rows.append((m.name, verdict, secs))
-            print(f"{m.name:<{width}}  {secs:6.1f} s  {verdict}", flush=True)
-        total = sum(r[2] for r in rows)
-        print(f"\n{len(rows) - failed}/{len(rows)} mutations killed, {failed} survived or errored; "
-              f"{total:.0f} s in the mutated runs")
-        return 1 if failed else 0
+                free.put((repo, scratch))
+        results: dict[str, tuple[str, float, str]] = {}
+        with ThreadPoolExecutor(jobs) as pool:
+            pending = {pool.submit(work, m): m for m in mutations}
+            for done in as_completed(pending):
+                m = pending[done]
+                results[m.name] = done.result()
+                print(f"  {len(results)}/{len(mutations)} {m.name}: {results[m.name][0]}", flush=True)
+    width = max(len(m.name) for m in mutations)
+    print(f"\n{'mutation':<{width}}  {'seconds':>7}  result")
+    for m in mutations:
+        verdict, secs, tail = results[m.name]
+        if tail:
+            print(tail)
+        print(f"{m.name:<{width}}  {secs:7.1f}  {verdict}")
+    failed = sum(not r[0].startswith("killed") for r in results.values())
+    print(f"\n{len(mutations) - failed}/{len(mutations)} mutations killed, {failed} survived or errored; "
+          f"{sum(r[1] for r in results.values()):.0f} s in the mutated runs ({jobs} at a time)")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", default="", help="only mutations whose name contains this")
     parser.add_argument("--list", action="store_true", help="print the mutations and their tests")
+    parser.add_argument("--jobs", type=int, default=2, help="mutations run at once, each on its own "
+                        "copy with one thread (default 2: the CI's cores)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if args.k in m.name]
     if not chosen:
@@ -261,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             print("    " + "\n    ".join(m.tests))
         return 0
     start = time.perf_counter()
-    code = check(chosen)
+    code = check(chosen, max(1, args.jobs))
     print(f"mutation check: {'passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return code
 
