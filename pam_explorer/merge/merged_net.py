@@ -178,13 +178,6 @@ class MergedNet(nn.Module):
             out.update((name, 1) for name, _ in head.named_parameters(f"heads.{task}"))
         return out
 
-    def task_count(self, param_name: str) -> int:
-        """Number of tasks whose subgraph uses the parameter ``param_name`` (:meth:`task_counts`)."""
-        counts = self.task_counts()
-        if param_name not in counts:
-            raise StructureError(f"{param_name!r} is not a parameter of a group or head")
-        return counts[param_name]
-
     # ----------------------------------------------------------------- forward
     def _request_mask(self, tasks: Sequence[str] | None) -> int:
         if tasks is None:
