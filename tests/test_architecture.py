@@ -3,11 +3,13 @@
 Every ``import`` of every module counts: top-level, inside functions, under ``if TYPE_CHECKING:``
 and relative ones. Rules: no import cycle; a module imports only from its own stage package or a
 lower stage (STAGES); nothing under pam_explorer/ imports streamlit or the dashboard (ui). The same
-checker runs on the real package and on a synthetic module set with known faults.
+checker runs on the real package and on a synthetic module set with known faults. The layout tree
+of docs/architecture.md lists every module in its stage package's rows, and no module that is gone.
 """
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -152,6 +154,39 @@ def check_architecture(files: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def documented_modules(doc: str) -> dict[str, set[str]]:
+    """{stage package ("" = the package itself): module file names ("x.py") in its rows of the
+    layout tree} of architecture.md: a row "  name/ ..." opens a package's rows (continued by
+    deeper-indented lines), "  file.py ..." is the package itself, a line at column 0 neither."""
+    tree = doc.split("```")[1]
+    out: dict[str, set[str]] = {}
+    current: str | None = None
+    for line in tree.splitlines():
+        if (head := re.match(r"  (\w+)/\s", line)) is not None:
+            current = head.group(1)
+        elif re.match(r"  \S", line):
+            current = ""
+        elif re.match(r"\S", line):
+            current = None
+        if current is not None:
+            out.setdefault(current, set()).update(re.findall(r"\b(\w+\.py)\b", line))
+    return out
+
+
+def undocumented(files: Mapping[str, str], listed: Mapping[str, set[str]]) -> tuple[list[str], list[str]]:
+    """(modules of ``files`` not in their package's rows, listed names that are no module)."""
+    have: dict[str, set[str]] = {}
+    for path in files:
+        parts = path.split("/")[1:]
+        package, name = (parts[0], parts[-1]) if len(parts) > 1 else ("", parts[0])
+        have.setdefault(package, set()).add(name)
+    missing = sorted(f"{p}/{n}".lstrip("/") for p, names in have.items() for n in names
+                     if not (n == "__init__.py" and p) and n not in listed.get(p, set()))
+    gone = sorted(f"{p}/{n}".lstrip("/") for p, names in listed.items() for n in names
+                  if n not in have.get(p, set()))
+    return missing, gone
+
+
 def package_files(root: Path = ROOT) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): p.read_text() for p in sorted((root / PACKAGE).rglob("*.py"))}
 
@@ -162,6 +197,23 @@ def test_the_package_follows_the_stage_order_without_cycles():
     assert len(files) > 40 and f"{PACKAGE}/core/subsets.py" in files
     problems = check_architecture(files)
     assert not problems, "\n".join(problems)
+
+
+def test_the_architecture_doc_lists_every_module():
+    listed = documented_modules((ROOT / "docs" / "architecture.md").read_text())
+    missing, gone = undocumented(package_files(), listed)
+    assert not missing, f"modules missing from the layout tree of docs/architecture.md: {missing}"
+    assert not gone, f"docs/architecture.md lists modules that do not exist: {gone}"
+
+
+def test_the_doc_check_finds_a_missing_and_a_stale_module():
+    doc = ("```\npam_explorer/\n  __init__.py     facade\n  core/      0    a.py    x\n"
+           "                  b.py (y), old.py\n  zoo/       1    c.py\nui/  10\n```\n")
+    files = {f"pam_explorer/{f}": "" for f in ("__init__.py", "__main__.py", "core/__init__.py", "core/a.py",
+                                              "core/b.py", "zoo/c.py", "zoo/d.py")}
+    assert documented_modules(doc) == {"": {"__init__.py"}, "core": {"a.py", "b.py", "old.py"},
+                                       "zoo": {"c.py"}}
+    assert undocumented(files, documented_modules(doc)) == (["__main__.py", "zoo/d.py"], ["core/old.py"])
 
 
 def test_every_stage_package_exists():

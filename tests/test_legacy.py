@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.testing import assert_close
 
 from pam_explorer import export
 from pam_explorer.core.config import MIConfig, RegroupConfig
@@ -18,16 +19,22 @@ from pam_explorer.runs import jobs
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
+FLOAT32 = {"rtol": 1.3e-6, "atol": 1e-5}  # torch.testing's defaults for float32
 
 
 def test_legacy_export_loads_with_the_recorded_outputs():
+    """The outputs were recorded on another machine: they agree to float32 rounding (torch's
+    default float32 tolerances, rtol 1.3e-6 and atol 1e-5), not bit for bit (BLAS and oneDNN
+    kernels, and so the summation order, differ between CPUs; seen: 1.5e-8 apart)."""
     net = export.load(LEGACY / "merged_v1.zip")
     want = load_file(str(LEGACY / "merged_v1_outputs.safetensors"))
     with torch.no_grad():
         full = net(want["input"])
         alone = net(want["input"], ["A"])
-    assert torch.equal(full["A"], want["A"]) and torch.equal(full["B"], want["B"])
-    assert torch.equal(alone["A"], want["A_alone"])
+    assert full["A"].dtype == want["A"].dtype == torch.float32
+    assert_close(full["A"], want["A"], **FLOAT32)
+    assert_close(full["B"], want["B"], **FLOAT32)
+    assert_close(alone["A"], want["A_alone"], **FLOAT32)
     manifest = export.read_manifest(LEGACY / "merged_v1.zip")
     assert manifest["format"] == export.FORMAT and manifest["tasks"] == ["A", "B"]
     assert manifest["flops"] == export.manifest_of(net)["flops"]

@@ -18,6 +18,7 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.core.subsets import subset_masks
 from pam_explorer.runs import jobs
 from pam_explorer.runs.bench_latency import grouped_vs_fused
+from pam_explorer.runs.merge_run import merged_model_bytes
 from ui import labels as L
 from ui.run_args import finetune_export_job
 from ui.state import (
@@ -33,7 +34,7 @@ from ui.state import (
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _export_bytes(key: tuple, cfg, _exp) -> bytes:
     """Merged net at cfg -> export zip bytes (cached per setup + regroup config)."""
-    return export.merged_model_bytes(_exp, cfg)
+    return merged_model_bytes(_exp, cfg)
 
 
 def manifest_summary(manifest: dict, quick: bool = False) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pam_explorer.core.errors import StructureError
-from pam_explorer.core.subsets import parse_key, subset_key, subset_masks
+from pam_explorer.core.subsets import connected, parse_key, subset_key, subset_masks
 
 # (module class name in torch.nn, ((constructor argument, value), ...)) of a per-neuron op
 FollowerSpec = tuple[str, tuple[tuple[str, Any], ...]]
@@ -271,7 +271,7 @@ def check_structure(tasks: Sequence[str], layer_names: Sequence[str], widths: Wi
         prev = widths[layer_names[i - 1]]
         for key, n in widths[layer].items():
             m = masks[key]
-            if n > 0 and not any(w > 0 for k, w in prev.items() if masks[k] & m == m):
+            if n > 0 and not any(w > 0 for k, w in prev.items() if connected(masks[k], m)):
                 raise StructureError(
                     f"layer {layer!r}, group {key!r}: has {n} neuron(s) but no non-empty input group "
                     f"(it reads only groups of layer {layer_names[i - 1]!r} whose tasks include all of "
@@ -314,7 +314,7 @@ def check_widths(geometry: NetGeometry, widths: Widths) -> None:
             continue  # reads the image, which every task has
         for key, n in widths[geometry.grouping_of(lg.name)].items():
             m = masks[key]
-            if n > 0 and not any(w > 0 for k, w in widths[inp].items() if masks[k] & m == m):
+            if n > 0 and not any(w > 0 for k, w in widths[inp].items() if connected(masks[k], m)):
                 raise StructureError(
                     f"layer {lg.name!r} (neuron layer {geometry.grouping_of(lg.name)!r}), group {key!r}: "
                     f"has {n} neuron(s) but no non-empty input group (it reads only groups of neuron "

@@ -30,6 +30,13 @@ def subset_masks(tasks: Sequence[str]) -> dict[str, int]:
     return {subset_key(s): sum(1 << tasks.index(t) for t in s) for s in all_subsets(tasks)}
 
 
+def connected(source: int, reader: int) -> bool:
+    """The merged net's connectivity rule (PAM Sec. 5.1) on subset masks (:func:`subset_masks`):
+    group tau2 (mask ``reader``) of a layer reads group tau1 (mask ``source``) of the layer it
+    reads iff tau2 ⊆ tau1, so a group computes only from neurons every one of its tasks has."""
+    return source & reader == reader
+
+
 def parse_key(key: str | Sequence[str], tasks: Sequence[str], where: str = "") -> tuple[str, ...]:
     """A group key ("A+B" or ("A", "B")) as a tuple of task names; StructureError if malformed."""
     tasks = tuple(tasks)
@@ -59,4 +66,4 @@ def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
     return tasks
 
 
-__all__ = ["subset_key", "all_subsets", "subset_masks", "parse_key", "check_tasks"]
+__all__ = ["subset_key", "all_subsets", "subset_masks", "connected", "parse_key", "check_tasks"]

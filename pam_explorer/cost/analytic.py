@@ -25,7 +25,7 @@ from typing import Any
 
 from pam_explorer.core.errors import ConfigError, StructureError
 from pam_explorer.core.geometry import CostedNet, NetGeometry, Widths, widths_of
-from pam_explorer.core.subsets import all_subsets, subset_key, subset_masks
+from pam_explorer.core.subsets import all_subsets, connected, subset_key, subset_masks
 
 
 # --------------------------------------------------------------------------- costs
@@ -42,7 +42,7 @@ def _cost_items(geometry: NetGeometry, widths: Widths) -> list[tuple[int, int, i
                 continue  # empty groups are skipped at run time
             m = masks[key]
             n_in = geometry.in_channels if inp is None else sum(
-                w for k, w in widths[inp].items() if masks[k] & m == m)
+                w for k, w in widths[inp].items() if connected(masks[k], m))
             params = n * n_in * lg.params_per_connection + n * (int(lg.bias) + lg.follower_params)
             items.append((m, n * n_in * lg.macs_per_connection, params))
     for j, (t, n_out) in enumerate(zip(geometry.tasks, geometry.head_outputs)):

@@ -11,7 +11,6 @@ from pam_explorer.export.archive import (
     check_output,
     load,
     manifest_of,
-    merged_model_bytes,
     read_manifest,
     save,
     to_bytes,
@@ -31,6 +30,6 @@ from pam_explorer.export.subset import (
 )
 
 __all__ = ["FORMAT", "FORMATS", "MANIFEST", "WEIGHTS", "manifest_of", "to_bytes", "save", "read_manifest",
-           "load", "merged_model_bytes", "check_output", "write_outputs", "MODEL_FORMATS", "SUBSET_FORMAT",
+           "load", "check_output", "write_outputs", "MODEL_FORMATS", "SUBSET_FORMAT",
            "SUBSET_FORMATS", "SUFFIXES", "check_format", "load_fused", "save_subset", "sidecar",
            "subset_model_bytes", "subset_bytes_from_archive"]

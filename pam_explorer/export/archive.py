@@ -13,13 +13,10 @@ left behind when it fails.
 Chain nets keep format ``pam-explorer-merged/1``; residual nets (wired geometry,
 per-neuron-layer widths) are ``pam-explorer-merged/2``, which a reader of version 1 refuses
 instead of misreading.
-:func:`merged_model_bytes` is the export of the explorer's merged model at a regroup config (what
-the dashboard's Export page serves).
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import zipfile
@@ -32,18 +29,12 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from pam_explorer.core.config import RegroupConfig
 from pam_explorer.core.errors import ConfigError, DataMissing, ExportError, PamError, StructureError
 from pam_explorer.core.geometry import NetGeometry, Widths, check_widths
 from pam_explorer.core.io import atomic_path
 from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import costs_from_widths, subset_costs
-from pam_explorer.data import load_preset_data
-from pam_explorer.merge.build import from_single, merge_networks
 from pam_explorer.merge.merged_net import MergedNet
-from pam_explorer.prune.base import TaskData
-from pam_explorer.regroup.explorer import Explorer
-from pam_explorer.train.finetune import evaluate
 from pam_explorer.zoo.checkpoint import load_state_into
 
 FORMAT = "pam-explorer-merged/1"  # chain nets: unchanged since the first export (a "kind" key added)
@@ -254,27 +245,5 @@ def _open(path_or_bytes: str | Path | bytes) -> zipfile.ZipFile:
         raise DataMissing(f"export file {src} does not exist") from exc
 
 
-def merged_model_bytes(explorer: Explorer, cfg: RegroupConfig, accuracy: bool = True) -> bytes:
-    """The export zip of the explorer's networks merged at ``cfg`` (before finetuning and pruning:
-    ``"stage": "merged, not finetuned"``), with alpha, preset, algorithm, overrides, the rule for
-    neurons picked twice and the MI settings (with their profile) in the manifest; with
-    ``accuracy``, also its test accuracy per task (%, the preset's test split) and the original
-    networks' (``reference_accuracy``). Raises StructureError if the groups at cfg cannot be
-    built as a network."""
-    net = merge_networks(explorer.nets, explorer.tasks, explorer.groups(cfg))
-    extra: dict[str, Any] = {
-        "alpha": cfg.alpha, "preset": explorer.preset.name, "algorithm": cfg.algorithm,
-        "alpha_overrides": dict(cfg.overrides), "both_picked": cfg.both_picked,
-        "mi": {**dataclasses.asdict(explorer.mi), "profile": explorer.mi.profile},
-        "stage": "merged, not finetuned"}
-    if accuracy:
-        test = TaskData.from_splits(load_preset_data(explorer.preset, explorer.data), explorer.preset).test
-        extra["accuracy"] = evaluate(net, *test)
-        extra["reference_accuracy"] = {t: evaluate(from_single(n, t), *test)[t]
-                                       for n, t in zip(explorer.nets, explorer.tasks)}
-    return to_bytes(net, extra)
-
-
 __all__ = ["FORMAT", "FORMATS", "WEIGHTS", "MANIFEST", "MAX_MANIFEST_BYTES", "manifest_of", "to_bytes",
-           "save",
-           "check_output", "write_outputs", "read_manifest", "load", "merged_model_bytes"]
+           "save", "check_output", "write_outputs", "read_manifest", "load"]

@@ -20,6 +20,7 @@ from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import LayerGeometry, NetGeometry
 from pam_explorer.core.subsets import check_tasks
 from pam_explorer.graph.followers import follower_spec
+from pam_explorer.graph.probe import probe
 from pam_explorer.graph.residual import residual_geometry, residual_layer_widths
 from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo.registry import model_kind
@@ -79,19 +80,14 @@ def _in(core: nn.Module) -> int:
 def _shapes(net: ChainNet) -> dict[str, tuple[torch.Size, torch.Size]]:
     """{block: (core output shape, block output shape)} for one zero image (eval mode)."""
     shapes: dict[str, tuple[torch.Size, torch.Size]] = {}
-    p = next(net.parameters())
-    x = torch.zeros(1, net.in_channels, net.image_size, net.image_size, device=p.device, dtype=p.dtype)
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            for name, block in net.blocks.items():
-                x = x.flatten(1) if isinstance(block[0], nn.Linear) else x
-                core_out = block[0](x)
-                x = block(x)
-                shapes[name] = (core_out.shape, x.shape)
-    finally:
-        net.train(was_training)
+
+    def walk(x: torch.Tensor) -> None:
+        for name, block in net.blocks.items():
+            x = x.flatten(1) if isinstance(block[0], nn.Linear) else x
+            core_out = block[0](x)
+            x = block(x)
+            shapes[name] = (core_out.shape, x.shape)
+    probe(net, walk)
     return shapes
 
 

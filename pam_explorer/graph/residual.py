@@ -33,6 +33,7 @@ from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import LayerGeometry, NetGeometry
 from pam_explorer.core.subsets import check_tasks
 from pam_explorer.graph.followers import follower_spec
+from pam_explorer.graph.probe import probe
 from pam_explorer.zoo.resnet import ResidualNet, resnet_blocks
 
 Transform = Callable[[torch.Tensor], torch.Tensor] | None
@@ -89,17 +90,11 @@ def _shapes(net: ResidualNet, layers: Sequence[_Layer]) -> dict[str, tuple[torch
     cores: dict[str, torch.Size] = {}
     handles = [lay.core.register_forward_hook(lambda _m, _i, o, n=lay.name: cores.__setitem__(n, o.shape))
                for lay in layers]
-    p = next(net.parameters())
-    x = torch.zeros(1, net.in_channels, net.image_size, net.image_size, device=p.device, dtype=p.dtype)
-    was_training = net.training
-    net.eval()
     try:
-        with torch.no_grad():
-            net(x)
+        probe(net, net)
     finally:
         for h in handles:
             h.remove()
-        net.train(was_training)
     values = {}
     for lay in layers:  # followers and post ops are per channel: run them on the core's shape
         v = torch.zeros(cores[lay.name])

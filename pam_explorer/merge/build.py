@@ -35,7 +35,7 @@ from torch import nn
 
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import NetGeometry, check_widths
-from pam_explorer.core.subsets import parse_key, subset_key, subset_masks
+from pam_explorer.core.subsets import connected, parse_key, subset_key, subset_masks
 from pam_explorer.graph.build import common_layers, is_residual, layer_widths, net_geometry
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.merge.residual import build_residual
@@ -178,7 +178,7 @@ def _build_chain(nets: Sequence[ChainNet], geo: NetGeometry, groups: Mapping[str
         modules[lg.name] = {}
         for key in groups[lg.name]:
             in_prov = None if prev is None else [p for k, ps in prov[prev].items()
-                                                 if masks[k] & masks[key] == masks[key] for p in ps]
+                                                 if connected(masks[k], masks[key]) for p in ps]
             n_in = lg.in_factor * (geo.in_channels if in_prov is None else len(in_prov))
             modules[lg.name][key] = build_group(lg, blocks, prov[lg.name][key], in_prov, n_in)
         prev = lg.name

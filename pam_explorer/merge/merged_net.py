@@ -31,7 +31,7 @@ from torch import nn
 
 from pam_explorer.core.errors import StructureError
 from pam_explorer.core.geometry import NetGeometry, check_widths
-from pam_explorer.core.subsets import check_tasks, parse_key, subset_masks
+from pam_explorer.core.subsets import check_tasks, connected, parse_key, subset_masks
 from pam_explorer.graph.followers import make_post_op
 from pam_explorer.merge.fuse import FusedNet, fuse
 from pam_explorer.merge.group_modules import group_width, make_core, make_group, slice_group_out, slice_inputs
@@ -48,41 +48,51 @@ class MergedNet(nn.Module):
     def __init__(self, geometry: NetGeometry, groups: Mapping[str, Mapping[str, nn.Sequential]],
                  heads: Mapping[str, nn.Linear],
                  provenance: Mapping[str, Mapping[str, Sequence[tuple[int, int]]]] | None = None) -> None:
+        """Assemble a merged net from its modules, checking that they fit ``geometry``.
+
+        groups: module layer -> group key ("A+B") -> Sequential(core Conv2d/Linear, per-neuron
+        ops), a core's input columns being the groups it reads (:meth:`reads`) side by side in
+        canonical key order; layers or keys left out have no group. heads: task -> Linear over
+        the groups of its head layer that contain the task. provenance: neuron layer -> key ->
+        per neuron (origin task index, index in that network's layer); None: (-1, position).
+        StructureError (nothing built) when a key, width, path or input size does not fit.
+        """
         super().__init__()
         self.geometry = geometry
         self.tasks: tuple[str, ...] = check_tasks(geometry.tasks)
-        self._mask = subset_masks(self.tasks)  # canonical key order, used for modules and columns
-        extra = sorted(set(groups) - set(geometry.layer_names))
-        if extra:
-            raise StructureError(f"groups given for unknown layer(s) {extra}; layers are "
-                                 f"{geometry.layer_names}")
-        self.groups = nn.ModuleDict()
-        for lg in geometry.layers:
-            given = groups.get(lg.name, {})
-            for key in given:
-                if not isinstance(key, str) or key not in self._mask:
-                    parse_key(key, self.tasks, where=f"layer {lg.name!r}")
-                    raise StructureError(f"layer {lg.name!r}: group key {key!r} must be a '+'-joined string")
-            self.groups[lg.name] = nn.ModuleDict({k: given[k] for k in self._mask if k in given})
+        self._mask = subset_masks(self.tasks)  # key -> task bit mask, in canonical key order
+        self.groups = _group_dict(geometry, groups, self._mask)
         self.heads = nn.ModuleDict({t: heads[t] for t in self.tasks})
         self._check_coupled()
-        # per neuron layer; unknown provenance (e.g. from_widths without it) is (-1, position)
-        self._provenance: dict[str, dict[str, Provenance]] = {
-            layer: {k: tuple((int(a), int(b)) for a, b in provenance.get(layer, {}).get(k, ()))
-                    if provenance is not None else tuple((-1, i) for i in range(w))
-                    for k, w in ws.items()} for layer, ws in self.group_widths().items()}
-        # connectivity depends on the keys only, which never change: compute it once
-        self._reads = {m: {k: [] if geometry.input_of(m) is None else self._supersets(
-            geometry.input_of(m), self._mask[k]) for k in self.groups[m]} for m in geometry.layer_names}
-        self._head_reads = {t: [k for k in self._keys(geometry.head_layer(t)) if self._mask[k] >> j & 1]
-                            for j, t in enumerate(self.tasks)}
-        # parameter-free ops after a shortcut's addition; not inplace, the summands may be kept
-        self._post = {lg.name: nn.Sequential(*(make_post_op(spec) for spec in lg.post))
-                      for lg in geometry.layers if lg.post}
-        self._last_use = _last_use(geometry)
+        self._provenance = self._initial_provenance(provenance)
+        self._wire()
         # the structure first: a group naming a task after its head layer gets the clear error
         check_widths(geometry, self.group_widths())
         self._check_shapes()
+
+    def _initial_provenance(self, given: Mapping[str, Mapping[str, Sequence[tuple[int, int]]]] | None
+                            ) -> dict[str, dict[str, Provenance]]:
+        """Per neuron layer and key, the given provenance as int pairs, or (-1, position)."""
+        out: dict[str, dict[str, Provenance]] = {}
+        for layer, widths in self.group_widths().items():
+            out[layer] = {key: tuple((-1, i) for i in range(w)) if given is None else
+                          tuple((int(a), int(b)) for a, b in given.get(layer, {}).get(key, ()))
+                          for key, w in widths.items()}
+        return out
+
+    def _wire(self) -> None:
+        """What every group and head reads, the ops after additions and when values are freed;
+        the keys never change (surgery only narrows groups), so this is computed once."""
+        geo = self.geometry
+        self._reads = {m: {k: [] if geo.input_of(m) is None else
+                           self._supersets(geo.input_of(m), self._mask[k]) for k in self.groups[m]}
+                       for m in geo.layer_names}
+        self._head_reads = {t: [k for k in self._keys(geo.head_layer(t)) if self._mask[k] >> j & 1]
+                            for j, t in enumerate(self.tasks)}
+        # parameter-free ops after a shortcut's addition; not inplace, the summands may be kept
+        self._post = {lg.name: nn.Sequential(*(make_post_op(spec) for spec in lg.post))
+                      for lg in geo.layers if lg.post}
+        self._last_use = _last_use(geo)
 
     # ----------------------------------------------------------------- queries
     @property
@@ -131,7 +141,7 @@ class MergedNet(nn.Module):
         return list(self._reads[layer][key])
 
     def _supersets(self, layer: str, mask: int) -> list[str]:
-        return [k for k in self._keys(layer) if self._mask[k] & mask == mask]
+        return [k for k in self._keys(layer) if connected(self._mask[k], mask)]
 
     @property
     def head_layers(self) -> dict[str, str]:
@@ -156,15 +166,17 @@ class MergedNet(nn.Module):
     def provenance_map(self) -> dict[str, dict[str, Provenance]]:
         return {layer: dict(d) for layer, d in self._provenance.items()}
 
-    def task_count(self, param_name: str) -> int:
-        """Number of tasks whose subgraph uses the parameter ``param_name`` (a key of
-        named_parameters()): |tau| for a group keyed tau, 1 for a head."""
-        parts = param_name.split(".")
-        if parts[0] == "groups":
-            return len(parts[2].split("+"))
-        if parts[0] == "heads":
-            return 1
-        raise StructureError(f"{param_name!r} is not a parameter of a group or head")
+    def task_counts(self) -> dict[str, int]:
+        """{parameter name (as ``named_parameters()``): number of tasks whose subgraph uses it}:
+        |tau| for the parameters of a group keyed tau, 1 for a head's; read off the module tree."""
+        out: dict[str, int] = {}
+        for layer, keyed in self.groups.items():
+            for key, group in keyed.items():
+                tasks = self._mask[key].bit_count()
+                out.update((name, tasks) for name, _ in group.named_parameters(f"groups.{layer}.{key}"))
+        for task, head in self.heads.items():
+            out.update((name, 1) for name, _ in head.named_parameters(f"heads.{task}"))
+        return out
 
     # ----------------------------------------------------------------- forward
     def _request_mask(self, tasks: Sequence[str] | None) -> int:
@@ -347,13 +359,31 @@ class MergedNet(nn.Module):
             for key, n in widths[geometry.grouping_of(lg.name)].items():
                 parse_key(key, tasks, where=f"layer {lg.name!r}")
                 n_in = lg.in_factor * (geometry.in_channels if inp is None else sum(
-                    w for k, w in widths[inp].items() if masks[k] & masks[key] == masks[key]))
+                    w for k, w in widths[inp].items() if connected(masks[k], masks[key])))
                 groups[lg.name][key] = make_group(lg, n_in, n)
         heads = {t: make_core("fc", geometry.head_factor(t) * sum(
                      w for k, w in widths[geometry.grouping_of(geometry.head_layer(t))].items()
                      if masks[k] >> j & 1), n_out, bias=geometry.head_bias)
                  for j, (t, n_out) in enumerate(zip(tasks, geometry.head_outputs))}
         return cls(geometry, groups, heads, provenance)
+
+
+def _group_dict(geometry: NetGeometry, groups: Mapping[str, Mapping[str, nn.Sequential]],
+                masks: Mapping[str, int]) -> nn.ModuleDict:
+    """groups as nested ModuleDicts, every module layer present, keys in canonical order;
+    StructureError naming an unknown layer or a malformed key."""
+    extra = sorted(set(groups) - set(geometry.layer_names))
+    if extra:
+        raise StructureError(f"groups given for unknown layer(s) {extra}; layers are {geometry.layer_names}")
+    out = nn.ModuleDict()
+    for lg in geometry.layers:
+        given = groups.get(lg.name, {})
+        for key in given:
+            if not isinstance(key, str) or key not in masks:
+                parse_key(key, geometry.tasks, where=f"layer {lg.name!r}")
+                raise StructureError(f"layer {lg.name!r}: group key {key!r} must be a '+'-joined string")
+        out[lg.name] = nn.ModuleDict({k: given[k] for k in masks if k in given})
+    return out
 
 
 def _last_use(geometry: NetGeometry) -> list[list[str]]:

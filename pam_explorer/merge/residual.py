@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from pam_explorer.core.geometry import NetGeometry
-from pam_explorer.core.subsets import subset_masks
+from pam_explorer.core.subsets import connected, subset_masks
 from pam_explorer.graph.residual import residual_modules
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.merge.weights import Prov, build_group, build_head
@@ -47,7 +47,7 @@ def build_residual(nets: Sequence[ResidualNet], geo: NetGeometry, groups: Mappin
         modules[lg.name] = {}
         for key, out_prov in prov[geo.grouping_of(lg.name)].items():
             in_prov = None if inp is None else [p for k, ps in prov[inp].items()
-                                                if masks[k] & masks[key] == masks[key] for p in ps]
+                                                if connected(masks[k], masks[key]) for p in ps]
             n_in = geo.in_channels if in_prov is None else len(in_prov)
             modules[lg.name][key] = build_group(lg, blocks, out_prov, in_prov, n_in)
     heads = {}

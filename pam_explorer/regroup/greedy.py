@@ -30,8 +30,8 @@ from pam_explorer.regroup.mutual_info import (
     KERNELS,
     LN2,
     MIN_SCALE,
-    _ClassColumns,
-    _validate,
+    ClassColumns,
+    check_inputs,
     label_permutations,
     mi_reference,
     neuron_weights,
@@ -77,7 +77,7 @@ def _pick(scores: Tensor, ids: Tensor) -> int:
     return int(torch.where(scores <= best + tol, ids, ids.new_tensor(2**62)).argmin())
 
 
-def _null(cols: list[_ClassColumns], K: Tensor) -> float:
+def _null(cols: list[ClassColumns], K: Tensor) -> float:
     """Mean MI (bits) of the off-diagonal kernel K (n, n) over the permuted label problems."""
     if not cols:
         return 0.0
@@ -93,7 +93,7 @@ class _FixedState:
     magnitude.
     """
 
-    def __init__(self, t: Tensor, cols: _ClassColumns, perm_cols: list[_ClassColumns], ids: Tensor,
+    def __init__(self, t: Tensor, cols: ClassColumns, perm_cols: list[ClassColumns], ids: Tensor,
                  factor: float, max_chunk_bytes: int) -> None:
         N = t.shape[0]
         self.t, self.cols, self.perm_cols, self.ids, self.factor = t, cols, perm_cols, ids, factor
@@ -182,7 +182,7 @@ class _ScaledState:
     score is I(S; Y) itself, computed once per step (dead ReLU units are often half a layer).
     Kernels can widen again as S grows, so no sample is ever dropped."""
 
-    def __init__(self, t: Tensor, cols: _ClassColumns, perm_cols: list[_ClassColumns], ids: Tensor,
+    def __init__(self, t: Tensor, cols: ClassColumns, perm_cols: list[ClassColumns], ids: Tensor,
                  factor: float, weights: Tensor, max_chunk_bytes: int) -> None:
         N = t.shape[0]
         const = (t[:, ids] == t[:1, ids]).all(0)                        # exactly constant columns
@@ -279,9 +279,9 @@ def greedy_steps(t: Tensor, Y: Tensor, sigma2: float, bound: str = "kl",
     if they fit in ``max_chunk_bytes``, else recomputed per step in chunks of that size.
     """
     _check_search(kernel, null_perms)
-    t, Yb = _validate(t, Y, sigma2, bound, label_mode)
+    t, Yb = check_inputs(t, Y, sigma2, bound, label_mode)
     ids = _candidates(t, candidates)
-    cols = _ClassColumns(Yb, label_mode, t.dtype)
+    cols = ClassColumns(Yb, label_mode, t.dtype)
     perm_cols = [cols.permuted(p) for p in label_permutations(t.shape[0], null_perms, null_seed)]
     factor = BOUND_FACTOR[bound] / sigma2
     state = (_FixedState(t, cols, perm_cols, ids, factor, max_chunk_bytes) if kernel == "fixed" else
@@ -326,7 +326,7 @@ def greedy_reference(t: Tensor, Y: Tensor, sigma2: float, bound: str = "kl",
     """Same search as :func:`greedy_run`, every candidate's MI recomputed from scratch with
     ``mi_reference`` (the authors' approach); for tests and the benchmark."""
     _check_search(kernel, null_perms)
-    t, Yb = _validate(t, Y, sigma2, bound, label_mode)
+    t, Yb = check_inputs(t, Y, sigma2, bound, label_mode)
     w = neuron_weights(t) if kernel == "scaled" else torch.ones(t.shape[1], dtype=t.dtype)
     perms = label_permutations(t.shape[0], null_perms, null_seed)
     remaining = list(range(t.shape[1])) if candidates is None else sorted(int(c) for c in candidates)

@@ -53,12 +53,7 @@ Progress = Callable[[int, int], None]
 # Exponent factor per bound: K = exp(-D * factor / (sigma2 * s)).
 BOUND_FACTOR = {"kl": 0.5, "bd": 0.125}
 MIN_SCALE = 1e-6  # s_S of a set of constant neurons (D = 0 there, so any s > 0 gives K = 1)
-DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
 LN2 = math.log(2.0)
-# Kernel entries below this are set to 0: they change row sums (>= 1, since K_ii = 1) by
-# at most N * 1e-15 relative, and keeping them would let float32 products go denormal,
-# which is up to 100x slower on x86 CPUs.
-_TINY = 1e-15
 
 
 def rms_normalise(acts: Tensor) -> Tensor:
@@ -77,9 +72,10 @@ def rms_normalise(acts: Tensor) -> Tensor:
     return acts / rms
 
 
-def _validate(t: Tensor, Y: Tensor, sigma2: float, bound: str,
-              label_mode: str) -> tuple[Tensor, Tensor]:
-    """Check inputs; returns t as float (N, C) and Y as bool (N, L)."""
+def check_inputs(t: Tensor, Y: Tensor, sigma2: float, bound: str,
+                 label_mode: str) -> tuple[Tensor, Tensor]:
+    """Check the inputs of an estimate (ConfigError / DataError naming the problem); returns t
+    (N, C) as float and Y (N, L) as bool on t's device."""
     if isinstance(sigma2, bool) or not isinstance(sigma2, (int, float)) \
             or not math.isfinite(sigma2) or sigma2 <= 0:
         raise ConfigError(f"sigma2 must be a finite number > 0, got {sigma2!r}")
@@ -124,7 +120,7 @@ def mi_reference(t_S: Tensor, Y: Tensor, sigma2: float, bound: str = "kl",
     (1 for the fixed kernel; ``float(neuron_weights(t)[S].sum())`` for the scaled one).
     Empty S gives 0.
     """
-    t_S, Yb = _validate(t_S, Y, sigma2, bound, label_mode)
+    t_S, Yb = check_inputs(t_S, Y, sigma2, bound, label_mode)
     N = t_S.shape[0]
     if t_S.shape[1] == 0:
         return 0.0
@@ -173,7 +169,7 @@ def null_reference(t_S: Tensor, Y: Tensor, sigma2: float, perms: list[Tensor], b
                for p in perms) / len(perms)
 
 
-class _ClassColumns:
+class ClassColumns:
     """Class-indicator columns and the map from off-diagonal row sums to MI (bits).
 
     cols: (n, M') 0/1 matrix over the n samples still in play. sum mode: one positive-class
@@ -224,9 +220,9 @@ class _ClassColumns:
         const = float(self.row_const.sum()) + self.offset
         return (s + const) / (self.n_total * LN2)
 
-    def permuted(self, perm: Tensor) -> _ClassColumns:
+    def permuted(self, perm: Tensor) -> ClassColumns:
         """The same label problem with the samples' labels shuffled by ``perm`` (N,)."""
-        return _ClassColumns(self._labels[perm.to(self._labels.device)], self.mode, self.cols.dtype)
+        return ClassColumns(self._labels[perm.to(self._labels.device)], self.mode, self.cols.dtype)
 
     def restrict(self, keep: Tensor) -> None:
         """Keep only rows ``keep`` (n,) bool; the others have zero off-diagonal kernel rows
@@ -244,9 +240,7 @@ def _log1(x: Tensor) -> Tensor:
     return x.add_(1.0).log_()
 
 
-
-
 __all__ = [
     "rms_normalise", "mi_reference", "neuron_weights", "label_permutations", "null_reference",
-    "BOUND_FACTOR", "KERNELS", "LN2",
+    "check_inputs", "ClassColumns", "BOUND_FACTOR", "KERNELS", "LN2", "MIN_SCALE",
 ]

@@ -1,4 +1,6 @@
-"""The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR.
+"""The ``merge`` command: regroup a preset's networks at alpha, merge, finetune, save to DIR; and
+:func:`merged_model_bytes`, the export of the explorer's merged model as built (what the
+dashboard's Export page serves).
 
 DIR/progress.json tells the dashboard how far it is (the Export page's "finetune, then export"
 job is a merge run)."""
@@ -8,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pam_explorer import export
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
@@ -17,7 +20,7 @@ from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.cost.latency import measure_latency
 from pam_explorer.data import get_preset, load_preset_data
-from pam_explorer.merge.build import merge_networks
+from pam_explorer.merge.build import from_single, merge_networks
 from pam_explorer.prune import TaskData
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.outdir import claim
@@ -86,3 +89,24 @@ def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, 
     write_json_atomic(out / "merge.json", summary)
     say("done", 1.0)
     return summary
+
+
+def merged_model_bytes(explorer: Explorer, cfg: RegroupConfig, accuracy: bool = True) -> bytes:
+    """The export zip of the explorer's networks merged at ``cfg`` (before finetuning and pruning:
+    ``"stage": "merged, not finetuned"``), with alpha, preset, algorithm, overrides, the rule for
+    neurons picked twice and the MI settings (with their profile) in the manifest; with
+    ``accuracy``, also its test accuracy per task (%, the preset's test split) and the original
+    networks' (``reference_accuracy``). Raises StructureError if the groups at cfg cannot be
+    built as a network."""
+    net = merge_networks(explorer.nets, explorer.tasks, explorer.groups(cfg))
+    extra: dict[str, Any] = {
+        "alpha": cfg.alpha, "preset": explorer.preset.name, "algorithm": cfg.algorithm,
+        "alpha_overrides": dict(cfg.overrides), "both_picked": cfg.both_picked,
+        "mi": {**dataclasses.asdict(explorer.mi), "profile": explorer.mi.profile},
+        "stage": "merged, not finetuned"}
+    if accuracy:
+        test = TaskData.from_splits(load_preset_data(explorer.preset, explorer.data), explorer.preset).test
+        extra["accuracy"] = evaluate(net, *test)
+        extra["reference_accuracy"] = {t: evaluate(from_single(n, t), *test)[t]
+                                       for n, t in zip(explorer.nets, explorer.tasks)}
+    return export.to_bytes(net, extra)

@@ -52,7 +52,7 @@ def _check_split(net: MergedNet, split: Split, name: str, tasks: Sequence[str]) 
 
 def grad_scales(net: MergedNet) -> dict[str, float]:
     """{parameter name: 1 / number of tasks whose subgraph uses it}."""
-    return {name: 1.0 / net.task_count(name) for name, _ in net.named_parameters()}
+    return {name: 1.0 / n for name, n in net.task_counts().items()}
 
 
 def scale_gradients(net: MergedNet, scales: Mapping[str, float] | None = None) -> None:

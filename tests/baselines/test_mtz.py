@@ -192,3 +192,55 @@ def test_errors_name_the_problem():
               build_model("lenet5", 2, 1, 32, width=0.2, extra_fc=1)]
     with pytest.raises(ValueError, match="equal depth"):
         zip_networks(deeper, ["A", "B"], split, split, MTZConfig(device="cpu"))
+
+
+def _im2col_moment(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """E[v v^T] over every (sample, output position, kernel position) input vector of x (N, C, H, W)."""
+    n, c = x.shape[:2]
+    cols = nn.functional.unfold(x, kernel).view(n, c, kernel * kernel, -1)   # (N, C, K, L)
+    v = cols.permute(0, 2, 3, 1).reshape(-1, c)                              # (N K L, C)
+    return v.T @ v / v.shape[0]
+
+
+def test_original_hessians_of_two_different_networks_from_scratch():
+    """hessian="original" on two differently initialised nets: conv2's pairs, costs and merged
+    weights equal a from-scratch computation with each net's OWN input Hessian (H_A != H_B),
+    placed at the zipped positions of conv1, and H^ = (H_A^-1 + H_B^-1)^-1 by explicit inverses."""
+    torch.manual_seed(3)
+    a = build_model("lenet5", 3, 1, 32, width=0.5).eval()
+    b = build_model("lenet5", 2, 1, 32, width=0.5).eval()
+    split = _data(16, 1, (3, 2), seed=4)
+    eps = 1e-3
+    config = MTZConfig(n_samples=16, retrain_batches=0, hessian="original", eps=eps, device="cpu")
+    result = zip_networks([a, b], ["A", "B"], split, split, config)
+    conv1_pairs = result.log[0]["pairs"]
+    assert [i for i, _ in conv1_pairs] == [0, 1, 2]  # same widths: A keeps its order
+    pos_b = torch.empty(3, dtype=torch.long)
+    for k, (_, j) in enumerate(conv1_pairs):
+        pos_b[j] = k
+    with torch.no_grad():
+        x_a, x_b = (net.blocks["conv1"](split[0]).double() for net in (a, b))
+    h_a = _im2col_moment(x_a, 5)
+    h_b = torch.zeros(3, 3, dtype=torch.float64)
+    h_b[pos_b[:, None], pos_b[None, :]] = _im2col_moment(x_b, 5)
+    h_a, h_b = (h + eps * h.diagonal().mean() * torch.eye(3, dtype=torch.float64) for h in (h_a, h_b))
+    assert not torch.allclose(h_a, h_b, rtol=0.05)  # the test means something only if they differ
+    w_a = a.blocks["conv2"][0].weight.detach().double()                  # (8, 3, 5, 5)
+    w_b = torch.zeros_like(w_a)
+    w_b[:, pos_b] = b.blocks["conv2"][0].weight.detach().double()
+    h_hat = torch.linalg.inv(torch.linalg.inv(h_a) + torch.linalg.inv(h_b))
+    d = w_a[:, None] - w_b[None, :]                                      # (8, 8, 3, 5, 5)
+    costs = 0.5 * torch.einsum("ijcyx,cd,ijdyx->ij", d, h_hat, d)
+    pairs, used_a, used_b = [], set(), set()
+    for flat in torch.argsort(costs.flatten()).tolist():
+        i, j = divmod(flat, 8)
+        if i not in used_a and j not in used_b:
+            used_a.add(i), used_b.add(j), pairs.append((i, j))
+    record = result.log[1]
+    assert record["layer"] == "conv2" and record["pairs"] == sorted(pairs)
+    assert record["mean_cost"] == pytest.approx(float(sum(costs[i, j] for i, j in pairs) / 8), rel=1e-6)
+    core = result.net.groups["conv2"]["A+B"][0]
+    for k, (i, j) in enumerate(sorted(pairs)):
+        rhs = torch.einsum("cd,dyx->cyx", h_a, w_a[i]) + torch.einsum("cd,dyx->cyx", h_b, w_b[j])
+        want = torch.linalg.solve(h_a + h_b, rhs.reshape(3, -1)).reshape(3, 5, 5)
+        assert_close(core.weight[k].double(), want, atol=1e-6, rtol=1e-5)

@@ -31,6 +31,7 @@ def test_export_round_trip_reproduces_outputs(tmp_path):
     for tasks in (["A"], ["B"], ["A", "B"]):
         out, ref = again(x, tasks=tasks), net(x, tasks=tasks)
         for t in tasks:
+            # bit for bit: the same weights through the same forward on the same machine
             torch.testing.assert_close(out[t], ref[t], rtol=0, atol=0)
     manifest = export.read_manifest(path)
     assert manifest["alpha"] == 0.05 and manifest["tasks"] == ["A", "B"]

@@ -280,7 +280,11 @@ def test_geometry_and_query_api():
     assert merged.reads("conv1", "A") == []
     assert merged.reads("fc1", "A") == [k for k in ("A", "A+B") if k in merged.groups["conv2"]]
     assert merged.head_reads("B") == [k for k in ("B", "A+B") if k in merged.groups["fc2"]]
-    assert merged.task_count("groups.fc1.A+B.0.weight") == 2 and merged.task_count("heads.A.bias") == 1
+    counts = merged.task_counts()
+    assert counts["groups.fc1.A+B.0.weight"] == 2 and counts["heads.A.bias"] == 1
+    assert list(counts) == [name for name, _ in merged.named_parameters()]
+    assert all(n == len(name.split(".")[2].split("+")) if name.startswith("groups.") else n == 1
+               for name, n in counts.items())
     assert list(merged(x_for(nets), "A+B")) == ["A", "B"]
     with pytest.raises(ValueError, match="subset"):
         merged(x_for(nets), ["Z"])

@@ -118,6 +118,6 @@ def test_queries_by_neuron_layer_and_module_layer():
                                                         if k in merged.group_widths()["layer1"]]
     with pytest.raises(StructureError, match="not a module layer"):
         merged.reads("layer2", "A")
-    assert merged.task_count("groups.layer2_0_conv2.A+B.0.weight") == 2
+    assert merged.task_counts()["groups.layer2_0_conv2.A+B.0.weight"] == 2
     with pytest.raises(StructureError, match=r"missing \['layer3'\]"):
         merge_networks(nets, "AB", {k: v for k, v in shared_grouping(nets, "AB").items() if k != "layer3"})

@@ -122,7 +122,9 @@ def test_threshold_at_minus_infinity_prunes_nothing(scheme):
     want = net(x)
     got = sparse_forward(net, sparse_params(net, comps, alphas), x)
     baked = bake(net, comps, alphas)
-    assert all(torch.equal(got[t], want[t]) and torch.equal(baked(x)[t], want[t]) for t in net.tasks)
+    for t in net.tasks:  # functional forward vs the module's: two code paths, float32 rounding
+        assert_close(got[t], want[t])
+        assert_close(baked(x)[t], want[t])
     ref = net.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in baked.state_dict().items())
     zeros = sum(int((net.get_parameter(n) == 0).sum()) for names in comps.values() for n in names)
@@ -142,7 +144,8 @@ def test_sparsity_rises_with_thresholds_and_bake_matches_forward():
         last = s
         baked = bake(net, comps, alphas)
         got = sparse_forward(net, sparse_params(net, comps, alphas), x)
-        assert all(torch.equal(baked(x)[t], got[t]) for t in TASKS)
+        for t in TASKS:
+            assert_close(baked(x)[t], got[t])
         zeros = sum(int((baked.get_parameter(n) == 0).sum()) for names in comps.values() for n in names)
         assert zeros / sum(baked.get_parameter(n).numel() for names in comps.values()
                            for n in names) == s[OVERALL]

@@ -140,6 +140,23 @@ def test_rejected_steps_halve_then_freeze_and_restore(data, monkeypatch):
     assert all(torch.equal(v, ref[k]) for k, v in res.net.state_dict().items())
 
 
+def test_every_task_must_stay_above_its_floor(data, monkeypatch):
+    """Only task B drops below its floor (A is unharmed): every step must be rejected, whichever
+    task it prunes; a rule that asked only some task to hold its floor would accept them."""
+    calls = []
+
+    def fake_evaluate(net, images, targets, tasks=None, batch_size=512):
+        calls.append(1)  # the reference first; after it B loses 2 points, A none
+        return {"A": 90.0, "B": 90.0 if len(calls) == 1 else 88.0}
+    monkeypatch.setattr(base, "evaluate", fake_evaluate)
+    net = scheme_net("PAM")
+    res = FixedPruner().prune(net, data, PruneConfig(**{**FAST, "delta": 0.5, "max_steps": 4}))
+    assert [r["task"] for r in res.log] == ["A", "B", "A", "B"]
+    assert [r["val_accuracy"] for r in res.log] == [{"A": 90.0, "B": 88.0}] * 4
+    assert not any(r["accepted"] for r in res.log)
+    assert res.net.group_widths() == net.group_widths()
+
+
 def test_delta_zero_freezes_when_every_removal_hurts(data, monkeypatch):
     seen = []
 

@@ -143,3 +143,46 @@ def test_fold_gates_exact_when_heads_read_different_layers():
     out = net(x)
     for t in TASKS:
         assert_close(out[t], gated[t], rtol=1e-5, atol=1e-5)
+
+
+def test_scores_are_mu2_over_sigma2_and_rank_high_log_alpha_lowest():
+    """scores = mu^2 / sigma^2 = exp(-log alpha) by hand: the noisiest gate (largest log alpha)
+    has the lowest score, i.e. goes first."""
+    net = merged_net()
+    gates = VIBGates(net)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for g in gates.groups:
+            mu, logvar = gates.params(g)
+            mu.copy_(torch.rand(mu.shape, generator=gen) + 0.5)
+            logvar.copy_(torch.rand(logvar.shape, generator=gen) * 8 - 6)
+    scores = gates.scores()
+    for g in gates.groups:
+        mu, logvar = (p.detach() for p in gates.params(g))
+        assert_close(scores[g], mu.pow(2) / logvar.exp())
+    flat_scores = torch.cat([scores[g] for g in gates.groups])
+    flat_la = torch.cat([log_alpha(*gates.params(g)).detach() for g in gates.groups])
+    assert int(flat_scores.argmin()) == int(flat_la.argmax())
+
+
+def test_vib_driver_removes_the_noisiest_neuron_first(monkeypatch):
+    """Through the pruning driver: gates set by hand (one noisy neuron in fc1's group "A", every
+    other gate nearly noiseless), one single-neuron step for task A removes exactly that neuron."""
+    import pam_explorer.prune.vib as vib
+    noisy = ("fc1", "A", 2)
+
+    def hand_gates(net, gates, data, config, stream, progress=None):
+        with torch.no_grad():
+            for g in gates.groups:
+                gates.params(g)[1].fill_(-6.0)
+            gates.params(noisy[:2])[1][noisy[2]] = 0.0  # log alpha 0 > -6 everywhere else
+    monkeypatch.setattr(vib, "train_gates", hand_gates)
+    net = merged_net()
+    data = TaskData(synthetic(32, 1), synthetic(16, 2), synthetic(16, 3))
+    cfg = PruneConfig(delta=100.0, step_fraction=1e-3, min_step=1, vib_epochs=1, finetune_batches=0,
+                      final_finetune_epochs=0, max_steps=1, batch_size=16, flops_weight=0.0,
+                      log_alpha_threshold=100.0, device="cpu")
+    res = get_pruner("vib").prune(net, data, cfg)
+    assert [(r["task"], r["removed"], r["accepted"]) for r in res.log] == [("A", 1, True)]
+    gone = set(net.provenance("fc1", "A")) - set(res.net.provenance("fc1", "A"))
+    assert gone == {net.provenance("fc1", "A")[noisy[2]]}

@@ -209,3 +209,26 @@ def test_bad_alpha_and_input(two_task) -> None:
 
 def test_subset_name() -> None:
     assert subset_name(("A", "B")) == "A+B" and subset_name(("A",)) == "A"
+
+
+def test_cut_equals_from_scratch_with_chance_level() -> None:
+    """With label permutations (null_perms > 0, the default 16 of MIConfig) alpha is compared
+    with MI minus chance level: the trajectory cut and the threshold loop that subtracts the
+    chance level at every step must agree at every score and between them, and the chance level
+    must change some groups."""
+    tasks = ("A", "B")
+    acts, targets = _merged_layer(tasks, seed=4, N=32, width=5)
+    trajs = layer_trajectories(acts, targets, tasks, SIGMA2, null_perms=4, null_seed=1)
+    assert all(tr.null and min(tr.null) > 0 for tr in trajs.values())  # a real chance level
+    plain = layer_trajectories(acts, targets, tasks, SIGMA2)
+    # the score (MI minus chance level) rises and falls: the loop must stop at the first step
+    # above alpha, which is what the cut on the running maximum does
+    assert any(min(d) < 0 for d in (torch.tensor(tr.score).diff() for tr in trajs.values()))
+    scores = sorted({v for tr in trajs.values() for v in tr.score})
+    alphas = [a for a in scores + [(x + y) / 2 for x, y in zip(scores, scores[1:])] if a > 0]
+    differs = False
+    for alpha in alphas:
+        ref = regroup_from_scratch(acts, targets, tasks, alpha, SIGMA2, null_perms=4, null_seed=1)
+        assert groups_at(trajs, 10, tasks, alpha) == ref, alpha
+        differs |= ref != groups_at(plain, 10, tasks, alpha)
+    assert differs  # subtracting the chance level changes what a given alpha selects

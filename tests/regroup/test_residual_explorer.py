@@ -3,9 +3,10 @@ stage streams), groups at any alpha, buildability, predicted FLOPs equal to the 
 from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig
 from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import subset_costs
-from pam_explorer.export import load, merged_model_bytes
+from pam_explorer.export import load
 from pam_explorer.merge.build import merge_networks
 from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.runs.merge_run import merged_model_bytes
 from tests.helpers import tiny_resnets
 
 

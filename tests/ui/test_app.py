@@ -178,15 +178,15 @@ def test_five_tasks_full_algorithm_on_request(runs_root):
 def test_unbuildable_grouping_warns_and_keeps_figures(explorer, runs_root, monkeypatch):
     """No alpha of digits-2task gives an unbuildable grouping, so the backend's check is made
     to fail: the explorer warns and still shows the sharing figures; export warns too."""
-    import pam_explorer.export.archive as archive
     import pam_explorer.regroup.explorer as explorer_module
+    import pam_explorer.runs.merge_run as merge_run
     from pam_explorer.core.errors import StructureError
 
     def no_path(*a, **k):
         raise StructureError("layer 'conv2', group 'A': has 3 neuron(s) but no non-empty input group")
 
     monkeypatch.setattr(explorer_module, "check_structure", no_path)
-    monkeypatch.setattr(archive, "merge_networks", no_path)
+    monkeypatch.setattr(merge_run, "merge_networks", no_path)
     at = fresh()
     assert any("cannot be built" in w.value and "no non-empty input group" in w.value for w in at.warning)
     assert at.table[0].value.shape[0] == 4 and len(at.get("echarts_chart")) == 1

@@ -11,6 +11,7 @@ import pytest
 from pam_explorer import export
 from pam_explorer.core.config import RegroupConfig
 from pam_explorer.runs import jobs
+from pam_explorer.runs.merge_run import merged_model_bytes
 from tests.ui.apptest import DEFAULT_ALPHA, FIXTURES, fresh, plotly_specs, wait_run
 from ui import figures as F
 from ui import results_view as R
@@ -207,7 +208,7 @@ def test_a_quick_run_is_marked_quick_on_every_page(explorer, runs_root):
     folder.mkdir(parents=True)
     report = json.loads((FIXTURES / "report_two_seeds_quick.json").read_text())
     (folder / "report.json").write_text(json.dumps(report))
-    model = export.merged_model_bytes(explorer, RegroupConfig(alpha=DEFAULT_ALPHA))
+    model = merged_model_bytes(explorer, RegroupConfig(alpha=DEFAULT_ALPHA))
     (folder / "model.zip").write_bytes(model)
     (folder / "status.json").write_text(json.dumps({
         "state": "done", "created": 1.8e9, "started": 1.8e9, "ended": 1.8e9 + 60, "exit_code": 0,

@@ -20,7 +20,9 @@ def test_committed_networks_reach_their_recorded_accuracy(preset_name):
     for task, net in zip(preset.task_names, nets):
         meta = pretrained_meta(preset.name, task)
         acc = binary_accuracy(net, test.images, task_targets(test.labels, preset, task))
-        assert acc == pytest.approx(meta["test_accuracy"], abs=0.01)
+        # recorded on another machine, where a logit within rounding of 0 may have had the other
+        # sign: allow two label decisions of 2,000 pictures x 2 labels (0.025 points each)
+        assert acc == pytest.approx(meta["test_accuracy"], abs=0.051)
         assert acc > 94.0
         assert net.image_size == preset.image_size
 
