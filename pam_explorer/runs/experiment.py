@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ import torch
 from pam_explorer.baselines.mtz import MTZConfig
 from pam_explorer.core import validate
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
-from pam_explorer.core.errors import ConfigError, RunConflict
-from pam_explorer.core.io import write_json_atomic, write_text_atomic
+from pam_explorer.core.errors import ConfigError, DataError, RunConflict
+from pam_explorer.core.io import copy_file_atomic, from_strict, write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
 from pam_explorer.data import get_preset
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
@@ -40,7 +39,7 @@ from pam_explorer.runs import report as rep
 from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.schemes import SCHEME_FNS, SchemeSettings
 from pam_explorer.runs.stage_cache import StageCache
-from pam_explorer.runs.stage_run import StageContext, resolve_stage, stage_key_of
+from pam_explorer.runs.stage_run import StageContext, read_record, resolve_stage, stage_key_of
 from pam_explorer.zoo.chain import ChainNet
 from pam_explorer.zoo.pretrained import DEFAULT_ARCH
 from pam_explorer.zoo.registry import list_models
@@ -91,8 +90,10 @@ class ExperimentConfig:
         if bad:
             raise ConfigError(f"ExperimentConfig.schemes: {bad} not in {list(SCHEMES)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(
-                validate.is_int(s) and s >= 0 for s in self.seeds):
-            raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers >= 0, got {self.seeds!r}")
+                validate.is_seed(s) for s in self.seeds):
+            raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers in [0, 2**32), got "
+                              f"{self.seeds!r}")
+        validate.device(self)
         if self.alpha is not None:
             validate.alpha(self.alpha, "ExperimentConfig.alpha")
         for item in self.overrides:
@@ -127,6 +128,12 @@ class ExperimentConfig:
                 raw[key] = tuple(raw[key])
         if "overrides" in raw:
             raw["overrides"] = tuple(tuple(x) if isinstance(x, list) else x for x in raw["overrides"])
+        for key in ("alpha", "target_sparsity", "prune_lr"):  # "inf" as strict JSON writes it
+            if key in raw:
+                raw[key] = from_strict(raw[key])
+        if "overrides" in raw:
+            raw["overrides"] = tuple((x[0], from_strict(x[1])) if isinstance(x, tuple) and len(x) == 2 else x
+                                     for x in raw["overrides"])
         return cls(**raw)
 
     def resolved_alpha(self) -> float:
@@ -220,6 +227,7 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
     legacy = _check_or_write_config(cfg, out)
     ctx = StageContext.load(cfg.preset, cfg.data(), nets, cfg.arch)
     stages = _Stages(out, [(seed, s) for seed in cfg.seeds for s in cfg.schemes], progress, legacy)
+    _check_stage_records(cfg, ctx, stages)
     per_seed: dict[int, dict] = {}
     for seed in cfg.seeds:
         settings = cfg.scheme_settings(seed, ctx.reference(cfg.floor), ctx.layers)
@@ -232,6 +240,17 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
     write_text_atomic(out / "table.md", rep.markdown_table(report))
     stages.report(1.0, "done", "report written")
     return report
+
+
+def _check_stage_records(cfg: ExperimentConfig, ctx: StageContext, stages: _Stages) -> None:
+    """Every stage record already in DIR/stages is of this stage key and version, and readable:
+    RunConflict / DataError before any stage is computed (stage_run.read_record)."""
+    for seed in cfg.seeds:
+        settings = cfg.scheme_settings(seed, ctx.reference(cfg.floor), ctx.layers)
+        for name in cfg.schemes:
+            path = stages.dir / f"{name}{stages.tag(seed)}.json"
+            if path.exists() or path.is_symlink():
+                read_record(path, stage_key_of(ctx, seed, cfg.quick, name, settings))
 
 
 def _report(cfg: ExperimentConfig, preset, per_seed: dict[int, dict], original_test: dict,
@@ -269,7 +288,7 @@ def _export_model(stages: _Stages, cfg: ExperimentConfig, out: Path) -> None:
     if "PAM" in cfg.schemes:
         src = stages.dir / f"PAM{stages.tag(cfg.seeds[0])}.zip"
         if src.is_file():
-            shutil.copyfile(src, out / "model.zip")
+            copy_file_atomic(src, out / "model.zip")  # never through a symlink planted there
 
 
 class _Stages:
@@ -324,8 +343,12 @@ def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> bool:
     if not path.is_file():
         write_json_atomic(path, want)
         return False
-    raw = json.loads(path.read_text())
-    have = dataclasses.asdict(ExperimentConfig.from_dict(raw))
+    try:
+        raw = json.loads(path.read_text())
+        have = dataclasses.asdict(ExperimentConfig.from_dict(raw))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # a PamError is a ValueError
+        raise DataError(f"{path} is not a readable experiment configuration ({exc}); use another --out "
+                        "directory (nothing there was changed)") from None
     if have != want:
         raise RunConflict(f"{out} holds a run with a different configuration ({have}); "
                           "use another --out directory (nothing there was changed)")
