@@ -46,7 +46,8 @@ def held_wrapper(monkeypatch, tmp_path):
                     env=held_env, **kw)
     fake = types.SimpleNamespace(Popen=popen, STDOUT=subprocess.STDOUT, DEVNULL=subprocess.DEVNULL)
     monkeypatch.setattr(jobs, "subprocess", fake)
-    return go
+    yield go
+    go.write_text("")  # a failed test leaves no process waiting: held wrappers run their job and end
 
 
 def test_a_run_polled_while_its_wrapper_starts_stays_running(tmp_path, held_wrapper):
