@@ -5,18 +5,17 @@ sub-commands in :mod:`.commands`). A :class:`~pam_explorer.core.errors.PamError`
 ``--json`` prints strict JSON (RFC 8259: no ``Infinity``/``NaN`` tokens, which JSON parsers
 reject): a non-finite number is written as the string ``"inf"``, ``"-inf"`` or ``"nan"`` (e.g.
 ``regroup --alpha inf --json`` gives ``"alpha": "inf"``); Python's ``float()`` reads them back.
-The keys of the contract are unchanged."""
+The keys of the contract are unchanged. Every file the project writes follows the same rule
+(:func:`pam_explorer.core.io.strict_json`, re-exported here)."""
 from __future__ import annotations
 
-import json
-import math
 import sys
-from typing import Any
 
 from pam_explorer.cli import commands
 from pam_explorer.cli.parser import build_parser
 from pam_explorer.core.device import quiet_cuda_probe
 from pam_explorer.core.errors import PamError
+from pam_explorer.core.io import dumps_strict, strict_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,19 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(strict_json(result), indent=2, allow_nan=False))
+        print(dumps_strict(result))
     return 0
-
-
-def strict_json(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by "inf", "-inf" or "nan" (see above)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    return obj
 
 
 __all__ = ["main", "strict_json"]

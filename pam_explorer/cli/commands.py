@@ -83,16 +83,19 @@ def regroup_config(args: argparse.Namespace, default_alpha: float) -> RegroupCon
                          both_picked=args.both_picked)
 
 
-def check_override_layers(cfg: RegroupConfig | ExperimentConfig, preset: Preset) -> None:
-    """ConfigError for an --override of a layer the preset's networks do not have (it would be
-    ignored), listing the known ones; checked on the committed networks before any MI work."""
+def check_override_layers(cfg: RegroupConfig | ExperimentConfig, preset: Preset,
+                          arch: str | None = None) -> None:
+    """ConfigError for an --override of a layer the preset's ``arch`` networks (default: the
+    experiment's ``arch``, else LeNet-5) do not have (it would be ignored), listing the known
+    ones; checked on the committed networks before any MI work."""
     if not cfg.overrides:
         return
-    known = [info.name for info in layer_map(load_pretrained(preset.name, preset.task_names)[0])]
+    arch = arch or getattr(cfg, "arch", None)
+    known = [info.name for info in layer_map(load_pretrained(preset.name, preset.task_names, arch)[0])]
     for layer, alpha in cfg.overrides:
         if layer not in known:
             raise ConfigError(f"--override {layer}={alpha:g}: unknown layer {layer!r}; the layers of "
-                              f"{preset.name} are {', '.join(known)}")
+                              f"{preset.name}'s {arch or 'lenet5'} networks are {', '.join(known)}")
 
 
 def mi_config(args: argparse.Namespace) -> MIConfig:
@@ -109,7 +112,7 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
 
     preset = get_preset(args.preset)
     cfg = regroup_config(args, preset.default_alpha)
-    check_override_layers(cfg, preset)
+    check_override_layers(cfg, preset, args.arch)
     explorer = Explorer.open(preset, mi_config(args), nets=_nets(args.preset, args.arch),
                              use_cache=not args.no_cache, progress=progress)
     report = explorer.regroup_report(cfg)
@@ -126,7 +129,7 @@ def cmd_merge(args: argparse.Namespace) -> dict:
 
     preset = get_preset(args.preset)
     cfg = regroup_config(args, preset.default_alpha)
-    check_override_layers(cfg, preset)
+    check_override_layers(cfg, preset, args.arch)
     summary = merge_preset(args.preset, cfg, mi_config(args), args.finetune_epochs, args.device,
                            Path(args.out), progress, force=args.force, arch=args.arch)
     if not args.json:

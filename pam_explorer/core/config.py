@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pam_explorer.core import validate as v
 from pam_explorer.core.errors import ConfigError
+from pam_explorer.core.io import dumps_strict, from_strict
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "n_test"):
             v.positive_int(self, name)
-        v.integer(self, "seed")
+        v.seed(self)
         if self.image_size is not None:
             v.positive_int(self, "image_size")
             if self.image_size < 16:
@@ -70,6 +71,8 @@ class TrainConfig:
         v.positive_int(self, "batch_size")
         v.finite_positive(self, "lr")
         v.finite_non_negative(self, "weight_decay")
+        v.seed(self)
+        v.device(self)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class MIConfig:
         v.choice(self, "pooling", POOLINGS)
         v.choice(self, "label_mode", LABEL_MODES)
         v.choice(self, "bound", BOUNDS)
-        v.integer(self, "seed")
+        v.seed(self)
         v.choice(self, "kernel", KERNELS)
         v.non_negative_int(self, "null_perms")
         v.choice(self, "normalise", NORMALISATIONS)
@@ -159,11 +162,13 @@ class FinetuneConfig:
         v.finite_positive(self, "lr")
         if self.lr_end is not None:
             v.finite_positive(self, "lr_end")
+        v.seed(self)
+        v.device(self)
 
 
 def to_json(cfg: Any) -> str:
-    """Serialise a config dataclass to a JSON string."""
-    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    """Serialise a config dataclass to a strict JSON string (inf as "inf": core.io.strict_json)."""
+    return dumps_strict(dataclasses.asdict(cfg), indent=None, sort_keys=True)
 
 
 def from_json(cls: type[T], text: str) -> T:
@@ -176,6 +181,10 @@ def from_json(cls: type[T], text: str) -> T:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in raw and isinstance(raw[f.name], list):
             raw[f.name] = tuple(tuple(x) if isinstance(x, list) else x for x in raw[f.name])
+        if f.name in raw and "float" in str(f.type):  # "inf" as strict JSON writes it -> inf
+            raw[f.name] = from_strict(raw[f.name]) if not isinstance(raw[f.name], tuple) else tuple(
+                tuple(from_strict(y) for y in x) if isinstance(x, tuple) else from_strict(x)
+                for x in raw[f.name])
     return cls(**raw)  # type: ignore[call-arg]
 
 

@@ -6,17 +6,27 @@ import logging
 import torch
 
 from pam_explorer.core.errors import ConfigError
+from pam_explorer.core.validate import is_device
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> the GPU when one is present, else the CPU; anything else is passed to torch."""
+    """"auto" -> the GPU when one is present, else the CPU; "cpu", "cuda" and "cuda:i" as torch
+    reads them. Anything else (``tpu``, ``meta``, ``mps``, ...), and a GPU that is not there,
+    is a ConfigError."""
     if isinstance(device, torch.device):
         return device
+    if not is_device(device):
+        raise ConfigError(f"--device {device!r}: expected auto, cpu, cuda or cuda:i (the devices this "
+                          "project runs on)")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but no CUDA GPU is available; use 'cpu' or 'auto'")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} "
+                          "CUDA GPU(s); use cuda:0 ... or 'auto'")
+    return dev
 
 
 def available_devices() -> list[str]:

@@ -7,6 +7,7 @@ one check of an MI threshold (bits, >= 0, inf allowed), for configs and function
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -79,10 +80,26 @@ def boolean(obj: object, name: str) -> None:
         fail(obj, name, f"must be True or False, got {getattr(obj, name)!r}")
 
 
+SEED_LIMIT = 2 ** 32  # seeds are integers in [0, 2**32): what every seeded generator takes as is
+DEVICE_FORM = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")  # the devices a run can be placed on
+
+
+def is_seed(v: Any) -> bool:
+    return is_int(v) and 0 <= v < SEED_LIMIT
+
+
+def seed(obj: object, name: str = "seed") -> None:
+    if not is_seed(getattr(obj, name)):
+        fail(obj, name, f"must be an integer in [0, 2**32), got {getattr(obj, name)!r}")
+
+
+def is_device(v: Any) -> bool:
+    return isinstance(v, str) and DEVICE_FORM.fullmatch(v) is not None
+
+
 def device(obj: object, name: str = "device") -> None:
-    v = getattr(obj, name)
-    if not isinstance(v, str) or not v:
-        fail(obj, name, f"must be 'auto', 'cpu' or 'cuda[:i]', got {v!r}")
+    if not is_device(getattr(obj, name)):
+        fail(obj, name, f"must be 'auto', 'cpu', 'cuda' or 'cuda:i', got {getattr(obj, name)!r}")
 
 
 def alpha(value: Any, where: str = "") -> None:
@@ -93,4 +110,5 @@ def alpha(value: Any, where: str = "") -> None:
 
 
 __all__ = ["fail", "is_int", "is_number", "integer", "positive_int", "non_negative_int", "finite",
-           "finite_positive", "finite_non_negative", "in_interval", "choice", "boolean", "device", "alpha"]
+           "finite_positive", "finite_non_negative", "in_interval", "choice", "boolean", "device", "alpha",
+           "is_seed", "seed", "is_device", "SEED_LIMIT", "DEVICE_FORM"]

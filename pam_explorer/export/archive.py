@@ -5,8 +5,9 @@ group widths, connectivity, provenance, preprocessing, alpha, FLOPs per subset, 
 versions) and the
 weights are a safetensors blob. :func:`load` rebuilds an all-zero MergedNet of the recorded
 structure and copies the weights in, so its outputs equal the exported model's. A member is never
-read past a cap (the manifest: :data:`MAX_MANIFEST_BYTES`; the weights: what the manifest's geometry
-and widths declare), so a small zip cannot expand to hundreds of MB in memory; anything malformed
+read past a cap (the manifest: :data:`MAX_MANIFEST_BYTES`; the weights: :data:`BYTES_PER_PARAM` per
+number the manifest's geometry and widths declare, which are at most :data:`MAX_PARAMS`), so a small
+zip cannot expand to hundreds of MB in memory; anything malformed
 is an :class:`~pam_explorer.core.errors.ExportError`. :func:`write_outputs` is the one way export
 writes files: refused if a path exists (unless ``force``) or is a directory, atomic, and nothing is
 left behind when it fails.
@@ -31,7 +32,7 @@ from safetensors.torch import save as st_save
 
 from pam_explorer.core.errors import ConfigError, DataMissing, ExportError, PamError, StructureError
 from pam_explorer.core.geometry import NetGeometry, Widths, check_widths
-from pam_explorer.core.io import atomic_path
+from pam_explorer.core.io import atomic_path, dumps_strict
 from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import costs_from_widths, subset_costs
 from pam_explorer.merge.merged_net import MergedNet
@@ -41,6 +42,12 @@ FORMAT = "pam-explorer-merged/1"  # chain nets: unchanged since the first export
 FORMATS = {"chain": FORMAT, "residual": "pam-explorer-merged/2"}  # by NetGeometry.kind
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest is a few hundred kB even for VGG-16 with provenance
+# the largest network an export may declare, in numbers (parameters): 50 M, i.e. 200 MB of float32
+# weights; a full-width ResNet-50 (25.6 M, about 100 MB) loads, ten times that is refused before
+# anything is read. The weights member is read up to BYTES_PER_PARAM per declared number (float32
+# weights and BatchNorm statistics take about 4.1 to 4.6; safetensors headers come on top)
+MAX_PARAMS = 50_000_000
+BYTES_PER_PARAM = 8
 
 
 def manifest_of(net: MergedNet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -71,7 +78,7 @@ def to_bytes(net: MergedNet, extra: dict[str, Any] | None = None) -> bytes:
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(MANIFEST, json.dumps(manifest_of(net, extra), indent=2, sort_keys=True))
+        zf.writestr(MANIFEST, dumps_strict(manifest_of(net, extra), sort_keys=True))
         zf.writestr(WEIGHTS, st_save(state))
     return buf.getvalue()
 
@@ -185,7 +192,9 @@ def _structure(manifest: dict[str, Any]) -> tuple[NetGeometry, dict[str, dict[st
             raise ValueError("a group width is negative")
         prov = {layer: {k: [tuple(int(x) for x in p) for p in v] for k, v in d.items()}
                 for layer, d in manifest["provenance"].items()}
-        _declared_size(geometry, widths)  # every layer has widths, every key is a subset
+        _declared_size(geometry, widths)  # every layer has widths, every key is a subset, not too large
+    except ExportError:
+        raise
     except PamError as exc:
         raise ExportError(f"{MANIFEST} describes no valid network: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -195,13 +204,16 @@ def _structure(manifest: dict[str, Any]) -> tuple[NetGeometry, dict[str, dict[st
 
 def _declared_size(geometry: NetGeometry, widths: Widths) -> tuple[int, int]:
     """(fewest numbers the weights of the declared network hold: its parameters, as the analytic
-    cost model counts them for all tasks; most bytes they can take: three times that (running
-    statistics of the per-neuron ops included) at 8 bytes per number, plus room for the
-    safetensors header). Raises a PamError for widths that do not fit the geometry."""
+    cost model counts them for all tasks; most bytes they can take: ``BYTES_PER_PARAM`` per
+    number, plus room for the safetensors header). Raises a PamError for widths that do not fit
+    the geometry, ExportError for a network of more than ``MAX_PARAMS`` numbers."""
     check_widths(geometry, widths)
     params = costs_from_widths(geometry, widths)[subset_key(geometry.tasks)]["params"]
+    if params > MAX_PARAMS:
+        raise ExportError(f"{MANIFEST} declares a network of {params:,} numbers, more than the "
+                          f"{MAX_PARAMS:,} an export may hold (200 MB of float32 weights)")
     tensors = 8 * (len(geometry.layers) + len(geometry.tasks)) + sum(len(g) for g in widths.values())
-    return params, 24 * params + 4096 + 1024 * tensors
+    return params, BYTES_PER_PARAM * params + 4096 + 1024 * tensors
 
 
 def _read_member(zf: zipfile.ZipFile, name: str, cap: int) -> bytes:
@@ -245,5 +257,5 @@ def _open(path_or_bytes: str | Path | bytes) -> zipfile.ZipFile:
         raise DataMissing(f"export file {src} does not exist") from exc
 
 
-__all__ = ["FORMAT", "FORMATS", "WEIGHTS", "MANIFEST", "MAX_MANIFEST_BYTES", "manifest_of", "to_bytes",
-           "save", "check_output", "write_outputs", "read_manifest", "load"]
+__all__ = ["FORMAT", "FORMATS", "WEIGHTS", "MANIFEST", "MAX_MANIFEST_BYTES", "MAX_PARAMS", "BYTES_PER_PARAM",
+           "manifest_of", "to_bytes", "save", "check_output", "write_outputs", "read_manifest", "load"]

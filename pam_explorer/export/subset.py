@@ -36,6 +36,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from pam_explorer.core.errors import ConfigError, ExportError
+from pam_explorer.core.io import dumps_strict
 from pam_explorer.cost.analytic import fused_costs, subset_costs
 from pam_explorer.data import get_preset
 from pam_explorer.data.digits import DIGIT_NAMES
@@ -174,7 +175,7 @@ def save_subset(net: MergedNet, subset: str, fmt: str, path: str | Path, source:
         check_output(p, force)
     check_format(fmt)
     data, manifest = subset_model_bytes(net, subset, fmt, source, layout)
-    text = json.dumps({**manifest, "file": path.name}, indent=2, sort_keys=True).encode()
+    text = dumps_strict({**manifest, "file": path.name}, sort_keys=True).encode()
     write_outputs({path: data, meta: text}, force)
     return path, meta
 
@@ -187,7 +188,7 @@ def _example(fused: FusedNet, manifest: dict[str, Any]) -> tuple[torch.Tensor, d
 
 
 def _manifest_text(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, sort_keys=True)
+    return dumps_strict(manifest, indent=None, sort_keys=True)
 
 
 def _onnx_bytes(fused: FusedNet, manifest: dict[str, Any]) -> bytes:

@@ -6,8 +6,9 @@ and stores them under ``<cache root>/trajectories/<key>.json`` (:func:`pam_explo
 keyed by content (network weights, preset, data and MI settings, code version), so a second run
 — even after a restart — is a cache hit. The entry is plain JSON (nothing in it can execute);
 one that is unreadable or does not match the expected layers, widths and tasks is recomputed
-with a warning and overwritten, never raised to the caller. Entries of the older joblib format
-(``<key>.joblib``, a pickle) are never opened.
+with a warning and overwritten, never raised to the caller; a cache that cannot be written is a
+warning too, but a folder where the entry's file belongs is a DataError before any computing.
+Entries of the older joblib format (``<key>.joblib``, a pickle) are never opened.
 
 On a cache miss, :func:`shipped_path` is consulted before computing: trajectories shipped with
 the committed networks, ``<assets root>/<preset>/trajectories/<key>.json`` (same format, same
@@ -28,7 +29,7 @@ from torch import nn
 
 from pam_explorer.core.config import DataConfig, MIConfig
 from pam_explorer.core.errors import ConfigError, DataError, StructureError
-from pam_explorer.core.io import write_text_atomic
+from pam_explorer.core.io import dumps_strict, write_text_atomic
 from pam_explorer.core.paths import cache_root
 from pam_explorer.core.subsets import parse_key, subset_key
 from pam_explorer.data import Preset, load_preset_data, task_targets
@@ -137,6 +138,10 @@ def compute_trajectories(preset: Preset, nets: Sequence[nn.Module], data: DataCo
     found, path, names, widths, net_widths = _lookup(preset, nets, data, mi, cache_dir)
     if found is not None:
         return found
+    if path is not None and (path.is_dir() or path.parent.exists() and not path.parent.is_dir()):
+        raise DataError(f"the trajectory cache entry {path} cannot be written (a folder is in its place, "
+                        "or a file in place of its folder); remove that or point PAM_CACHE_ROOT at another "
+                        "folder")
     images, labels = sample_inputs(preset, data, mi)
     targets = {t: task_targets(labels, preset, t) for t in preset.task_names}
     acts = merged_activations(nets, images, mi.pooling, mi.normalise)
@@ -226,5 +231,8 @@ def _read(path: Path | None, tasks: tuple[str, ...], widths: dict[str, int]) -> 
 def _write(path: Path | None, trajs: LayerTrajectories) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(to_json(trajs)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, dumps_strict(to_json(trajs), indent=None))
+    except OSError as exc:  # a full or read-only cache must not lose what was just computed
+        log.warning("could not store the trajectories in the cache %s (%s)", path, exc.strerror or exc)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import multiprocessing as mp
 import os
 import re
@@ -30,15 +31,18 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any, Protocol
 
 from pam_explorer.core.errors import ConfigError
+from pam_explorer.core.io import open_append
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 ENV_PREFIX = "PAM_"  # environment variables a local worker takes from the driver with each task
 TaskFn = Callable[[Any, Path], dict]
 _TASKS: dict[str, TaskFn] = {}
+_log = logging.getLogger(__name__)
 
 
 def task(name: str) -> Callable[[TaskFn], TaskFn]:
@@ -148,8 +152,8 @@ class InlineExecutor:
                 result = run_task(t, self.threads)
                 handles.append(_Done(Outcome(True, "", result, result["seconds"], str(log))))
             except Exception as exc:  # a failed task is an outcome, reported by the scheduler
-                with open(log, "a") as fh:
-                    fh.write(traceback.format_exc())
+                with open_append(log) as fh:
+                    fh.write(traceback.format_exc().encode())
                 handles.append(_Done(Outcome(False, one_line(exc), log=str(log))))
         return handles
 
@@ -170,7 +174,7 @@ def _worker_main(conn, threads: int, log_dir: str) -> None:
             del os.environ[key]
         os.environ.update(env)  # the driver's PAM_* roots now (the fork server's may be older)
         log = log_path(Path(log_dir), t)
-        with open(log, "a") as fh, _fds_to(fh.fileno()):
+        with open_append(log) as fh, _fds_to(fh.fileno()):  # never through a planted symlink
             print(f"== {t.label}: pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             try:
                 result = run_task(t, threads)
@@ -253,7 +257,7 @@ class LocalExecutor:
     kind = "local"
 
     def __init__(self, workers: int, threads: int, log_dir: Path) -> None:
-        self.capacity: int | None = workers
+        self.capacity: int | None = clamp_workers(workers)
         self.threads, self.log_dir = threads, Path(log_dir)
         self._idle: list[_Worker] = []
         self._busy: list[_Worker] = []
@@ -271,9 +275,10 @@ class LocalExecutor:
         return handles
 
     def warm(self) -> None:
-        """Start the workers now (the fork server imports the package meanwhile)."""
-        while len(self._idle) + len(self._busy) < self.capacity:
-            self._idle.append(_Worker(self.threads, self.log_dir))
+        """Start the fork server now (it imports the package meanwhile); workers are forked from
+        it as tasks are submitted, so there are never more workers than tasks."""
+        _context()
+        forkserver.ensure_running()
 
     def _release(self, w: _Worker) -> None:
         self._busy.remove(w)
@@ -294,11 +299,23 @@ class LocalExecutor:
             self._drop(w)
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers(threads: int) -> int:
     """Cores divided by the threads per job (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, threads))
+    return max(1, _cores() // max(1, threads))
+
+
+def clamp_workers(workers: int) -> int:
+    """``workers``, at most 4 x the cores (with a one-line warning): more processes than that
+    only compete for the same cores and memory."""
+    most = 4 * _cores()
+    if workers > most:
+        _log.warning("--workers %d is more than 4 x the %d cores here: using %d", workers, _cores(), most)
+    return min(workers, most)
 
 
 __all__ = ["EXECUTORS", "Task", "Outcome", "Handle", "task", "run_task", "one_line", "InlineExecutor",
-           "LocalExecutor", "default_workers", "log_path"]
+           "LocalExecutor", "default_workers", "clamp_workers", "log_path"]

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from pam_explorer.core.errors import JobsFailed, RunConflict
-from pam_explorer.core.io import write_json_atomic, write_text_atomic
+from pam_explorer.core.errors import DataError, JobsFailed, RunConflict
+from pam_explorer.core.io import copy_file_atomic, write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
 from pam_explorer.prune.config import TOLERANCES
 from pam_explorer.runs import executors as ex
@@ -44,7 +43,7 @@ from pam_explorer.runs.experiment_config import (
 from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.schemes import SCHEME_FNS
 from pam_explorer.runs.stage_cache import StageCache
-from pam_explorer.runs.stage_run import StageContext, resolve_stage, stage_key_of
+from pam_explorer.runs.stage_run import StageContext, read_record, resolve_stage, stage_key_of
 from pam_explorer.runs.sweep_tasks import StageJob
 from pam_explorer.zoo.chain import ChainNet
 
@@ -108,6 +107,7 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
     legacy = _check_or_write_config(cfg, out)
     ctx = StageContext.load(cfg.preset, cfg.data(), nets, cfg.arch)
     stages = _Stages(out, [(seed, s) for seed in cfg.seeds for s in cfg.schemes], progress, legacy)
+    _check_stage_records(cfg, ctx, stages)
     per_seed: dict[int, dict] = {}
     for seed in cfg.seeds:
         settings = cfg.scheme_settings(seed, ctx.reference(cfg.floor), ctx.layers)
@@ -120,6 +120,17 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
     write_text_atomic(out / "table.md", rep.markdown_table(report))
     stages.report(1.0, "done", "report written")
     return report
+
+
+def _check_stage_records(cfg: ExperimentConfig, ctx: StageContext, stages: _Stages) -> None:
+    """Every stage record already in DIR/stages is of this stage key and version, and readable:
+    RunConflict / DataError before any stage is computed (stage_run.read_record)."""
+    for seed in cfg.seeds:
+        settings = cfg.scheme_settings(seed, ctx.reference(cfg.floor), ctx.layers)
+        for name in cfg.schemes:
+            path = stages.dir / f"{name}{stages.tag(seed)}.json"
+            if path.exists() or path.is_symlink():
+                read_record(path, stage_key_of(ctx, seed, cfg.quick, name, settings))
 
 
 def _report(cfg: ExperimentConfig, preset, per_seed: dict[int, dict], original_test: dict,
@@ -172,7 +183,7 @@ def _export_model(stages: _Stages, cfg: ExperimentConfig, out: Path) -> None:
     if "PAM" in cfg.schemes:
         src = stages.dir / f"PAM{stages.tag(cfg.seeds[0])}.zip"
         if src.is_file():
-            shutil.copyfile(src, out / "model.zip")
+            copy_file_atomic(src, out / "model.zip")  # never through a symlink planted there
 
 
 class _Stages:
@@ -227,8 +238,12 @@ def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> bool:
     if not path.is_file():
         write_json_atomic(path, want)
         return False
-    raw = json.loads(path.read_text())
-    have = dataclasses.asdict(ExperimentConfig.from_dict(raw))
+    try:
+        raw = json.loads(path.read_text())
+        have = dataclasses.asdict(ExperimentConfig.from_dict(raw))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # a PamError is a ValueError
+        raise DataError(f"{path} is not a readable experiment configuration ({exc}); use another --out "
+                        "directory (nothing there was changed)") from None
     if have != want:
         raise RunConflict(f"{out} holds a run with a different configuration ({have}); "
                           "use another --out directory (nothing there was changed)")

@@ -14,6 +14,7 @@ from pam_explorer.baselines.mtz import MTZConfig
 from pam_explorer.core import validate
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
 from pam_explorer.core.errors import ConfigError
+from pam_explorer.core.io import from_strict
 from pam_explorer.data import get_preset
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
 from pam_explorer.prune.config import RANKS, SCHEDULES, ScheduleConfig
@@ -74,8 +75,10 @@ class ExperimentConfig:
         if bad:
             raise ConfigError(f"ExperimentConfig.schemes: {bad} not in {list(SCHEMES)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(
-                validate.is_int(s) and s >= 0 for s in self.seeds):
-            raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers >= 0, got {self.seeds!r}")
+                validate.is_seed(s) for s in self.seeds):
+            raise ConfigError(f"ExperimentConfig.seeds: must be distinct integers in [0, 2**32), got "
+                              f"{self.seeds!r}")
+        validate.device(self)
         if self.alpha is not None:
             validate.alpha(self.alpha, "ExperimentConfig.alpha")
         for item in self.overrides:
@@ -113,6 +116,12 @@ class ExperimentConfig:
                 raw[key] = tuple(raw[key])
         if "overrides" in raw:
             raw["overrides"] = tuple(tuple(x) if isinstance(x, list) else x for x in raw["overrides"])
+        for key in ("alpha", "target_sparsity", "prune_lr", "delta"):  # "inf" as strict JSON writes it
+            if key in raw:
+                raw[key] = from_strict(raw[key])
+        if "overrides" in raw:
+            raw["overrides"] = tuple((x[0], from_strict(x[1])) if isinstance(x, tuple) and len(x) == 2 else x
+                                     for x in raw["overrides"])
         return cls(**raw)
 
     def resolved_alpha(self) -> float:

@@ -229,13 +229,13 @@ def _start(r: Mapping, root: Path) -> str | None:
     env = {**os.environ, RUN_ENV: str(d), "PYTHONUNBUFFERED": "1"}
     # -I: the wrapper imports nothing from the repository (nor the package's __init__)
     wrapper = [sys.executable, "-I", str(Path(__file__).resolve()), "_run", str(d), str(root)]
-    with open(d / "log.txt", "ab") as log:
-        try:
+    try:
+        with io.open_append(d / "log.txt") as log:  # never through a symlink planted in the run folder
             proc = subprocess.Popen(wrapper, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        except OSError as exc:
-            _update(r["run_id"], root, state="failed", message=f"could not start: {exc}", ended=time.time())
-            return None
+    except OSError as exc:
+        _update(r["run_id"], root, state="failed", message=f"could not start: {exc}", ended=time.time())
+        return None
     _CHILDREN[proc.pid] = proc
     _update(r["run_id"], root, state="running", pid=proc.pid, pgid=proc.pid, started=time.time(),
             pid_start=_proc_start_time(proc.pid))

@@ -30,12 +30,13 @@ import errno
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pam_explorer.core.errors import ConfigError, PamError, RunConflict
-from pam_explorer.core.io import write_bytes_atomic, write_json_atomic
+from pam_explorer.core.io import dumps_strict, write_bytes_atomic, write_json_atomic
 
 MARKER = ".pam-run.json"
 LOCK = ".pam-run.lock"
@@ -142,9 +143,9 @@ def _complete(have: Mapping, defaults: Mapping[str, Any] | Callable | None) -> d
     if callable(defaults):
         try:
             return _jsonable(defaults(have))
-        except PamError:
-            return dict(have)
-    return {**_jsonable(defaults or {}), **have}
+        except (PamError, TypeError, AttributeError):  # a stored config of another form: as stored
+            return _jsonable(dict(have))
+    return _jsonable({**(defaults or {}), **have})
 
 
 def _same(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | Callable | None) -> bool:
@@ -179,10 +180,7 @@ def _make_dirs(out: Path) -> list[Path]:
 def _lock(out: Path) -> Iterator[None]:
     path = out / LOCK
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise _unwritable(out, exc) from exc
+        fd = _open_lock(out, path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -209,10 +207,29 @@ def _lock(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _open_lock(out: Path, path: Path) -> int:
+    """The lock file, opened without following a symlink (whose target the pid would replace)
+    and refused unless it is a regular file of one link."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunConflict(f"--out {out}: {LOCK} is a symbolic link; remove it (a lock file is never "
+                              "followed) or use another folder (nothing there was changed)") from None
+        raise _unwritable(out, exc) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise RunConflict(f"--out {out}: {LOCK} is not a plain file of its own (a hard link or a special "
+                          "file); remove it or use another folder (nothing there was changed)")
+    return fd
+
+
 def _write_marker(out: Path, command: str, want: dict) -> bool:
     """Write the marker unless it already says (command, want); True if written."""
     marker = _read_json(out / MARKER)
-    if isinstance(marker, dict) and marker.get("command") == command and marker.get("config") == want:
+    if isinstance(marker, dict) and marker.get("command") == command \
+            and _jsonable(marker.get("config")) == want:
         return False
     try:
         write_json_atomic(out / MARKER, {"command": command, "config": want})
@@ -252,7 +269,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
+    """``obj`` as strict JSON reads it back (inf as "inf"): how markers are written and compared,
+    so a marker written before JSON was strict (``Infinity``) still matches its configuration."""
+    return json.loads(dumps_strict(obj, indent=None))
 
 
 __all__ = ["MARKER", "LOCK", "claim", "check", "producer"]

@@ -53,8 +53,14 @@ def _carries(pid: int, run_dir_: str) -> bool:
 
 
 def _members(st: Mapping) -> list[int]:
-    """Live processes of the run ``st`` (not this one): its process group's members that carry
-    its folder in PAM_RUN_DIR. Without /proc: the group if it exists (less strict)."""
+    """Live processes of the run ``st`` (not this one): its wrapper, known by the pid and start
+    time recorded when it was started, and its process group's members that carry its folder in
+    PAM_RUN_DIR. Without /proc: the group if it exists (less strict).
+
+    The wrapper counts by pid and start time, not by its environment: for a moment after the
+    process is started, while the kernel is still setting up its new program, its
+    /proc/<pid>/environ is empty, and a reader that polled then used to find no process and
+    mark a running run failed."""
     _reap()
     pgid = st.get("pgid", st.get("pid"))  # runs of older versions: the wrapper led the group
     if not isinstance(pgid, int) or isinstance(pgid, bool) or pgid <= 1:
@@ -67,14 +73,20 @@ def _members(st: Mapping) -> list[int]:
             return [pgid]
         except OSError:
             return []
+    wrapper = st.get("pid")
+    start = st.get("pid_start")
+    if not (isinstance(wrapper, int) and start and _proc_start_time(wrapper) == start):
+        wrapper = None
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         fields = _proc_stat(int(entry.name))
         if fields and fields[0] not in ("Z", "X") and fields[2] == str(pgid) \
-                and _carries(int(entry.name), str(st.get("dir", ""))):
+                and (int(entry.name) == wrapper or _carries(int(entry.name), str(st.get("dir", "")))):
             found.append(int(entry.name))
+    if wrapper is not None and wrapper not in found and wrapper != os.getpid():
+        found.append(wrapper)  # still setting up its session: counted as long as it lives
     return found
 
 

@@ -4,30 +4,35 @@ stage of a preset shares, the stage's content key, and resume-or-reuse-or-comput
 The experiment (:mod:`.experiment`) and the sweep (:mod:`.sweep`) both go through here, so a
 stage computed by one is found by the other: the key of B1 and B2 does not depend on alpha, and a
 PAM stage's key holds its regrouping (alpha included). A stage's record lands in
-``<folder>/<name>.json`` with its pruned networks beside it (``<file><tag>.zip``).
+``<folder>/<name>.json`` with its pruned networks beside it (``<file><tag>.zip``), and with the
+stage's key and ``STAGE_VERSION`` (``_stage``), as the stage cache keys it: a folder resumed under
+another key or version is refused (RunConflict), a corrupt record is a one-line DataError.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pam_explorer.core.config import DataConfig
-from pam_explorer.core.io import write_json_atomic
+from pam_explorer.core.errors import DataError, RunConflict
+from pam_explorer.core.io import copy_file_atomic, write_json_atomic
 from pam_explorer.data import Preset, get_preset, load_preset_data
 from pam_explorer.graph.layer_map import layer_map
 from pam_explorer.merge.build import from_single
 from pam_explorer.prune import TaskData
 from pam_explorer.regroup.trajectories import weights_hash
 from pam_explorer.runs.schemes import SchemeSettings
-from pam_explorer.runs.stage_cache import StageCache, stage_key
+from pam_explorer.runs.stage_cache import STAGE_VERSION, StageCache, stage_key
 from pam_explorer.train.finetune import evaluate
 from pam_explorer.zoo.pretrained import DEFAULT_ARCH, load_pretrained
 
 Compute = Callable[[], tuple[dict, dict]]  # -> (record, {file name in the entry: path})
+RECORD_META = "_stage"  # a run folder's record: {"key", "version"} of the stage it holds
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,17 +97,15 @@ def resolve_stage(path: Path, key: str, cache: StageCache, compute: Compute | No
     """The record of the stage stored at ``path`` (its folder receives the networks).
 
     Returns (record, source): ``"resumed"`` from ``path``; ``"cached"`` from the stage cache
-    (its files copied beside ``path``, ``B2.zip`` as ``B2<tag>.zip``); ``"computed"`` by
-    ``compute`` (then stored in the cache); (None, "missing") when ``compute`` is None and it is
-    neither on disk nor in the cache. ``path`` is written atomically, last.
+    (its files copied beside ``path``, ``B2.zip`` as ``B2<tag>.zip``, each checked against its
+    content hash); ``"computed"`` by ``compute`` (then stored in the cache); (None, "missing")
+    when ``compute`` is None and it is neither on disk nor in the cache. ``path`` is written
+    atomically, last, with the stage's key and version (:func:`read_record` checks them).
     """
-    if path.is_file():
-        return json.loads(path.read_text()), "resumed"
-    hit = cache.get(key)
-    if hit is not None:
-        record, entry = hit
-        for f in record.pop("_files", []):
-            shutil.copyfile(entry / f, path.parent / f.replace(".zip", f"{tag}.zip"))
+    if path.exists() or path.is_symlink():
+        return read_record(path, key), "resumed"
+    record = _from_cache(cache, key, path.parent, tag)
+    if record is not None:
         source = "cached"
     elif compute is None:
         return None, "missing"
@@ -110,8 +113,66 @@ def resolve_stage(path: Path, key: str, cache: StageCache, compute: Compute | No
         record, files = compute()
         cache.put(key, record, files)
         source = "computed"
-    write_json_atomic(path, record)
+    write_json_atomic(path, {**record, RECORD_META: {"key": key, "version": STAGE_VERSION}})
     return record, source
 
 
-__all__ = ["StageContext", "stage_inputs", "stage_key_of", "resolve_stage"]
+def _from_cache(cache: StageCache, key: str, folder: Path, tag: str) -> dict | None:
+    """The cached record of ``key`` with its files copied into ``folder`` (hash-checked while
+    copied), or None (with a warning when the entry is unusable: the stage is recomputed)."""
+    hit = cache.get(key)
+    if hit is None:
+        return None
+    record, entry = hit
+    files, hashes = record.pop("_files", []), record.pop("_sha256", {})
+    try:
+        problem = record_problem(record)
+        if problem:
+            raise ValueError(problem)
+        for f in files:
+            copy_file_atomic(entry / f, folder / f.replace(".zip", f"{tag}.zip"), sha256=hashes[f])
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring stage cache entry %s: %s; the stage is recomputed", entry, exc)
+        return None
+    return record
+
+
+def record_problem(record: object) -> str | None:
+    """What makes ``record`` no stage record (what the reports read: ``flops`` per subset and
+    ``accuracy`` per task, numbers), or None."""
+    if not isinstance(record, dict):
+        return f"holds a JSON {type(record).__name__}, not a stage record (an object)"
+    for field in ("flops", "accuracy"):
+        value = record.get(field)
+        if not (isinstance(value, dict) and value and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in value.values())):
+            return f"has no {field!r} (numbers per {'subset' if field == 'flops' else 'task'})"
+    return None
+
+
+def read_record(path: Path, key: str | None = None) -> dict:
+    """The stage record at ``path`` (a run folder's ``stages/<name>.json``), without its key and
+    version. DataError when it is unreadable or no record (truncated, ``[1, 2]``, ``{}``);
+    RunConflict when it was written for another stage key or ``STAGE_VERSION`` than ``key`` (a
+    record written before keys were kept is accepted, as then)."""
+    fix = "delete it to recompute that stage, or use another --out"
+    try:
+        record = json.loads(path.read_text())
+    except OSError as exc:
+        raise DataError(f"stage record {path} cannot be read ({exc.strerror or exc}); {fix}") from None
+    except ValueError as exc:
+        raise DataError(f"stage record {path} is not JSON (truncated?: {exc}); {fix}") from None
+    problem = record_problem(record)
+    meta = record.pop(RECORD_META, None) if isinstance(record, dict) else None
+    if problem or not (meta is None or isinstance(meta, dict)):
+        raise DataError(f"stage record {path} {problem or 'has a malformed ' + RECORD_META}; {fix}")
+    if key is not None and meta is not None \
+            and (meta.get("key"), meta.get("version")) != (key, STAGE_VERSION):
+        raise RunConflict(f"{path} holds a stage of another version or configuration (stage "
+                          f"{meta.get('version')!r} key {str(meta.get('key'))[:12]} there, {STAGE_VERSION!r} "
+                          f"key {key[:12]} now); use another --out (nothing there was changed)")
+    return record
+
+
+__all__ = ["StageContext", "stage_inputs", "stage_key_of", "resolve_stage", "read_record", "record_problem",
+           "RECORD_META"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pam_explorer.core import validate
-from pam_explorer.core.errors import ConfigError, JobsFailed
+from pam_explorer.core.errors import ConfigError, DataError, JobsFailed, RunConflict
 from pam_explorer.core.io import write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
 from pam_explorer.core.subsets import all_subsets, parse_key, subset_key
@@ -39,7 +39,7 @@ from pam_explorer.runs import sweep_report as sr
 from pam_explorer.runs.experiment_config import SCHEMES, ExperimentConfig
 from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.stage_cache import StageCache
-from pam_explorer.runs.stage_run import resolve_stage, stage_key_of
+from pam_explorer.runs.stage_run import read_record, resolve_stage, stage_key_of
 from pam_explorer.runs.sweep_tasks import StageJob, TrajectoryJob, context
 
 OUTPUTS = ("sweep.json", "sweep.md", "plan.json", "points.json", "stages", "logs", "submitit")
@@ -188,6 +188,33 @@ def dry_run(cfg: SweepConfig, out: str | Path, opts: SweepOptions = SweepOptions
             "done": sweep.before, "alphas": [a for a, _ in sweep.alphas or []] or cfg.alphas}
 
 
+def checked_plan(path: Path, cfg: SweepConfig) -> dict:
+    """DIR/plan.json, checked against ``cfg``: typed alphas must be the configuration's; an auto
+    plan (what fixes a resumed sweep's alphas) must hold at most ``max_count`` alphas within its
+    ``lo``..``hi``. DataError for a corrupt plan, RunConflict for another one, naming the file."""
+    fix = "use another --out (nothing there was changed)"
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable sweep plan ({exc}); {fix}") from None
+    alphas = plan.get("alphas") if isinstance(plan, dict) else None
+    if not (isinstance(alphas, list) and alphas and all(validate.is_number(a) and a >= 0 for a in alphas)
+            and plan.get("rule") in ("typed", "auto")):
+        raise DataError(f"{path} is not a sweep plan (a rule 'typed' or 'auto' and alphas, numbers >= 0); "
+                        f"{fix}")
+    if cfg.alphas == "auto":
+        lo, hi, most = plan.get("lo"), plan.get("hi"), plan.get("max_count")
+        ok = plan["rule"] == "auto" and validate.is_number(lo) and validate.is_number(hi) \
+            and validate.is_int(most) and len(alphas) <= most and all(lo <= a <= hi for a in alphas)
+    else:
+        ok = plan["rule"] == "typed" and sorted(float(a) for a in alphas) == sorted(cfg.alphas)
+    if not ok:
+        typed = cfg.alphas if cfg.alphas == "auto" else ",".join(map(str, cfg.alphas))
+        raise RunConflict(f"{path} plans alphas {alphas} ({plan['rule']}), not those of this sweep "
+                          f"(--alphas {typed}); {fix}")
+    return plan
+
+
 def _row(t: ex.Task) -> dict:
     job = t.config
     alpha = job.experiment.alpha if isinstance(job, StageJob) and job.scheme == "PAM" else None
@@ -268,8 +295,8 @@ class _Sweep:
     def _resolve_alphas(self) -> list[tuple[float, str]]:
         """From DIR/plan.json if there is one, else typed or auto (written to plan.json)."""
         path = self.out / "plan.json"
-        if path.is_file():
-            plan = json.loads(path.read_text())
+        if path.exists():
+            plan = checked_plan(path, self.cfg)
         elif self.cfg.alphas == "auto":
             plan = auto_alphas([self._trajectories(s).trajectories for s in self.cfg.seeds]).as_dict()
         else:
@@ -343,7 +370,7 @@ class _Sweep:
             tag = f"_a{label}_s{seed}" if name == "PAM" else f"_s{seed}"
             path = self.out / "stages" / f"{name}{tag}.json"
             if path.is_file():
-                records[(name, seed, alpha)] = json.loads(path.read_text())
+                records[(name, seed, alpha)] = read_record(path)
         failed = [{**j.row(), "message": j.message} for j in self.jobs if j.state == "failed"]
         sweep = sr.build(self._head(), self.alphas or [], records, list(self.cfg.seeds),
                          self.ctx.original_test, self.base.prune_config(0, None).delta, self.mix, failed)
@@ -379,4 +406,5 @@ class _Sweep:
                               "jobs": [j.row() for j in self.jobs]}}
 
 
-__all__ = ["SweepConfig", "SweepOptions", "run_sweep", "dry_run", "check_mix", "alpha_label", "OUTPUTS"]
+__all__ = ["SweepConfig", "SweepOptions", "run_sweep", "dry_run", "check_mix", "alpha_label", "OUTPUTS",
+           "checked_plan"]

@@ -3,8 +3,10 @@
 Loading never unpickles anything. A checkpoint that does not fit the architecture raises
 :class:`~pam_explorer.core.errors.CheckpointMismatch` naming the first mismatched tensor; a tensor
 with NaN or inf values, or a sidecar that is not JSON, lacks a key or names an unknown
-hyper-parameter, raises :class:`~pam_explorer.core.errors.DataError` naming the tensor or the
-file. Uploaded checkpoints (the dashboard's Setup page) load through :func:`nets_from_uploads`.
+hyper-parameter, or declares a size beyond :data:`SIDECAR_LIMITS`, raises
+:class:`~pam_explorer.core.errors.DataError` naming the tensor or the file; the network a sidecar
+describes is checked against the weights on the meta device before any memory is allocated.
+Uploaded checkpoints (the dashboard's Setup page) load through :func:`nets_from_uploads`.
 Both files are written atomically (core/io.py).
 """
 from __future__ import annotations
@@ -21,10 +23,13 @@ from safetensors.torch import load, load_file, save
 from torch import nn
 
 from pam_explorer.core.errors import CheckpointMismatch, ConfigError, DataError, DataMissing, PamError
-from pam_explorer.core.io import write_bytes_atomic, write_text_atomic
+from pam_explorer.core.io import dumps_strict, write_bytes_atomic, write_text_atomic
 from pam_explorer.zoo.registry import build_model, get_model
 
 SIDECAR_KEYS = ("arch", "num_outputs", "in_channels", "image_size")  # + optional "hparams"
+# the sizes a sidecar may declare (labels per task, picture channels, picture side in pixels):
+# far above any network here, far below what would exhaust memory before the weights are checked
+SIDECAR_LIMITS = {"num_outputs": 100_000, "in_channels": 1_024, "image_size": 8_192}
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -41,7 +46,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any] | N
         "hparams": getattr(model, "hparams", {}),
         **(meta or {}),
     }
-    write_text_atomic(path.with_suffix(".json"), json.dumps(info, indent=2, sort_keys=True))
+    write_text_atomic(path.with_suffix(".json"), dumps_strict(info, sort_keys=True))
     return path
 
 
@@ -61,6 +66,19 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor],
                     source: str = "checkpoint") -> nn.Module:
     """Copy ``state`` into ``model`` after checking every tensor name and shape."""
+    check_fits(model, state, source)
+    for key, tensor in state.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"tensor {key!r} in the {source} has non-finite values "
+                            f"({int(torch.isnan(tensor).sum())} NaN, {int(torch.isinf(tensor).sum())} inf); "
+                            "a network with them computes NaN outputs, so it is not loaded")
+    model.load_state_dict(state)
+    return model
+
+
+def check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """CheckpointMismatch unless ``state`` has exactly ``model``'s tensor names and shapes (works
+    on a model built on the meta device: nothing is allocated)."""
     expected = model.state_dict()
     arch = getattr(model, "arch", type(model).__name__)
     for key, tensor in expected.items():
@@ -74,21 +92,22 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor],
     extra = sorted(set(state) - set(expected))
     if extra:
         raise CheckpointMismatch(f"{source} has tensor(s) {extra[:5]} that {arch} does not have")
-    for key, tensor in state.items():
-        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
-            raise DataError(f"tensor {key!r} in the {source} has non-finite values "
-                            f"({int(torch.isnan(tensor).sum())} NaN, {int(torch.isinf(tensor).sum())} inf); "
-                            "a network with them computes NaN outputs, so it is not loaded")
-    model.load_state_dict(state)
-    return model
 
 
 def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Module:
-    """Load ``path`` into ``model`` or, if None, into a network rebuilt from the JSON sidecar."""
+    """Load ``path`` into ``model`` or, if None, into a network rebuilt from the JSON sidecar.
+
+    The sidecar's network is first built on the meta device (no memory) and checked against the
+    weights' names and shapes, so a sidecar declaring sizes the weights do not have (e.g.
+    ``num_outputs: 1000000000``) is a CheckpointMismatch before anything is allocated."""
     path = Path(path)
     state = read_state(path)
     if model is None:
-        model = _model_from_sidecar(path.with_suffix(".json"), read_meta(path))
+        side, info = path.with_suffix(".json"), read_meta(path)
+        with torch.device("meta"):
+            skeleton = _model_from_sidecar(side, info)
+        check_fits(skeleton, state, source=path.name)
+        model = _model_from_sidecar(side, info)
     return load_state_into(model, state, source=path.name)
 
 
@@ -99,10 +118,10 @@ def _model_from_sidecar(side: Path, info: dict[str, Any]) -> nn.Module:
         raise DataError(f"checkpoint sidecar {side} lacks key(s) {missing}; it needs {list(SIDECAR_KEYS)} "
                         "(and optionally hparams)")
     bad = [k for k in SIDECAR_KEYS[1:] if not (isinstance(info[k], int) and not isinstance(info[k], bool)
-                                              and info[k] > 0)]
+                                              and 0 < info[k] <= SIDECAR_LIMITS[k])]
     if bad:
-        raise DataError(f"checkpoint sidecar {side}: {bad[0]} must be a positive integer, "
-                        f"got {info[bad[0]]!r}")
+        raise DataError(f"checkpoint sidecar {side}: {bad[0]} must be a positive integer (at most "
+                        f"{SIDECAR_LIMITS[bad[0]]:,}), got {info[bad[0]]!r}")
     hparams = info.get("hparams") or {}
     if not isinstance(hparams, dict):
         raise DataError(f"checkpoint sidecar {side}: hparams must be a JSON object, got {hparams!r}")
@@ -163,8 +182,11 @@ def nets_from_uploads(arch: str, files: Mapping[str, bytes], outputs: Mapping[st
             raise CheckpointMismatch(
                 f"{t}.safetensors is not a safetensors checkpoint ({exc}); save weights with "
                 "safetensors.torch.save_file(model.state_dict(), path)") from exc
-        model = build_model(arch, n_out, in_channels, image_size)
         try:
+            with torch.device("meta"):  # sizes checked against the weights before any allocation
+                skeleton = build_model(arch, n_out, in_channels, image_size)
+            check_fits(skeleton, state, f"checkpoint of task {t}")
+            model = build_model(arch, n_out, in_channels, image_size)
             nets.append(load_state_into(model, state, source=f"checkpoint of task {t}").eval())
         except CheckpointMismatch as exc:
             raise CheckpointMismatch(f"task {t}: {exc}") from exc
