@@ -34,6 +34,7 @@ from pam_explorer.core.errors import ConfigError, RunConflict
 from pam_explorer.core.io import write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
 from pam_explorer.data import get_preset
+from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
 from pam_explorer.prune.config import RANKS
 from pam_explorer.runs import report as rep
@@ -78,9 +79,18 @@ class ExperimentConfig:
     arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
     max_steps: int | None = None  # pruning turns per scheme (None: PruneConfig's; a compute budget)
     prune_lr: float | None = None  # Adam lr of the pruning turns' and final finetuning (None: PruneConfig's)
+    # a project (``preset`` = its file): the content key of its data, labels and networks
+    # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
+    # project's older content is another configuration. None for presets.
+    project_key: str | None = None
 
     def __post_init__(self) -> None:
-        get_preset(self.preset)  # raises with the known names
+        spec = get_preset(self.preset)  # raises with the known names (a project: reads and checks it)
+        if isinstance(spec, ProjectPreset):
+            check_project_key(self, spec)
+        elif self.project_key is not None:
+            raise ConfigError(f"ExperimentConfig.project_key: only for a project file, not preset "
+                              f"{self.preset!r}")
         if self.arch not in list_models():
             raise ConfigError(f"ExperimentConfig.arch: unknown architecture {self.arch!r}; "
                               f"known: {list_models()}")
@@ -199,6 +209,18 @@ class ExperimentConfig:
         return SchemeSettings(self.preset, self.prune, self.prune_config(seed, reference), self.mtz(seed),
                               self.finetune(seed), self.mi(seed), self.regroup_config(layers), self.data(),
                               0.02 if self.quick else 0.2, self.mi_data())
+
+
+def check_project_key(cfg: Any, project: ProjectPreset) -> None:
+    """Fill in ``cfg.project_key`` (a frozen config: set in its __post_init__) and the project's
+    absolute path as ``cfg.preset``; RunConflict when a recorded key is not the content's now."""
+    now = project.content_key()
+    if cfg.project_key is None:
+        object.__setattr__(cfg, "project_key", now)
+    elif cfg.project_key != now:
+        raise RunConflict(f"{project.name}: the project's data, labels or networks changed since this run "
+                          f"was configured (content key {cfg.project_key}, now {now}); use another --out")
+    object.__setattr__(cfg, "preset", project.name)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, progress: Progress | None = None,
@@ -332,4 +354,5 @@ def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> bool:
     return "seed" in raw
 
 
-__all__ = ["ExperimentConfig", "run_experiment", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "TIMING_FIELDS"]
+__all__ = ["ExperimentConfig", "run_experiment", "check_project_key", "SCHEMES", "FLOORS", "REGROUP_PROFILES",
+           "TIMING_FIELDS"]

@@ -67,6 +67,7 @@ class SweepConfig:
     overrides: tuple[tuple[str, float], ...] = ExperimentConfig.overrides  # layers kept at a fixed alpha
     max_steps: int | None = ExperimentConfig.max_steps  # pruning turns per scheme (None: the default)
     prune_lr: float | None = ExperimentConfig.prune_lr  # pruning's finetuning lr (None: the default)
+    project_key: str | None = None  # a project's content key, filled in as ExperimentConfig's
 
     def __post_init__(self) -> None:
         if self.alphas != "auto":
@@ -77,7 +78,9 @@ class SweepConfig:
             labels = [alpha_label(a) for a in self.alphas]
             if len(set(labels)) != len(labels):
                 validate.fail(self, "alphas", f"must be distinct to 6 significant digits, got {self.alphas}")
-        self.experiment()  # checks preset, method, seeds and the rest, naming the field
+        exp = self.experiment()  # checks preset, method, seeds and the rest, naming the field
+        object.__setattr__(self, "preset", exp.preset)  # a project: its absolute path and content key
+        object.__setattr__(self, "project_key", exp.project_key)
 
     def experiment(self, alpha: float | None = None) -> ExperimentConfig:
         """The experiment settings of every stage (PAM at ``alpha``)."""
