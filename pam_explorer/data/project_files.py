@@ -255,7 +255,8 @@ def _npz_labels(labels: np.ndarray, path: Path, columns: list[int]) -> np.ndarra
     bad = ~np.isin(labels, (0, 1))
     if bad.any():
         row, col = (int(x) for x in np.argwhere(bad)[0])
-        raise DataError(f"{path.name}: labels[{row}, {columns[col]}] = {labels[row, col]!r} is not 0 or 1 "
+        value = labels[row, col].item()
+        raise DataError(f"{path.name}: labels[{row}, {columns[col]}] = {value!r} is not 0 or 1 "
                         f"({BINARY_NOTE})")
     return labels.astype(np.uint8)
 

@@ -18,6 +18,7 @@ tasks.A.net (nets/A.pth)"``). The network comes back in eval mode.
 """
 from __future__ import annotations
 
+import inspect
 import io
 import itertools
 import json
@@ -179,27 +180,36 @@ def infer_options(arch: str, state: State, given: Mapping[str, Any], num_outputs
     """``given`` plus the options of ``arch`` it lacks, read off the shapes in ``state``: the first
     combination of candidates (width from the ratio of a layer's width to the default one, the
     ResNet stem from conv1's kernel, extra FC layers from their names, the FC width of a VGG) whose
-    network has exactly the state's tensor names and shapes. None fits: ``given`` (loading then
-    names the first tensor that does not fit)."""
+    network has exactly the state's tensor names and shapes; an option at its default is left
+    out. None fits: the combination that fits the most tensors (loading then names the first
+    tensor that does not fit)."""
     free = [o for o in model_options(arch) if o not in given]
-    if not free or _fits(arch, dict(given), state, num_outputs, in_channels, image_size):
+    if not free or _fit(arch, dict(given), state, num_outputs, in_channels, image_size) == 1.0:
         return dict(given)
     base = _meta_model(arch, given, num_outputs, in_channels, image_size)
     pools = [_candidates(o, state, base) for o in free]
+    best, best_fit = dict(given), -1.0
     for combo in itertools.islice(itertools.product(*pools), MAX_CANDIDATES):
         opts = {**given, **{o: v for o, v in zip(free, combo) if v is not None}}
-        if _fits(arch, opts, state, num_outputs, in_channels, image_size):
-            return opts
-    return dict(given)
+        fit = _fit(arch, opts, state, num_outputs, in_channels, image_size)
+        if fit > best_fit:
+            best, best_fit = opts, fit
+        if fit == 1.0:
+            break
+    defaults = {n: p.default for n, p in inspect.signature(get_model(arch).factory).parameters.items()}
+    return {k: v for k, v in best.items() if k in given or v != defaults.get(k)}
 
 
-def _fits(arch: str, options: dict, state: State, num_outputs: int, in_channels: int,
-          image_size: int) -> bool:
+def _fit(arch: str, options: dict, state: State, num_outputs: int, in_channels: int,
+         image_size: int) -> float:
+    """The fraction of the network's tensors that ``state`` has by name and shape (1.0: all, and
+    nothing more); -1 if the options do not build."""
     model = _meta_model(arch, options, num_outputs, in_channels, image_size)
     if model is None:
-        return False
+        return -1.0
     want = model.state_dict()
-    return set(want) == set(state) and all(tuple(state[k].shape) == tuple(v.shape) for k, v in want.items())
+    same = sum(k in state and tuple(state[k].shape) == tuple(v.shape) for k, v in want.items())
+    return 1.0 if same == len(want) == len(state) else same / max(len(want), len(state)) * 0.999
 
 
 def _candidates(option: str, state: State, base: nn.Module | None) -> list:
@@ -221,4 +231,30 @@ def _candidates(option: str, state: State, base: nn.Module | None) -> list:
     return [None]
 
 
-__all__ = ["read_network_file", "read_network_bytes", "network_from_state", "infer_options", "SUFFIXES"]
+def networks_from_uploads(arch: str, files: Mapping[str, tuple[str, bytes]], outputs: Mapping[str, int],
+                          in_channels: int, image_size: int) -> list[nn.Module]:
+    """One network per task from uploaded files, in the order of ``outputs`` ({task: labels}).
+
+    files: {task: (file name, bytes)}: .safetensors (options from its header's shapes or
+    metadata) or .pth / .pt state_dicts; ``arch`` is the architecture chosen for all of them.
+    Raises ConfigError for a missing file, else what :func:`network_from_state` raises, naming
+    the task and the file.
+    """
+    missing = [t for t in outputs if not files.get(t) or not files[t][1]]
+    if missing:
+        raise ConfigError(f"upload one network file per task; missing: {missing}")
+    nets = []
+    for t, n_out in outputs.items():
+        name, raw = files[t]
+        where = f"task {t} ({name})"
+        try:
+            state, meta = read_network_bytes(raw, name)
+        except PamError as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
+        nets.append(network_from_state(state, meta, arch=arch, options={}, num_outputs=n_out,
+                                       in_channels=in_channels, image_size=image_size, where=where))
+    return nets
+
+
+__all__ = ["read_network_file", "read_network_bytes", "network_from_state", "infer_options",
+           "networks_from_uploads", "SUFFIXES"]
