@@ -4,8 +4,9 @@ The zip holds the project file (``*.toml``, at its top or in one top folder), th
 the pictures and the networks. Before anything is written it is refused, with one line naming
 the zip and the member, when it is not a zip, holds more than :data:`MAX_MEMBERS` members or
 more than :data:`MAX_BYTES` bytes once unpacked (the members' declared sizes; reading stops at
-them too, so a member that lies about its size is refused while unpacking), has a member whose
-path is absolute or leaves the zip's root (``..``), a link, or not exactly one project file.
+them too, so a member that lies about its size is refused while unpacking: its CRC fails), has
+a member whose path is absolute or leaves the zip's root (``..``), a link, or not exactly one
+project file.
 It is unpacked into a new folder named by the zip's hash (the same upload lands in the same
 folder, which is then reused); a failure half way removes that folder.
 """
@@ -17,6 +18,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from pam_explorer.core.errors import DataError
@@ -77,8 +79,12 @@ def _unpack(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path, nam
         for info in members:
             target = tmp / info.filename
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, target.open("wb") as out:
-                _copy_capped(src, out, info, name)
+            try:
+                with zf.open(info) as src, target.open("wb") as out:
+                    _copy_capped(src, out, info, name)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                raise DataError(f"{name}: member {info.filename!r} is corrupt or unreadable ({exc}); "
+                                "refused (nothing was unpacked)") from exc
         if dest.exists():  # an earlier, partial upload of the same zip
             shutil.rmtree(dest)
         tmp.rename(dest)
