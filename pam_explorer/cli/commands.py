@@ -398,13 +398,15 @@ def cmd_export(args: argparse.Namespace) -> dict:
 
 def _project_labels(args: argparse.Namespace, run: Path) -> dict:
     """{"label_names": {task: names}} of the run's project (``--project``, else the project file
-    the run's config.json names), for the subset manifest; {} for a preset's run."""
+    the run's config.json or merge.json names), for the subset manifest; {} for a preset's run."""
     ref = getattr(args, "project", None)
-    if ref is None:
+    for name in ("config.json", "merge.json"):
+        if ref is not None:
+            break
         try:
-            ref = json.loads((run / "config.json").read_text()).get("preset")
+            ref = json.loads((run / name).read_text()).get("preset")
         except (OSError, ValueError, AttributeError):
-            return {}
+            continue
     if not isinstance(ref, str) or not ref.endswith(".toml"):
         return {}
     project = get_preset(str(Path(ref).expanduser().absolute()))

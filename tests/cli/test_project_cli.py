@@ -80,6 +80,10 @@ def test_project_end_to_end(roots, capsys):
     assert code == 0, err
     manifest = json.loads((roots / "a.onnx.json").read_text())
     assert manifest["labels"] == {"A": list(NAMES[:5])} and manifest["source"]["project"] == "fixture"
+    code, _, err = run(["export", "--run", str(roots / "m"), "--subset", "B", "--format", "onnx",
+                        "--out", str(roots / "m.onnx")], capsys)  # a merge run's manifest names them too
+    assert code == 0, err
+    assert json.loads((roots / "m.onnx.json").read_text())["labels"] == {"B": list(NAMES[5:])}
     print(f"project end to end: {time.monotonic() - t0:.1f} s")
 
 
