@@ -20,6 +20,7 @@ import streamlit as st
 from pam_explorer.core.device import available_devices
 from pam_explorer.core.errors import PamError, QueueFull
 from pam_explorer.data import get_preset, list_presets
+from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs
 from pam_explorer.runs.experiment import ExperimentConfig
@@ -47,9 +48,10 @@ def launch_form() -> None:
     """The run's settings (defaults: the explorer's alpha and overrides), what it will use, and
     the launch button. Widgets, not a form, so the summary follows every change."""
     setup, explorer_cfg = current_setup(), regroup_config()
-    presets, methods = list_presets(), list_pruners()
+    presets, methods = with_current(list_presets(), setup.preset), list_pruners()
     c = st.columns([2, 1, 2])
-    preset = c[0].selectbox("Preset", presets, index=presets.index(setup.preset), key="run_preset")
+    preset = c[0].selectbox("Preset", presets, index=presets.index(setup.preset), key="run_preset",
+                            format_func=preset_label)
     prune = c[1].selectbox("Pruning method", methods, index=methods.index("taylor"), key="run_prune",
                            help="taylor (P2, Molchanov et al. 2019) and vib (P1) remove neurons; "
                                 "adapmtl zeroes single weights up to a target sparsity")
@@ -80,7 +82,7 @@ def launch_form() -> None:
     except (ValueError, PamError) as exc:  # PamError is a ValueError; the backend names the field
         st.error(str(exc))
         return
-    networks = has_pretrained(preset, get_preset(preset).task_names)
+    networks = has_networks(preset)
     job = experiment_job(preset, prune, mode, float(alpha), quick, device, float(sparsity), overrides, seeds,
                          floor, rank, regroup)
     what_will_be_used(exp, job, same, setup, explorer_cfg)
@@ -88,7 +90,8 @@ def launch_form() -> None:
         st.warning(f"Preset {preset!r} has no trained networks yet: train them on the Setup page "
                    "('Train networks for this preset'), then launch.")
     if st.button("Launch", type="primary", disabled=not networks, key="launch"):
-        name = f"{preset}-{prune}" + ("-PAM" if mode == MODES[1] else "") + ("-quick" if quick else "")
+        name = f"{get_preset(preset).title}-{prune}" + ("-PAM" if mode == MODES[1] else "") \
+            + ("-quick" if quick else "")
         try:
             rid = jobs.submit(job, runs_root(), name=name)
         except PamError as exc:  # the queue is full, or a bad argument
@@ -97,6 +100,23 @@ def launch_form() -> None:
         else:
             jobs.start_next(runs_root())
             st.session_state["launch_feedback"] = {"run": rid, "at": time.time()}
+
+
+def with_current(presets: list[str], current: str) -> list[str]:
+    """The preset names, and the current setup's project file when it is one."""
+    return presets if current in presets else [*presets, current]
+
+
+def preset_label(preset: str) -> str:
+    return f"project {get_preset(preset).title} ({preset})" if preset.endswith(".toml") else preset
+
+
+def has_networks(preset: str) -> bool:
+    """Whether the preset has committed networks, or the project every task's network file."""
+    p = get_preset(preset)
+    if isinstance(p, ProjectPreset):
+        return all(Path(n.path).is_file() for n in p.nets)
+    return has_pretrained(preset, p.task_names)
 
 
 def pruning_inputs(prune: str) -> tuple[str, str, str, float, bool]:

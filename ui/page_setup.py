@@ -1,19 +1,27 @@
-"""Setup: preset, checkpoints (pre-trained, trained here, or uploaded safetensors), MI settings.
+"""Setup: a preset (checkpoints pre-trained, trained here, or uploaded), or a project file of the
+user's own networks and data (by path, or a zip upload), and the MI settings.
 
-Nothing changes until "Apply"; a failing apply (bad file, wrong shapes, bad MI settings) shows
-st.error and keeps the previous working setup. A preset without networks offers "Train networks
-for this preset" (a background job with progress, ~20 s for a digits preset on an idle CPU) and
-the equivalent command; "Pre-trained" is offered only where networks exist.
+Nothing changes until "Apply" / "Open project"; a failure (bad file, wrong shapes, bad MI
+settings, a project error naming the file and the row, column or key) shows st.error and keeps
+the previous working setup. A preset without networks offers "Train networks for this preset"
+(a background job with progress, ~20 s for a digits preset on an idle CPU) and the equivalent
+command; "Pre-trained" is offered only where networks exist. Uploaded networks may be of any
+registered architecture: options such as a ResNet's width and stem are read off the file (the
+project files' loader, :mod:`pam_explorer.zoo.user_nets`).
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from pam_explorer.core.config import BOUNDS, LABEL_MODES, POOLINGS, MIConfig
-from pam_explorer.core.errors import PamError
+from pam_explorer.core.errors import DataMissing, PamError
 from pam_explorer.data import get_preset, list_presets
+from pam_explorer.data.project import ProjectPreset, read_project
+from pam_explorer.data.project_zip import unpack_project_zip
+from pam_explorer.graph.networks import project_networks
 from pam_explorer.runs import jobs
 from pam_explorer.zoo import list_models
+from pam_explorer.zoo.user_nets import SUFFIXES
 from ui import labels as L
 from ui.run_args import train_job
 from ui.state import (
@@ -28,7 +36,8 @@ from ui.state import (
     uploads_hash,
 )
 
-PRETRAINED, UPLOAD = "Pre-trained networks (assets/<preset>)", "Upload .safetensors per task"
+PRETRAINED, UPLOAD = "Pre-trained networks (assets/<preset>)", "Upload a network file per task"
+PRESET, PROJECT_PATH, PROJECT_ZIP = "A preset", "A project file (path)", "A project zip (upload)"
 
 
 def _mi_inputs(mi: MIConfig) -> dict:
@@ -53,6 +62,25 @@ def main() -> None:
     cur = current_setup()
     if st.session_state.pop("setup_applied", None):
         st.success("Setup applied.")
+    is_project = cur.preset.endswith(".toml")
+    source = st.radio("Networks and data", [PRESET, PROJECT_PATH, PROJECT_ZIP], horizontal=True,
+                      key="setup_source", index=1 if is_project else 0,
+                      help="a built-in preset, or a project file of your own networks and data "
+                           "(README, 'Your own networks and data'; `python -m pam_explorer project "
+                           "--preset P --out DIR` writes a preset as one, to start from)")
+    if source == PRESET:
+        preset_section(cur)
+    else:
+        project_section(cur, source)
+    st.divider()
+    cur = current_setup()
+    what = f"project `{get_preset(cur.preset).title}` ({cur.preset})" if cur.preset.endswith(".toml") \
+        else f"preset `{cur.preset}`"
+    st.markdown(f"**Current setup**: {what}, checkpoints `{cur.checkpoints}`"
+                + (f" ({cur.arch})" if cur.arch else "") + f"; {L.mi_text(cur.mi)}")
+
+
+def preset_section(cur: Setup) -> None:
     presets = list_presets()
     preset_name = st.selectbox("Preset", presets, key="setup_preset",
                                index=presets.index(cur.preset) if cur.preset in presets else 0)
@@ -71,10 +99,63 @@ def main() -> None:
     if st.button("Apply setup", type="primary", key="apply_setup"):
         _apply(preset_name, arch, mi_kwargs, files, up_arch)
 
-    st.divider()
-    cur = current_setup()
-    st.markdown(f"**Current setup**: preset `{cur.preset}`, checkpoints `{cur.checkpoints}`"
-                + (f" ({cur.arch})" if cur.arch else "") + f"; {L.mi_text(cur.mi)}")
+
+def project_section(cur: Setup, source: str) -> None:
+    """A project file by path, or a zip of one, opened with "Open project"."""
+    current = cur.preset if cur.preset.endswith(".toml") else ""
+    if source == PROJECT_PATH:
+        path = st.text_input("Project file", value=current, key="project_path",
+                             placeholder="/path/to/pam.toml",
+                             help="the TOML file; its CSV or NPZ, pictures and networks are relative to it")
+        upload = None
+    else:
+        path = None
+        upload = st.file_uploader("Project zip", type=["zip"], key="project_zip",
+                                  help="a zip of the project file, its CSV or NPZ, the pictures and the "
+                                       "networks")
+    mi_kwargs = _mi_inputs(cur.mi)
+    if st.button("Open project", type="primary", key="open_project"):
+        _open_project(path, upload, mi_kwargs)
+    if current:
+        _project_summary(current)
+
+
+def _open_project(path: str | None, upload, mi_kwargs: dict) -> None:
+    """Read and check the project, load its networks and open its explorer; keep the old setup on
+    a PamError (one line naming the file and the key, row or column)."""
+    try:
+        mi = MIConfig(**mi_kwargs)
+        if upload is not None:
+            path = str(unpack_project_zip(upload.getvalue(), runs_root() / "projects", upload.name))
+        if not path:
+            raise DataMissing("give the path of a project file (pam.toml), or upload a zip of one")
+        project = read_project(path)
+        nets = project_networks(project)
+        new = Setup(project.name, mi, "pretrained", getattr(nets[0], "arch", None), project.content_key())
+        open_explorer(new, nets)
+    except PamError as exc:
+        st.error(f"Project not opened (the previous setup is kept): {exc}")
+        if "train --project" in str(exc):
+            st.code(f"python -m pam_explorer train --project {path}", language="bash")
+    else:
+        apply_setup(new)
+        st.session_state["setup_applied"] = True
+        st.rerun()
+
+
+def _project_summary(path: str) -> None:
+    try:
+        p: ProjectPreset = read_project(path)
+        sizes = p.split_sizes()
+    except PamError as exc:
+        st.warning(f"The current project cannot be read now: {exc}")
+        return
+    names = p.task_label_names()
+    st.markdown(f"**Project** `{p.title}`: {p.image_size}x{p.image_size} px, {p.in_channels} channel(s); "
+                + ", ".join(f"{n:,} {s}" for s, n in sizes.items()) + " pictures  \n"
+                + "  \n".join(f"**Task {t}**: {', '.join(names[t])} — network `{net.path}` "
+                               f"({net.arch or 'architecture from its sidecar'})"
+                               for t, net in zip(p.task_names, p.nets)))
 
 
 def train_section(preset: str) -> None:
@@ -131,16 +212,19 @@ def _checkpoint_inputs(preset, cur: Setup, arch: str | None) -> tuple[dict | Non
     if src == UPLOAD:
         models = list_models()
         default = cur.arch or arch or models[0]
-        up_arch = st.selectbox("Architecture (registered)", models,
+        up_arch = st.selectbox("Architecture (registered)", models, key="upload_arch",
                                index=models.index(default) if default in models else 0)
         cols = st.columns(len(preset.task_names))
         for col, t in zip(cols, preset.task_names):
-            f = col.file_uploader(f"Task {t}", type=["safetensors"], key=f"upload_{preset.name}_{t}")
+            f = col.file_uploader(f"Task {t}", type=[s.lstrip(".") for s in SUFFIXES],
+                                  key=f"upload_{preset.name}_{t}")
             if f is not None:
-                files[t] = f.getvalue()
-        st.caption("Weights only (safetensors: no code runs on load). Each file must match "
-                   f"`build_model(arch, labels of the task, {preset.in_channels}, {preset.image_size})` "
-                   "exactly.")
+                files[t] = (f.name, f.getvalue())
+        st.caption("Weights only: safetensors, or a PyTorch state_dict (.pth / .pt, read with "
+                   "torch.load(weights_only=True)); no code runs on load. The architecture's options (a "
+                   "ResNet's width and stem, a LeNet's width, ...) are read off the file's tensor shapes; "
+                   f"the head needs one output per label of the task, for {preset.in_channels}-channel "
+                   f"{preset.image_size}-px pictures.")
         return files, up_arch
     return None, None
 

@@ -20,7 +20,7 @@ from pam_explorer.core.config import MIConfig, RegroupConfig
 from pam_explorer.core.errors import DataMissing, PamError
 from pam_explorer.data import get_preset, load_preset_data, preset_relatedness
 from pam_explorer.regroup.explorer import Explorer
-from pam_explorer.zoo import checkpoint
+from pam_explorer.zoo import user_nets
 from pam_explorer.zoo.pretrained import has_pretrained, pretrained_meta
 
 DEFAULT_PRESET = "digits-2task"
@@ -35,10 +35,11 @@ class Setup:
     mi: MIConfig = MIConfig()
     checkpoints: str = "pretrained"
     arch: str | None = None
+    content: str = ""  # a project file's content key (data, labels, networks): its edits are a new setup
 
     @property
     def key(self) -> tuple:
-        return (self.preset, self.mi, self.checkpoints)
+        return (self.preset, self.mi, self.checkpoints, self.content)
 
 
 def current_setup() -> Setup:
@@ -56,21 +57,23 @@ def preset_arch(preset: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def nets_from_uploads(preset: str, arch: str, files: Mapping[str, bytes],
+def nets_from_uploads(preset: str, arch: str, files: Mapping[str, bytes | tuple[str, bytes]],
                       image_size: int | None = None) -> list:
-    """One network per task of ``preset`` from uploaded safetensors bytes (task -> bytes):
-    :func:`pam_explorer.zoo.checkpoint.nets_from_uploads` with the preset's tasks, channels and
-    (None) picture size."""
+    """One network per task of ``preset`` from uploaded files (task -> (file name, bytes), or bytes
+    of a .safetensors): :func:`pam_explorer.zoo.user_nets.networks_from_uploads` (the project
+    files' loader: options such as a ResNet's width and stem read off the shapes) with the
+    preset's tasks, channels and (None) picture size."""
     p = get_preset(preset)
     outputs = {t: len(labels) for t, labels in zip(p.task_names, p.task_labels)}
-    return checkpoint.nets_from_uploads(arch, files, outputs, p.in_channels, image_size or p.image_size)
+    named = {t: f if isinstance(f, tuple) else (f"{t}.safetensors", f) for t, f in files.items()}
+    return user_nets.networks_from_uploads(arch, named, outputs, p.in_channels, image_size or p.image_size)
 
 
-def uploads_hash(arch: str, files: Mapping[str, bytes]) -> str:
+def uploads_hash(arch: str, files: Mapping[str, bytes | tuple[str, bytes]]) -> str:
     h = hashlib.sha256(arch.encode())
     for t in sorted(files):
         h.update(t.encode())
-        h.update(hashlib.sha256(files[t]).digest())
+        h.update(hashlib.sha256(files[t][1] if isinstance(files[t], tuple) else files[t]).digest())
     return "upload-" + h.hexdigest()[:16]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pam_explorer.core.errors import PamError
-from pam_explorer.data import list_presets
+from pam_explorer.data import get_preset, list_presets
 from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs, sweep_files
 from pam_explorer.runs.executors import EXECUTORS
@@ -110,7 +110,8 @@ def _no_sweep(preset: str) -> None:
             "sweep finetunes and prunes PAM at every alpha where the grouping changes, under several "
             "seeds, with B1 and B2 beside it, and shows the measured trade-off here.")
     if st.button(f"Launch a sweep of {preset} (auto alphas, seeds {SEEDS}, local)", key="sweep_launch_here"):
-        _submit(V.sweep_job(preset, "taylor", "auto", SEEDS, "local", None, False), f"sweep-{preset}")
+        _submit(V.sweep_job(preset, "taylor", "auto", SEEDS, "local", None, False),
+                f"sweep-{get_preset(preset).title}")
 
 
 def _submit(job: dict, name: str) -> None:
@@ -123,13 +124,19 @@ def _submit(job: dict, name: str) -> None:
     st.success(f"Sweep {rid} " + ("started" if started == rid else "queued") + "; progress on the Runs page.")
 
 
+def _label(preset: str) -> str:
+    return f"project {get_preset(preset).title}" if preset.endswith(".toml") else preset
+
+
 def runs_sweep_section(default_preset: str) -> None:
     """The runs page: launch a sweep, and the progress of sweeps per point."""
     st.subheader("Alpha sweeps")
     presets = list_presets()
+    presets = presets if default_preset in presets else [*presets, default_preset]  # a project file
     with st.form("launch_sweep"):
         c = st.columns([2, 1, 2, 1, 1, 1])
-        preset = c[0].selectbox("Preset", presets, index=presets.index(default_preset), key="sweep_preset")
+        preset = c[0].selectbox("Preset", presets, index=presets.index(default_preset), key="sweep_preset",
+                                format_func=_label)
         prune = c[1].selectbox("Pruning method", list_pruners(), key="sweep_prune")
         alphas = c[2].text_input("alphas (bits)", "auto", help="auto: where the grouping changes, at most 8 "
                                  "log-spaced values; or comma-separated values such as 0.01,0.1,0.5")
@@ -144,7 +151,7 @@ def runs_sweep_section(default_preset: str) -> None:
             except PamError as exc:
                 st.error(str(exc))
             else:
-                _submit(job, f"sweep-{preset}" + ("-quick" if quick else ""))
+                _submit(job, f"sweep-{get_preset(preset).title}" + ("-quick" if quick else ""))
     _sweep_progress()
 
 

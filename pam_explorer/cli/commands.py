@@ -11,12 +11,16 @@ from pam_explorer.core.config import DataConfig, MIConfig, RegroupConfig, TrainC
 from pam_explorer.core.device import resolve_device
 from pam_explorer.core.errors import ConfigError, DataMissing
 from pam_explorer.data import Preset, get_preset
+from pam_explorer.data.project import ProjectPreset
 from pam_explorer.graph.layer_map import layer_map
+from pam_explorer.graph.networks import task_networks
 from pam_explorer.regroup.explorer import Explorer
+from pam_explorer.runs import estimates
 from pam_explorer.runs.bench import bench_greedy
 from pam_explorer.runs.bench_latency import bench_latency, latency_table
 from pam_explorer.runs.experiment import ExperimentConfig, run_experiment
 from pam_explorer.runs.merge_run import merge_preset
+from pam_explorer.runs.project_run import train_project, write_preset_project
 from pam_explorer.runs.slurm import Resources
 from pam_explorer.runs.sweep import SweepConfig, SweepOptions, dry_run, run_sweep
 from pam_explorer.runs.training_run import train_preset
@@ -28,12 +32,99 @@ def _err(msg: str, end: str = "\n") -> None:
 
 
 def _nets(preset: str, arch: str | None) -> list:
-    """The committed ``arch`` networks of ``preset`` (DataMissing says how to train them)."""
-    p = get_preset(preset)
-    return load_pretrained(p.name, p.task_names, arch)
+    """The committed ``arch`` networks of ``preset``, or a project's own (DataMissing says how to
+    train them)."""
+    return task_networks(get_preset(preset), arch)
+
+
+def preset_ref(args: argparse.Namespace) -> str:
+    """What --preset or --project names, for get_preset: the preset's name, or the project file's
+    absolute path (checked and read there). ConfigError for --arch with --project."""
+    if getattr(args, "project", None) is None:
+        return args.preset
+    if getattr(args, "arch", None) not in (None, "lenet5"):
+        raise ConfigError(f"--arch {args.arch} does not apply to --project: the project file names each "
+                          "task's architecture (tasks.NAME.arch)")
+    return str(Path(args.project).expanduser().absolute())
+
+
+def check_project_overrides(cfg: RegroupConfig | ExperimentConfig, nets: list) -> None:
+    """As :func:`check_override_layers`, on a project's networks."""
+    known = [info.name for info in layer_map(nets[0])]
+    for layer, alpha in cfg.overrides:
+        if layer not in known:
+            raise ConfigError(f"--override {layer}={alpha:g}: unknown layer {layer!r}; the layers of "
+                              f"the project's networks are {', '.join(known)}")
+
+
+def _check_overrides(cfg: RegroupConfig | ExperimentConfig, preset: Preset, arch: str | None = None) -> None:
+    if isinstance(preset, ProjectPreset):
+        if cfg.overrides:
+            check_project_overrides(cfg, task_networks(preset))
+    else:
+        check_override_layers(cfg, preset, arch)
+
+
+class _Estimate:
+    """Prints a time estimate once, when the work starts (after every check: an error stays the
+    only line on stderr)."""
+
+    def __init__(self, line: str) -> None:
+        self.line: str | None = line
+
+    def say(self) -> None:
+        if self.line is not None:
+            _err(self.line)
+            self.line = None
+
+
+def cmd_project(args: argparse.Namespace) -> dict:
+    result = write_preset_project(args.preset, Path(args.out), args.arch)
+    if not args.json:
+        print(f"wrote {args.preset} as a project: {result['project']} ({result['pictures']:,} pictures, "
+              f"tasks {', '.join(result['tasks'])}); open it with --project {result['project']}")
+    return result
+
+
+def _cmd_train_project(args: argparse.Namespace) -> dict:
+    project = get_preset(preset_ref(args))
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device)
+    data = DataConfig(n_train=args.n_train, seed=args.seed)
+    if args.width is not None or args.small_input or args.out or args.install:
+        raise ConfigError("--width, --small-input, --out and --install do not apply to --project: the "
+                          "project file names each task's architecture and options, and networks go to "
+                          "its nets/ folder")
+
+    def start(models: dict) -> None:
+        flops = estimates.net_flops(project, list(models.values()))
+        sizes = estimates.split_sizes(project, data)
+        secs = estimates.train_seconds(flops, cfg.epochs, sizes, torch_threads())
+        _err(estimates.estimate_line(secs, flops, sizes, f"{cfg.epochs} epochs per network"))
+
+    def progress(task: str, row: dict) -> None:
+        _err(f"  [{task}] epoch {row['epoch']:>2}  loss {row['loss']:.4f}  "
+             f"val acc {row['val_accuracy']:.2f}%")
+
+    command = (f"python -m pam_explorer train --project {project.name} --epochs {args.epochs} "
+               f"--seed {args.seed} --n-train {args.n_train}")
+    summary = train_project(project, cfg, data, progress, {"command": command}, start)
+    for task, row in summary["created"].items():
+        print(f"task {task}: test binary accuracy {row['test_accuracy']:.2f}% "
+              f"(val {row['val_accuracy']:.2f}%, {row['seconds']:.0f} s) -> {row['path']}")
+    for task in summary["kept"]:
+        print(f"task {task}: has its network already (kept as it is)")
+    return summary
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
+    if getattr(args, "project", None) is not None:
+        return _cmd_train_project(args)
     preset = get_preset(args.preset)
     out = Path(args.out) if args.out else None
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device)
@@ -110,10 +201,10 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
         if step == total or step % max(1, total // 4) == 0:
             _err(f"  trajectories {layer}: {step}/{total}")
 
-    preset = get_preset(args.preset)
+    preset = get_preset(preset_ref(args))
     cfg = regroup_config(args, preset.default_alpha)
-    check_override_layers(cfg, preset, args.arch)
-    explorer = Explorer.open(preset, mi_config(args), nets=_nets(args.preset, args.arch),
+    _check_overrides(cfg, preset, args.arch)
+    explorer = Explorer.open(preset, mi_config(args), nets=_nets(preset.name, args.arch),
                              use_cache=not args.no_cache, progress=progress)
     report = explorer.regroup_report(cfg)
     if not args.json:
@@ -124,13 +215,16 @@ def cmd_regroup(args: argparse.Namespace) -> dict:
 
 
 def cmd_merge(args: argparse.Namespace) -> dict:
+    preset = get_preset(preset_ref(args))
+    cfg = regroup_config(args, preset.default_alpha)
+    _check_overrides(cfg, preset, args.arch)
+    estimate = _merge_estimate(preset, args)
+
     def progress(msg: str) -> None:
+        estimate.say()
         _err(f"  {msg}")
 
-    preset = get_preset(args.preset)
-    cfg = regroup_config(args, preset.default_alpha)
-    check_override_layers(cfg, preset, args.arch)
-    summary = merge_preset(args.preset, cfg, mi_config(args), args.finetune_epochs, args.device,
+    summary = merge_preset(preset.name, cfg, mi_config(args), args.finetune_epochs, args.device,
                            Path(args.out), progress, force=args.force, arch=args.arch)
     if not args.json:
         print(f"merged model -> {summary['model']}")
@@ -138,6 +232,25 @@ def cmd_merge(args: argparse.Namespace) -> dict:
             print(f"  {s:>6}: {f:>12,} FLOPs  {summary['latency_ms'][s]:8.3f} ms (CPU, batch 1)")
         print(f"  accuracy (test, %): {summary['accuracy']}")
     return summary
+
+
+def _merge_estimate(preset: Preset, args: argparse.Namespace) -> _Estimate:
+    flops = estimates.net_flops(preset, _nets(preset.name, args.arch))
+    sizes = estimates.split_sizes(preset, preset.data_config(DataConfig()))
+    secs = estimates.train_seconds([sum(flops)], args.finetune_epochs, sizes, torch_threads())
+    return _Estimate(estimates.estimate_line(secs, flops, sizes, f"{args.finetune_epochs} finetuning epochs "
+                                             "of the merged network (MI trajectories not counted)"))
+
+
+def _experiment_estimate(cfg: ExperimentConfig, points: int = 1, what: str = "") -> _Estimate:
+    preset = get_preset(cfg.preset)
+    flops = estimates.net_flops(preset, task_networks(preset, cfg.arch))
+    sizes = estimates.split_sizes(preset, cfg.data())
+    secs = estimates.experiment_seconds(cfg, flops, sizes, torch_threads(), pam_points=points)
+    turns = min(cfg.prune_config(0, None).max_steps, estimates.TURNS)
+    return _Estimate(estimates.estimate_line(
+        secs, flops, sizes, f"schemes {'/'.join(cfg.schemes)} x {len(cfg.seeds)} seed(s){what}, "
+        f"{cfg.finetune(0).epochs} joint finetuning epochs, about {turns} pruning turns per scheme"))
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
@@ -153,20 +266,25 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
 
 def cmd_experiment(args: argparse.Namespace) -> dict:
     seeds = (args.seed,) if args.seed is not None else parse_ints(args.seeds, "--seeds")
-    cfg = ExperimentConfig(preset=args.preset, prune=args.prune, alpha=args.alpha,
+    cfg = ExperimentConfig(preset=preset_ref(args), prune=args.prune, alpha=args.alpha,
                            schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
                            finetune_epochs=args.finetune_epochs, quick=args.quick, seeds=seeds,
                            device=args.device, target_sparsity=args.target_sparsity, floor=args.floor,
                            rank=args.rank, regroup=args.regroup, arch=args.arch,
                            overrides=parse_overrides(args.override), max_steps=args.max_steps,
                            prune_lr=args.prune_lr, schedule=args.schedule, delta=args.delta)
-    check_override_layers(cfg, get_preset(cfg.preset))
+    _check_overrides(cfg, get_preset(cfg.preset))
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise ConfigError(f"--workers and --threads must be >= 1, got {args.workers} and {args.threads}")
-    report = run_experiment(cfg, Path(args.out),
-                            progress=lambda row: _err(f"  [{row['fraction']:.0%}] {row['message']}"),
-                            workers=args.workers, threads=args.threads)
+    estimate = _experiment_estimate(cfg)
+
+    def progress(row: dict) -> None:
+        estimate.say()
+        _err(f"  [{row['fraction']:.0%}] {row['message']}")
+
+    report = run_experiment(cfg, Path(args.out), progress=progress, workers=args.workers,
+                            threads=args.threads)
     if not args.json:
         print((Path(args.out) / "table.md").read_text())
     return report
@@ -204,7 +322,7 @@ def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
-    cfg = SweepConfig(preset=args.preset, prune=args.prune, alphas=parse_alphas(args.alphas),
+    cfg = SweepConfig(preset=preset_ref(args), prune=args.prune, alphas=parse_alphas(args.alphas),
                       seeds=parse_ints(args.seeds, "--seeds"), finetune_epochs=args.finetune_epochs,
                       quick=args.quick, device=args.device, target_sparsity=args.target_sparsity,
                       floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch,
@@ -222,7 +340,15 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
         if not args.json:
             print(dry_run_text(plan))
         return plan
-    sweep = run_sweep(cfg, Path(args.out), opts, say=_err)
+    points = 8 if cfg.alphas == "auto" else len(cfg.alphas)
+    estimate = _experiment_estimate(cfg.experiment(), points, f", PAM at {'up to ' * (cfg.alphas == 'auto')}"
+                                    f"{points} alphas (one job at a time; workers divide it)")
+
+    def say(message: str) -> None:
+        estimate.say()
+        _err(message)
+
+    sweep = run_sweep(cfg, Path(args.out), opts, say=say)
     if not args.json:
         print((Path(args.out) / "sweep.md").read_text())
     return sweep
@@ -293,6 +419,7 @@ def cmd_export(args: argparse.Namespace) -> dict:
     net = export.load(src)  # validates the file and rebuilds the model before writing anything
     manifest = export.read_manifest(src)
     extra = {k: v for k, v in manifest.items() if k not in export.manifest_of(net)}
+    extra.update(_project_labels(args, Path(args.run)))
     if args.subset is None:
         path = export.save(net, out, extra, force=args.force)
         result = {"out": str(path), "bytes": path.stat().st_size}
@@ -309,11 +436,32 @@ def cmd_export(args: argparse.Namespace) -> dict:
     return result
 
 
+def _project_labels(args: argparse.Namespace, run: Path) -> dict:
+    """{"label_names": {task: names}} of the run's project (``--project``, else the project file
+    the run's config.json or merge.json names), for the subset manifest; {} for a preset's run."""
+    ref = getattr(args, "project", None)
+    for name in ("config.json", "merge.json"):
+        if ref is not None:
+            break
+        try:
+            ref = json.loads((run / name).read_text()).get("preset")
+        except (OSError, ValueError, AttributeError):
+            continue
+    if not isinstance(ref, str) or not ref.endswith(".toml"):
+        return {}
+    project = get_preset(str(Path(ref).expanduser().absolute()))
+    return {"label_names": project.task_label_names(), "project": project.title}
+
+
 def cmd_bench(args: argparse.Namespace) -> dict:
     if args.bench == "latency":
         return _bench_latency(args)
+    _err("bench greedy: this takes a while (a few minutes on 2 CPU cores): it times the fast greedy code, "
+         "then the from-scratch baseline at a size sized to about a minute, which runs longer on a busy "
+         "machine; progress below")
     result = bench_greedy(neurons=args.neurons, samples=args.samples, labels=args.labels,
-                          device=args.device, naive_neurons=args.naive_neurons, threads=args.threads)
+                          device=args.device, naive_neurons=args.naive_neurons, threads=args.threads,
+                          progress=lambda message: _err(f"  {message}"))
     if not args.json:
         for k, v in result.items():
             print(f"{k}: {v}")

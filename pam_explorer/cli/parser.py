@@ -4,25 +4,27 @@ from __future__ import annotations
 import argparse
 
 from pam_explorer.core import config as C
+from pam_explorer.data.catalogue import builtin_preset_names
 
-DESCRIPTION = """Command line: ``python -m pam_explorer {train,regroup,bench,...}``.
+DEFAULT_PRESET = "digits-2task"
 
-Machine-readable outputs (``--json``) follow the contract in DESIGN.md; progress goes to stderr
-so stdout stays parseable.
-"""
+DESCRIPTION = """PAM Explorer's command line. Every command that takes --preset also takes
+--project FILE, a project file of your own networks and data (README, "Your own networks and
+data"). Machine-readable outputs (--json) follow the contract in docs/architecture.md; progress
+goes to stderr so stdout stays parseable."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pam_explorer", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_train, _regroup, _merge, _experiment, _sweep, _export, _bench):
+    for add in (_train, _regroup, _merge, _experiment, _sweep, _export, _bench, _project):
         add(sub)
     return p
 
 
 def _train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train one single-task network per task of a preset")
-    t.add_argument("--preset", default="digits-2task")
+    _preset_args(t)
     t.add_argument("--arch", default="lenet5", help="a registered architecture (default lenet5)")
     t.add_argument("--epochs", type=int, default=15)
     t.add_argument("--seed", type=int, default=0, help="training and data seed")
@@ -43,7 +45,7 @@ def _train(sub: argparse._SubParsersAction) -> None:
 
 def _regroup(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("regroup", help="regroup neurons at alpha (trajectories cached)")
-    r.add_argument("--preset", default="digits-2task")
+    _preset_args(r)
     r.add_argument("--alpha", type=float, default=None, help="bits; default: the preset's")
     r.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
     r.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
@@ -54,7 +56,7 @@ def _regroup(sub: argparse._SubParsersAction) -> None:
 
 def _merge(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("merge", help="merge the preset's networks at alpha (+ finetune) -> DIR")
-    m.add_argument("--preset", default="digits-2task")
+    _preset_args(m)
     m.add_argument("--alpha", type=float, default=None)
     m.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA")
     m.add_argument("--algorithm", choices=["simplified", "full"], default="simplified")
@@ -69,8 +71,8 @@ def _merge(sub: argparse._SubParsersAction) -> None:
 
 def _experiment(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("experiment", help="B1 vs B2 vs PAM under one pruning method -> DIR/report.json")
-    e.add_argument("--preset", default="digits-2task")
-    e.add_argument("--prune", default="taylor")
+    _preset_args(e)
+    _prune_arg(e)
     e.add_argument("--alpha", type=float, default=None,
                    help="PAM's alpha in bits (default: the regroup profile's for the preset)")
     e.add_argument("--override", action="append", default=[], metavar="LAYER=ALPHA",
@@ -125,8 +127,8 @@ def _schedule_arg(p: argparse.ArgumentParser) -> None:
 def _sweep(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser("sweep", help="PAM finetuned and pruned at every alpha under every seed, B1/B2 "
                                      "once per seed -> DIR/sweep.json (frontier, recommended alpha)")
-    w.add_argument("--preset", default="digits-2task")
-    w.add_argument("--prune", default="taylor")
+    _preset_args(w)
+    _prune_arg(w)
     w.add_argument("--alphas", default="auto", metavar="auto|A1,A2,...",
                    help="bits; auto: where the grouping changes, at most 8 log-spaced values (default)")
     w.add_argument("--seeds", default="0,1,2", metavar="S1,S2,...")
@@ -175,6 +177,9 @@ def _export(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--layout", default="dense", choices=["dense", "exact"],
                    help="with --subset: one dense layer per layer (dense) or one op per group (exact)")
     x.add_argument("--force", action="store_true", help="replace existing output files")
+    x.add_argument("--project", default=None, metavar="FILE",
+                   help="the project file of the run (its label names go into the manifest; default: "
+                        "the project the run's config.json names, if any)")
     x.add_argument("--json", action="store_true")
 
 
@@ -201,6 +206,32 @@ def _bench(sub: argparse._SubParsersAction) -> None:
     lat.add_argument("--min-run-time", type=float, default=0.2, help="seconds per measurement")
     lat.add_argument("--repeats", type=int, default=3, help="measure the grid this many times (median)")
     lat.add_argument("--json", action="store_true")
+
+
+def _project(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("project", help="write a preset as a project file (pam.toml + data.npz + nets/): "
+                                       "a working example to edit")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=builtin_preset_names(), metavar="NAME",
+                   help=f"the preset to write: {', '.join(builtin_preset_names())} "
+                        f"(default {DEFAULT_PRESET})")
+    p.add_argument("--arch", default=None,
+                   help="which committed networks go into nets/ (default: those in assets/<preset>/, lenet5)")
+    p.add_argument("--out", required=True, help="a new or empty folder for the project")
+    p.add_argument("--json", action="store_true")
+
+
+def _preset_args(p: argparse.ArgumentParser) -> None:
+    """--preset NAME or --project FILE (not both)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", default=DEFAULT_PRESET, choices=builtin_preset_names(), metavar="NAME",
+                   help=f"a built-in preset: {', '.join(builtin_preset_names())} (default {DEFAULT_PRESET})")
+    g.add_argument("--project", default=None, metavar="FILE",
+                   help="a project file (pam.toml) of your own networks and data, in place of --preset")
+
+
+def _prune_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prune", default="taylor", choices=C.PRUNE_METHODS,
+                   help=f"pruning method: {', '.join(C.PRUNE_METHODS)} (default taylor)")
 
 
 def _device_arg(p: argparse.ArgumentParser, default: str) -> None:

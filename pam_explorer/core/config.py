@@ -24,6 +24,9 @@ ALGORITHMS = ("simplified", "full")
 KERNELS = ("fixed", "scaled")
 NORMALISATIONS = ("rms", "none")
 BOTH_PICKED = ("share", "drop")
+# the built-in pruning methods (pam_explorer.prune registers them; tests/prune check the registry
+# against this list), named here so the command line lists them without importing torch
+PRUNE_METHODS = ("taylor", "vib", "adapmtl")
 
 
 @dataclass(frozen=True)
@@ -191,5 +194,5 @@ def from_json(cls: type[T], text: str) -> T:
 __all__ = [
     "DataConfig", "TrainConfig", "MIConfig", "RegroupConfig", "FinetuneConfig",
     "to_json", "from_json", "POOLINGS", "LABEL_MODES", "BOUNDS", "ALGORITHMS", "KERNELS",
-    "NORMALISATIONS", "BOTH_PICKED",
+    "NORMALISATIONS", "BOTH_PICKED", "PRUNE_METHODS",
 ]

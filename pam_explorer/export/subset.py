@@ -87,14 +87,19 @@ def sidecar(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def label_names(preset: str | None, tasks: list[str], outputs: list[int]) -> dict[str, list[str]]:
-    """{task: label names} from the preset (when known and consistent), else "label 0", ..."""
+def label_names(preset: str | None, tasks: list[str], outputs: list[int],
+                given: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """{task: label names}: ``given`` (a project's, recorded with the run), else from the preset
+    (when known and consistent), else "label 0", ..."""
     try:
-        p = get_preset(preset) if preset else None
+        p = get_preset(preset) if preset and not str(preset).endswith(".toml") else None
     except ConfigError:
         p = None
     names = {}
     for t, n in zip(tasks, outputs):
+        if isinstance(given, dict) and isinstance(given.get(t), list) and len(given[t]) == n:
+            names[t] = [str(x) for x in given[t]]
+            continue
         cols = p.task_labels[p.task_names.index(t)] if p is not None and t in p.task_names else None
         ok = cols is not None and len(cols) == n and p.dataset in LABEL_NAMES
         names[t] = [LABEL_NAMES[p.dataset][c] for c in cols] if ok else [f"label {i}" for i in range(n)]
@@ -111,7 +116,8 @@ def subset_manifest(net: MergedNet, fused: FusedNet, fmt: str, source: dict[str,
     geo, subset = net.geometry, fused.subset
     outputs = {t: geo.head_outputs[geo.tasks.index(t)] for t in fused.tasks}
     source = dict(source or {})
-    labels = label_names(source.get("preset"), list(fused.tasks), list(outputs.values()))
+    labels = label_names(source.get("preset"), list(fused.tasks), list(outputs.values()),
+                         source.get("label_names"))
     grouped = subset_costs(net)[subset]
     fused_cost = fused_costs(geo, net.group_widths())[subset] if fused.layout == "dense" else grouped
     manifest = {

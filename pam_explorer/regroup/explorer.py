@@ -19,6 +19,7 @@ from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.cost.analytic import costs_from_widths, predicted_costs
 from pam_explorer.data import Preset, get_preset, load_preset_data, preset_relatedness, task_targets
 from pam_explorer.graph.build import net_geometry
+from pam_explorer.graph.networks import task_networks
 from pam_explorer.regroup.algorithms import (
     LayerGroups,
     groups_at,
@@ -34,7 +35,6 @@ from pam_explorer.regroup.trajectories import (
     sample_inputs,
 )
 from pam_explorer.zoo.chain import ChainNet
-from pam_explorer.zoo.pretrained import load_pretrained
 
 
 @dataclass
@@ -52,9 +52,11 @@ class Explorer:
     @classmethod
     def open(cls, preset: str | Preset, mi: MIConfig = MIConfig(), data: DataConfig = DataConfig(),
              nets: Sequence[ChainNet] | None = None, use_cache: bool = True, progress=None) -> Explorer:
-        """Load data + networks (default: the committed pre-trained ones) and the trajectories."""
+        """Load data + networks (default: the committed pre-trained ones; a project's own, when
+        ``preset`` is a project file or :class:`~pam_explorer.data.project.ProjectPreset`) and
+        the trajectories."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
-        nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names)
+        nets = list(nets) if nets is not None else task_networks(preset)
         if len(nets) != len(preset.task_names):
             raise StructureError(f"{len(nets)} networks given for {len(preset.task_names)} tasks of "
                                  f"{preset.name}")

@@ -172,6 +172,8 @@ def _cache_key(preset: Preset, nets: Sequence[nn.Module], data: DataConfig, mi: 
     # name, description and default alpha may change without invalidating cached or shipped files
     tasks = {"dataset": preset.dataset, "task_names": list(preset.task_names),
              "task_labels": [list(c) for c in preset.task_labels]}
+    if preset.key_name != preset.name:  # a project: its data by content (presets' keys unchanged)
+        tasks["content"] = preset.key_name
     blob = json.dumps({"preset": tasks, "data": asdict(preset.data_config(data)), "mi": asdict(mi),
                        "weights": weights_hash(nets), "code": CODE_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]

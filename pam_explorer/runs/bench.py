@@ -7,6 +7,7 @@ incrementally updated kernels (``greedy_trajectory``). Pure computation: returns
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -71,7 +72,7 @@ def pick_naive_size(t: torch.Tensor, Y: torch.Tensor, sigma2: float,
 def bench_greedy(neurons: int = 1024, samples: int = 128, labels: int = 5,
                  device: str = "cpu", naive_neurons: int | None = None, seed: int = 0,
                  sigma2: float = 0.1, naive_budget_s: float = 60.0,
-                 threads: int | None = None) -> dict[str, Any]:
+                 threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time one full greedy trajectory (fast code) and the from-scratch approach.
 
     ``seconds``: fast code, ``neurons`` x ``samples``. ``naive_seconds`` and
@@ -80,7 +81,9 @@ def bench_greedy(neurons: int = 1024, samples: int = 128, labels: int = 5,
     ``speedup`` = their ratio; ``naive_matches_fast``: same greedy order. ``threads`` sets
     torch's intra-op threads for the run (restored afterwards); None keeps the current.
     ``device``: "cpu", "cuda[:i]" or "auto" (:func:`~pam_explorer.core.device.resolve_device`).
+    ``progress(message)`` is told when each of the three timed runs starts and ends.
     """
+    say = progress or (lambda message: None)
     device = str(resolve_device(device))  # "auto" -> the GPU if present; "cuda" without one: ConfigError
     old_threads = torch.get_num_threads()
     if threads is not None:
@@ -88,12 +91,17 @@ def bench_greedy(neurons: int = 1024, samples: int = 128, labels: int = 5,
     try:
         t, Y = synthetic_layer(neurons, samples, labels, seed, device)
         greedy_trajectory(t[:, :8], Y, sigma2)  # warm-up (allocator, BLAS init)
+        say(f"1/3 fast greedy trajectory, {neurons} neurons x {samples} samples ...")
         seconds, _ = _timed(greedy_trajectory, t, Y, sigma2, device=device)
+        say(f"1/3 done in {seconds:.2f} s; sizing the from-scratch baseline (~{naive_budget_s:.0f} s budget)")
         n_naive = naive_neurons or pick_naive_size(t, Y, sigma2, naive_budget_s)
         n_naive = min(n_naive, neurons)
         fast_small, (o_fast, _) = _timed(greedy_trajectory, t[:, :n_naive], Y, sigma2,
                                          device=device)
+        say(f"2/3 fast code on {n_naive} neurons: {fast_small:.3f} s; 3/3 from-scratch baseline on "
+            f"{n_naive} neurons (the slow part: minutes) ...")
         naive, (o_naive, _, _) = _timed(greedy_reference, t[:, :n_naive], Y, sigma2, device=device)
+        say(f"3/3 done in {naive:.1f} s")
         return {
             "seconds": seconds, "naive_seconds": naive,
             "fast_seconds_at_naive_size": fast_small, "speedup": naive / max(fast_small, 1e-12),

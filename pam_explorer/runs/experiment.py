@@ -39,6 +39,7 @@ from pam_explorer.runs.experiment_config import (
     TIMING_FIELDS,
     ExperimentConfig,
     Progress,
+    check_project_key,
 )
 from pam_explorer.runs.outdir import claim
 from pam_explorer.runs.schemes import SCHEME_FNS
@@ -250,4 +251,5 @@ def _check_or_write_config(cfg: ExperimentConfig, out: Path) -> bool:
     return "seed" in raw
 
 
-__all__ = ["ExperimentConfig", "run_experiment", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "TIMING_FIELDS"]
+__all__ = ["ExperimentConfig", "run_experiment", "check_project_key", "SCHEMES", "FLOORS", "REGROUP_PROFILES",
+           "TIMING_FIELDS"]

@@ -13,9 +13,10 @@ from typing import Any
 from pam_explorer.baselines.mtz import MTZConfig
 from pam_explorer.core import validate
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig
-from pam_explorer.core.errors import ConfigError
+from pam_explorer.core.errors import ConfigError, RunConflict
 from pam_explorer.core.io import from_strict
 from pam_explorer.data import get_preset
+from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
 from pam_explorer.prune.config import RANKS, SCHEDULES, ScheduleConfig
 from pam_explorer.runs.schemes import SchemeSettings
@@ -62,9 +63,18 @@ class ExperimentConfig:
     prune_lr: float | None = None  # Adam lr of pruning and its finetuning (None: PruneConfig's)
     schedule: str = "published"  # "published" (a curve per scheme) | "floor-greedy" (the first loop)
     delta: float = 0.5  # the floor's tolerance (accuracy points): read-off (published) or accept rule
+    # a project (``preset`` = its file): the content key of its data, labels and networks
+    # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
+    # project's older content is another configuration. None for presets.
+    project_key: str | None = None
 
     def __post_init__(self) -> None:
-        get_preset(self.preset)  # raises with the known names
+        spec = get_preset(self.preset)  # raises with the known names (a project: reads and checks it)
+        if isinstance(spec, ProjectPreset):
+            check_project_key(self, spec)
+        elif self.project_key is not None:
+            raise ConfigError(f"ExperimentConfig.project_key: only for a project file, not preset "
+                              f"{self.preset!r}")
         if self.arch not in list_models():
             raise ConfigError(f"ExperimentConfig.arch: unknown architecture {self.arch!r}; "
                               f"known: {list_models()}")
@@ -207,6 +217,18 @@ class ExperimentConfig:
                               0.02 if self.quick else 0.2, self.mi_data())
 
 
+def check_project_key(cfg: Any, project: ProjectPreset) -> None:
+    """Fill in ``cfg.project_key`` (a frozen config: set in its __post_init__) and the project's
+    absolute path as ``cfg.preset``; RunConflict when a recorded key is not the content's now."""
+    now = project.content_key()
+    if cfg.project_key is None:
+        object.__setattr__(cfg, "project_key", now)
+    elif cfg.project_key != now:
+        raise RunConflict(f"{project.name}: the project's data, labels or networks changed since this run "
+                          f"was configured (content key {cfg.project_key}, now {now}); use another --out")
+    object.__setattr__(cfg, "preset", project.name)
+
+
 def _has_meta(preset: str, tasks: Sequence[str], arch: str) -> bool:
     """True when every task's committed network has a readable sidecar."""
     try:
@@ -217,4 +239,5 @@ def _has_meta(preset: str, tasks: Sequence[str], arch: str) -> bool:
     return True
 
 
-__all__ = ["ExperimentConfig", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "OUTPUTS", "TIMING_FIELDS", "LEGACY"]
+__all__ = ["ExperimentConfig", "check_project_key", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "OUTPUTS",
+           "TIMING_FIELDS", "LEGACY"]

@@ -4,9 +4,10 @@ A run's status.json holds ``"job": {"command": "experiment", "args": {"preset": 
 "quick": true, ...}}``, never a command line. :func:`check` accepts a spec only if its command is
 one of :data:`COMMANDS` and every argument is a known one with a value of the right form (a name
 of letters, digits and ``_.+-`` not starting with ``-``; a finite number; a count; a flag; a
-device). :func:`argv` rebuilds the command from a checked spec:
+device; for ``preset`` also a project file, an absolute path ending in ``.toml``, passed as
+``--project``). :func:`argv` rebuilds the command from a checked spec:
 ``[sys.executable, "-m", "pam_explorer", <command>, --flag value ..., "--out", <run dir>]``: no
-shell, no path from the spec (a run's results always go to its own folder). Anything else is a
+shell, no output path from the spec (a run's results always go to its own folder). Anything else is a
 ConfigError and nothing runs.
 
 ``selftest`` is a fixed Python snippet (print, sleep, write progress/report JSON into the run
@@ -44,6 +45,20 @@ def _name(where: str, v: Any) -> list[str]:
     if not (isinstance(v, str) and _NAME.fullmatch(v)):
         _fail(where, f"must be a name of letters, digits and _.+- (not starting with '-'), got {v!r}")
     return [v]
+
+
+def _preset(where: str, v: Any) -> list[str]:
+    """A preset's name, or a project file: an absolute path ending in .toml of printable characters
+    (the command reads and checks the file; nothing in it runs)."""
+    if isinstance(v, str) and is_project(v):
+        return [v]
+    return _name(where, v)
+
+
+def is_project(v: str) -> bool:
+    """Whether ``v`` names a project file (see :func:`_preset`)."""
+    return (v.startswith("/") and v.endswith(".toml") and len(v) <= 4096 and v.isprintable()
+            and "/../" not in v + "/")
 
 
 def _number(where: str, v: Any) -> list[str]:
@@ -105,12 +120,12 @@ FLAG = "flag"  # a boolean: the flag present or not
 Kind = Callable[[str, Any], list[str]] | str
 
 COMMANDS: dict[str, dict[str, Kind]] = {
-    "experiment": {"preset": _name, "prune": _name, "alpha": _number, "overrides": _overrides,
+    "experiment": {"preset": _preset, "prune": _name, "alpha": _number, "overrides": _overrides,
                    "schemes": _names,
                    "finetune_epochs": _count, "seed": _count, "seeds": _counts, "device": _device,
                    "target_sparsity": _number, "quick": FLAG, "floor": _name, "rank": _name,
                    "regroup": _name, "arch": _name},
-    "sweep": {"preset": _name, "prune": _name, "alphas": _alphas, "seeds": _counts, "executor": _name,
+    "sweep": {"preset": _preset, "prune": _name, "alphas": _alphas, "seeds": _counts, "executor": _name,
               "workers": _count, "threads": _count, "mix": _mix, "quick": FLAG, "floor": _name,
               "rank": _name, "regroup": _name, "finetune_epochs": _count, "device": _device,
               "target_sparsity": _number, "slurm_partition": _name, "gpus_per_job": _count,
@@ -119,7 +134,7 @@ COMMANDS: dict[str, dict[str, Kind]] = {
     # copies them to assets/<preset> when that preset has no networks there (never replaces any)
     "train": {"preset": _name, "arch": _name, "epochs": _count, "seed": _count, "n_train": _count,
               "device": _device, "install": FLAG},
-    "merge": {"preset": _name, "alpha": _number, "overrides": _overrides, "algorithm": _name,
+    "merge": {"preset": _preset, "alpha": _number, "overrides": _overrides, "algorithm": _name,
               "finetune_epochs": _count, "device": _device, "samples": _count, "sigma2": _number,
               "pooling": _name, "label_mode": _name, "bound": _name, "kernel": _name, "null_perms": _count,
               "normalise": _name, "both_picked": _name},
@@ -190,6 +205,8 @@ def argv(job: Any, run_dir: str | Path) -> list[str]:
         elif key == "overrides":
             for item in kind(key, value):
                 out += ["--override", item]
+        elif key == "preset" and is_project(value):  # a project file: --project, the command checks it
+            out += ["--project", value]
         else:
             out += [flag, *kind(key, value)]
     return out + ["--out", str(run_dir)]
@@ -220,4 +237,4 @@ time.sleep(args.get("sleep", 0))
 sys.exit(args.get("exit", 0))
 """
 
-__all__ = ["COMMANDS", "SELFTEST_ENV", "check", "argv", "describe"]
+__all__ = ["COMMANDS", "SELFTEST_ENV", "check", "argv", "describe", "is_project"]

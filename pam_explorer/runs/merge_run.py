@@ -20,12 +20,13 @@ from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import subset_costs
 from pam_explorer.cost.latency import measure_latency
 from pam_explorer.data import get_preset, load_preset_data
+from pam_explorer.data.project import ProjectPreset
+from pam_explorer.graph.networks import task_networks
 from pam_explorer.merge.build import from_single, merge_networks
 from pam_explorer.prune import TaskData
 from pam_explorer.regroup.explorer import Explorer
 from pam_explorer.runs.outdir import claim
 from pam_explorer.train.finetune import evaluate, finetune
-from pam_explorer.zoo.pretrained import load_pretrained
 
 OUTPUTS = ("model.zip", "merge.json")
 
@@ -35,14 +36,18 @@ def merge_preset(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs:
                  arch: str | None = None) -> dict:
     """Writes DIR/model.zip and DIR/merge.json {groups, flops, accuracy, ...}; returns the JSON.
 
-    Merges the committed ``arch`` networks of ``preset`` (None: the default, LeNet-5);
-    finetuning runs on ``device``. DIR is claimed first (:func:`pam_explorer.runs.outdir.claim`):
+    Merges the committed ``arch`` networks of ``preset`` (None: the default, LeNet-5), or a
+    project's own (``preset``: its file; the folder's configuration records the project's content
+    key); finetuning runs on ``device``. DIR is claimed first (:func:`pam_explorer.runs.outdir.claim`):
     a file, an unwritable folder, another command's folder, or a merge of another configuration
     (unless ``force``) is refused before anything is computed."""
     resolve_device(device)  # "cuda" without a GPU fails before any work
     config = {"preset": preset, "regroup": dataclasses.asdict(cfg), "mi": dataclasses.asdict(mi),
               "finetune_epochs": finetune_epochs, "device": device,
               **({"arch": arch} if arch else {})}  # no key for the default: older folders still match
+    spec = get_preset(preset)
+    if isinstance(spec, ProjectPreset):
+        config.update(preset=spec.name, project_key=spec.content_key())
     with claim(out, "merge", config, OUTPUTS, force=force):
         return _merge(preset, cfg, mi, finetune_epochs, device, Path(out), progress, arch)
 
@@ -57,7 +62,7 @@ def _merge(preset: str, cfg: RegroupConfig, mi: MIConfig, finetune_epochs: int, 
 
     say("MI trajectories and regrouping", 0.0)
     p = get_preset(preset)
-    explorer = Explorer.open(p, mi, nets=load_pretrained(p.name, p.task_names, arch))
+    explorer = Explorer.open(p, mi, nets=task_networks(p, arch))
     groups = explorer.groups(cfg)
     net = merge_networks(explorer.nets, explorer.tasks, groups)
     data = TaskData.from_splits(load_preset_data(explorer.preset, DataConfig()), explorer.preset)

@@ -22,13 +22,14 @@ from pam_explorer.core.errors import DataError, RunConflict
 from pam_explorer.core.io import copy_file_atomic, write_json_atomic
 from pam_explorer.data import Preset, get_preset, load_preset_data
 from pam_explorer.graph.layer_map import layer_map
+from pam_explorer.graph.networks import task_networks
 from pam_explorer.merge.build import from_single
 from pam_explorer.prune import TaskData
 from pam_explorer.regroup.trajectories import weights_hash
 from pam_explorer.runs.schemes import SchemeSettings
 from pam_explorer.runs.stage_cache import STAGE_VERSION, StageCache, stage_key
 from pam_explorer.train.finetune import evaluate
-from pam_explorer.zoo.pretrained import DEFAULT_ARCH, load_pretrained
+from pam_explorer.zoo.pretrained import DEFAULT_ARCH
 
 Compute = Callable[[], tuple[dict, dict]]  # -> (record, {file name in the entry: path})
 RECORD_META = "_stage"  # a run folder's record: {"key", "version"} of the stage it holds
@@ -51,10 +52,10 @@ class StageContext:
     @classmethod
     def load(cls, preset: str | Preset, data: DataConfig, nets: Sequence | None = None,
              arch: str = DEFAULT_ARCH) -> StageContext:
-        """The committed ``arch`` networks of ``preset`` (or ``nets``), the data of ``data``, and
-        the originals' validation and test accuracy."""
+        """The committed ``arch`` networks of ``preset`` (a project: its own; or ``nets``), the
+        data of ``data``, and the originals' validation and test accuracy."""
         preset = get_preset(preset) if isinstance(preset, str) else preset
-        nets = list(nets) if nets is not None else load_pretrained(preset.name, preset.task_names, arch)
+        nets = list(nets) if nets is not None else task_networks(preset, arch)
         split = TaskData.from_splits(load_preset_data(preset, data), preset)
         singles = [from_single(n, t) for n, t in zip(nets, preset.task_names)]
         val = {t: evaluate(s, *split.val)[t] for s, t in zip(singles, preset.task_names)}
@@ -87,7 +88,7 @@ def stage_inputs(name: str, s: SchemeSettings) -> dict:
 
 def stage_key_of(ctx: StageContext, seed: int, quick: bool, name: str, s: SchemeSettings) -> str:
     """The content key of stage ``name`` ("B1" | "B2" | "PAM") under ``seed`` with settings ``s``."""
-    payload = {"preset": ctx.preset.name, "weights": ctx.weights, "seed": seed, "quick": quick,
+    payload = {"preset": ctx.preset.key_name, "weights": ctx.weights, "seed": seed, "quick": quick,
                "method": s.method}
     return stage_key({**payload, **stage_inputs(name, s)})
 

@@ -69,6 +69,7 @@ class SweepConfig:
     prune_lr: float | None = ExperimentConfig.prune_lr  # pruning's finetuning lr (None: the default)
     schedule: str = ExperimentConfig.schedule  # "published" (curves) | "floor-greedy"
     delta: float = ExperimentConfig.delta  # the floor's tolerance (points)
+    project_key: str | None = None  # a project's content key, filled in as ExperimentConfig's
 
     def __post_init__(self) -> None:
         if self.alphas != "auto":
@@ -79,7 +80,9 @@ class SweepConfig:
             labels = [alpha_label(a) for a in self.alphas]
             if len(set(labels)) != len(labels):
                 validate.fail(self, "alphas", f"must be distinct to 6 significant digits, got {self.alphas}")
-        self.experiment()  # checks preset, method, seeds and the rest, naming the field
+        exp = self.experiment()  # checks preset, method, seeds and the rest, naming the field
+        object.__setattr__(self, "preset", exp.preset)  # a project: its absolute path and content key
+        object.__setattr__(self, "project_key", exp.project_key)
 
     def experiment(self, alpha: float | None = None) -> ExperimentConfig:
         """The experiment settings of every stage (PAM at ``alpha``)."""

@@ -134,3 +134,21 @@ def test_real_presets_without_data_raise_file_not_found(tmp_path, monkeypatch):
     for name in ("fashion-2task", "celeba-2task"):
         with pytest.raises(FileNotFoundError):
             load_preset_data(name, DataConfig(root=str(tmp_path)))
+
+
+def test_the_torch_free_catalogue_agrees_with_the_loaders():
+    """data/catalogue.py states each data set's shape without importing a loader (for a fast
+    --help); the loaders' own constants are the reference."""
+    from pam_explorer.data import catalogue
+    from pam_explorer.data.digits import DIGIT_NAMES, DIGITS_IMAGE_SIZE
+    from pam_explorer.data.mnist import MNIST_IMAGE_SIZE
+    from pam_explorer.data.real import (
+        CELEBA_ATTRIBUTES,
+        CELEBA_IMAGE_SIZE,
+        FASHION_CLASSES,
+        FASHION_IMAGE_SIZE,
+    )
+    assert catalogue.DATASET_IMAGE_SIZE == {"digits": DIGITS_IMAGE_SIZE, "fashion": FASHION_IMAGE_SIZE,
+                                            "celeba": CELEBA_IMAGE_SIZE, "mnist": MNIST_IMAGE_SIZE}
+    assert catalogue.DATASET_NUM_LABELS == {"digits": len(DIGIT_NAMES), "fashion": len(FASHION_CLASSES),
+                                            "celeba": len(CELEBA_ATTRIBUTES), "mnist": len(DIGIT_NAMES)}

@@ -181,7 +181,7 @@ def test_vib_driver_removes_the_noisiest_neuron_first(monkeypatch):
     data = TaskData(synthetic(32, 1), synthetic(16, 2), synthetic(16, 3))
     cfg = PruneConfig(delta=100.0, step_fraction=1e-3, min_step=1, vib_epochs=1, finetune_batches=0,
                       final_finetune_epochs=0, max_steps=1, batch_size=16, flops_weight=0.0,
-                      log_alpha_threshold=100.0, device="cpu")
+                      log_alpha_threshold=100.0, device="cpu", schedule="floor-greedy")
     res = get_pruner("vib").prune(net, data, cfg)
     assert [(r["task"], r["removed"], r["accepted"]) for r in res.log] == [("A", 1, True)]
     gone = set(net.provenance("fc1", "A")) - set(res.net.provenance("fc1", "A"))

@@ -118,11 +118,11 @@ def test_export_bytes_load(explorer, runs_root):
 def test_bad_upload_shows_error_and_keeps_setup(runs_root):
     at = fresh()
     at.switch_page("ui/page_setup.py").run()
-    at.radio[0].set_value("Upload .safetensors per task").run()
+    at.radio(key="checkpoints_digits-2task").set_value("Upload a network file per task").run()
     assert len(at.file_uploader) == 2
     at.file_uploader[0].upload("A.safetensors", b"this is not a checkpoint")
     at.file_uploader[1].upload("B.safetensors", b"\x00" * 64)
-    at.button[0].click().run()
+    at.button(key="apply_setup").click().run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "not applied" in errors and "safetensors" in errors
@@ -139,12 +139,12 @@ def test_wrong_shape_upload(tmp_path, runs_root):
     wrong = build_model("lenet5", 3, 1, 32).state_dict()  # head for 3 labels, task has 5
     at = fresh()
     at.switch_page("ui/page_setup.py").run()
-    at.radio[0].set_value("Upload .safetensors per task").run()
+    at.radio(key="checkpoints_digits-2task").set_value("Upload a network file per task").run()
     at.file_uploader[0].upload("A.safetensors", save(dict(good)))
     at.file_uploader[1].upload("B.safetensors", save(dict(wrong)))
-    at.button[0].click().run()
+    at.button(key="apply_setup").click().run()
     errors = " ".join(e.value for e in at.error)
-    assert "task B" in errors and "shape" in errors
+    assert "task B (B.safetensors)" in errors and "head (head.weight) has 3 outputs" in errors
     assert at.session_state["setup"].checkpoints == "pretrained"
 
 
@@ -222,11 +222,11 @@ def test_valid_upload_and_mi_settings_apply(runs_root):
     assets = Path(__file__).resolve().parents[2] / "assets" / "digits-2task"
     at = fresh()
     at.switch_page("ui/page_setup.py").run()
-    at.radio[0].set_value("Upload .safetensors per task").run()
+    at.radio(key="checkpoints_digits-2task").set_value("Upload a network file per task").run()
     for i, t in enumerate("AB"):
         at.file_uploader[i].upload(f"{t}.safetensors", (assets / f"{t}.safetensors").read_bytes())
     at.number_input[0].set_value(24).run()  # N samples: small, so the trajectories are quick
-    at.button[0].click().run()
+    at.button(key="apply_setup").click().run()
     assert not at.exception and not at.error
     setup = at.session_state["setup"]
     assert setup.checkpoints.startswith("upload-") and setup.arch == "lenet5" and setup.mi.n_samples == 24
@@ -251,7 +251,7 @@ def test_preset_without_networks_offers_training(runs_root, tmp_path, monkeypatc
     at.switch_page("ui/page_setup.py").run()
     at.selectbox(key="setup_preset").set_value("digits-inclusion").run()
     assert not at.exception
-    assert at.radio(key="checkpoints_digits-inclusion").options == ["Upload .safetensors per task"]
+    assert at.radio(key="checkpoints_digits-inclusion").options == ["Upload a network file per task"]
     assert any("python -m pam_explorer train --preset digits-inclusion" in c.value for c in at.code)
     assert "none trained yet" in " ".join(m.value for m in at.markdown)
     at.button(key="train_digits-inclusion").click().run()

@@ -1,0 +1,69 @@
+"""Time estimates printed before long work (train, merge, experiment, sweep), from the networks'
+FLOPs and the number of pictures (:mod:`pam_explorer.cost.estimate` holds the rule).
+
+Pruning stops at the accuracy floor, so its length is not known in advance: an experiment is
+estimated with ``TURNS`` pruning turns per scheme (fewer under ``--max-steps``) at ``SHRINK``
+times the unpruned FLOPs, which matched the measured digits-2task stages within about 2x
+(BENCHMARKS.md "Time estimates"). The figures are for this machine's CPU; a busy machine is slower.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pam_explorer.core.config import DataConfig
+from pam_explorer.cost.estimate import Work, duration_text, forward_flops, seconds
+from pam_explorer.data.catalogue import Preset
+from pam_explorer.data.project import ProjectPreset
+
+TURNS = 20  # pruning turns assumed per scheme
+SHRINK = 0.7  # mean FLOPs while pruning, relative to the unpruned networks
+
+
+def net_flops(preset: Preset, nets: Sequence[nn.Module]) -> list[int]:
+    """Forward FLOPs per picture of each network at the preset's picture size."""
+    return [forward_flops(n, preset.in_channels, preset.image_size) for n in nets]
+
+
+def split_sizes(preset: Preset, data: DataConfig) -> dict[str, int]:
+    """Pictures per split that ``data`` gives (a project: its own counts, capped by ``data``)."""
+    caps = {"train": data.n_train, "val": data.n_val, "test": data.n_test}
+    if isinstance(preset, ProjectPreset):
+        return {s: min(caps[s], n) for s, n in preset.split_sizes().items()}
+    return caps
+
+
+def train_seconds(flops: Sequence[int], epochs: int, sizes: dict[str, int], threads: int) -> float:
+    return seconds([Work(f, epochs * sizes["train"], epochs * sizes["val"] + sizes["test"]) for f in flops],
+                   threads)
+
+
+def experiment_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads: int,
+                       pam_points: int = 1, baselines: bool = True) -> float:
+    """An experiment of ``cfg`` (an ExperimentConfig); ``pam_points`` PAM stages per seed (a sweep's
+    alphas) and B1/B2 when ``baselines``."""
+    prune = cfg.prune_config(0, None)
+    total = float(sum(flops))
+    turns = min(prune.max_steps, TURNS)
+    per_turn = (prune.finetune_batches + prune.score_batches) * prune.batch_size
+    pruning = Work(total * SHRINK, turns * per_turn + prune.final_finetune_epochs * sizes["train"],
+                   turns * sizes["val"] + sizes["test"])
+    joint = Work(total, cfg.finetune(0).epochs * sizes["train"], cfg.finetune(0).epochs * sizes["val"])
+    per_scheme = {"B1": [pruning], "B2": [pruning, joint], "PAM": [pruning, joint]}
+    schemes = [s for s in cfg.schemes if baselines or s == "PAM"]
+    works = [w for s in schemes for w in per_scheme[s] * (pam_points if s == "PAM" else 1)]
+    return seconds(works, threads) * len(cfg.seeds)
+
+
+def estimate_line(secs: float, flops: Sequence[int], sizes: dict[str, int], what: str) -> str:
+    """One line for stderr: the estimate and what it rests on."""
+    threads = torch.get_num_threads()
+    mflops = ", ".join(f"{f / 1e6:.3g}" for f in flops)
+    return (f"estimate: {duration_text(secs)} on this machine's CPU ({threads} thread(s); a busy machine is "
+            f"slower, a GPU faster): {len(flops)} networks of {mflops} MFLOPs per picture, "
+            f"{sizes['train']:,} training pictures, {what}")
+
+
+__all__ = ["net_flops", "split_sizes", "train_seconds", "experiment_seconds", "estimate_line", "TURNS"]
