@@ -456,6 +456,7 @@ def _project_labels(args: argparse.Namespace, run: Path) -> dict:
 def cmd_bench(args: argparse.Namespace) -> dict:
     if args.bench == "latency":
         return _bench_latency(args)
+    resolve_device(args.device)  # a bad --device is the only line printed
     _err("bench greedy: this takes a while (a few minutes on 2 CPU cores): it times the fast greedy code, "
          "then the from-scratch baseline at a size sized to about a minute, which runs longer on a busy "
          "machine; progress below")
