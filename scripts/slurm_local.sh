@@ -72,7 +72,7 @@ our_pid() {
   if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$DIR/"; then echo "$pid"; fi
 }
 
-node_state() { timeout 10 sinfo -h -n "$NODE" -o %t 2>/dev/null | head -1; }
+node_state() { timeout 10 sinfo -h -n "$NODE" -o %t 2>/dev/null | head -1 || true; }
 
 # "up" when every daemon this script started runs and the node takes jobs; else why not.
 health() {

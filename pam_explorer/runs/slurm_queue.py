@@ -193,6 +193,19 @@ def job_rows(folder: str | Path, run: Runner = _run) -> list[dict]:
     return rows
 
 
+def find_sweeps(roots: Iterable[str | Path]) -> list[Path]:
+    """Run folders one level under each root whose jobs went to Slurm (``submitit/jobs.json``),
+    the newest journal first."""
+    found = []
+    for root in roots:
+        for path in Path(root).glob(f"*/submitit/{JOURNAL}"):
+            try:
+                found.append((path.stat().st_mtime_ns, path.parent.parent))
+            except OSError:
+                continue
+    return [folder for _, folder in sorted(found, key=lambda f: -f[0])]
+
+
 def log_paths(folder: str | Path, job_id: str) -> tuple[Path, Path]:
     """submitit's stdout and stderr files of ``job_id`` under ``folder`` (folder/<id>/<id>_0_log.*)."""
     base = Path(folder) / job_id / f"{job_id}_0_log"
@@ -231,5 +244,5 @@ def tail(path: str | Path, lines: int = 30) -> str:
 
 
 __all__ = ["JobInfo", "SlurmQueue", "Journal", "query", "summary", "attachable", "job_rows", "log_paths",
-           "folder_tag", "unavailable", "partitions", "tail", "ACTIVE", "PENDING", "RUNNING", "GONE",
-           "SUMMARIES", "JOURNAL"]
+           "folder_tag", "find_sweeps", "unavailable", "partitions", "tail", "ACTIVE", "PENDING", "RUNNING",
+           "GONE", "SUMMARIES", "JOURNAL"]
