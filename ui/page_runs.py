@@ -247,12 +247,17 @@ def slurm_section(default_preset: str) -> None:
     """Sweeps on a Slurm cluster (issue 29): launched from here when this machine submits Slurm
     jobs; each job's Slurm state and log. The run itself is the driver: a background run here."""
     st.subheader("Sweeps on Slurm")
-    why = slurm_queue.unavailable()
+    why = _slurm_unavailable()
     if why:
         st.caption(f"Slurm: {why}. Sweeps run on this machine (executor local).")
     else:
         slurm_launch_form(default_preset)
     slurm_jobs_view()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _slurm_unavailable() -> str | None:
+    return slurm_queue.unavailable()  # sinfo: up to 3 s when the controller does not answer
 
 
 def slurm_launch_form(default_preset: str) -> None:
@@ -292,6 +297,10 @@ def slurm_jobs_view() -> None:
         with st.expander(f"{folder.name}: {len(rows)} Slurm job(s)", expanded=active):
             columns = ["label", "job_id", "slurm", "state", "reason", "submissions"]
             st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True)
+            if active:
+                st.button("Cancel its queued and running Slurm jobs", key=f"slurm_cancel_{folder}",
+                          on_click=slurm_queue.cancel_jobs, args=(folder / "submitit",),
+                          help="scancel; a stopped driver leaves its jobs on the cluster")
             label = st.selectbox("Log of", [r["label"] for r in rows], key=f"slurm_log_{folder}")
             row = next(r for r in rows if r["label"] == label)
             st.code(slurm_queue.tail(row["stdout"]) + slurm_queue.tail(row["stderr"]) or "(no output yet)",

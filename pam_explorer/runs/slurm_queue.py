@@ -64,8 +64,13 @@ def summary(state: str | None) -> str:
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+def _run(cmd: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def _brief(cmd: list[str]) -> subprocess.CompletedProcess:
+    """For the dashboard: Slurm's clients retry an unreachable controller for about 10 s."""
+    return _run(cmd, timeout=3.0)
 
 
 def query(job_ids: Iterable[str], run: Runner = _run) -> dict[str, JobInfo] | None:
@@ -78,7 +83,7 @@ def query(job_ids: Iterable[str], run: Runner = _run) -> dict[str, JobInfo] | No
     try:
         proc = run(["squeue", "--noheader", "--array", "--states=all", "--jobs=" + ",".join(mains),
                     "--format=%i|%T|%r|%k"])
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):  # not installed, or no answer in time
         return None
     if proc.returncode != 0:
         # every id unknown (ended long ago): Slurm answered, and lists none of them
@@ -174,7 +179,7 @@ def attachable(journal: Journal, labels: Iterable[str], run: Runner = _run) -> d
             if j in found and found[j].active and found[j].comment == journal.tag}
 
 
-def job_rows(folder: str | Path, run: Runner = _run) -> list[dict]:
+def job_rows(folder: str | Path, run: Runner = _brief) -> list[dict]:
     """Per label (in submission order) its latest job: id, Slurm state and its summary, reason,
     how many jobs were submitted for it, and its log files (stdout, stderr). [] without a journal."""
     journal = Journal(folder)
@@ -182,7 +187,7 @@ def job_rows(folder: str | Path, run: Runner = _run) -> list[dict]:
     counts: dict[str, int] = {}
     for e in journal.entries:
         counts[e["label"]] = counts.get(e["label"], 0) + 1
-    found = query(latest.values(), run) if latest else {}
+    found = query(latest.values(), run) if latest else {}  # None: no answer (states unknown)
     rows = []
     for label, job_id in latest.items():
         info = None if found is None else found.get(job_id, JobInfo(job_id, GONE))
@@ -191,6 +196,16 @@ def job_rows(folder: str | Path, run: Runner = _run) -> list[dict]:
                      "slurm": summary(info.state if info else None), "reason": info.reason if info else "",
                      "submissions": counts[label], "stdout": str(stdout), "stderr": str(stderr)})
     return rows
+
+
+def cancel_jobs(folder: str | Path, run: Runner = _run) -> list[str]:
+    """scancel every job of ``folder``'s journal that Slurm lists as queued or running with the
+    folder's tag (a driver stopped without cancelling them leaves them running); their ids."""
+    journal = Journal(folder)
+    ids = sorted(i.job_id for i in attachable(journal, journal.latest(), run).values())
+    if ids:
+        run(["scancel", *ids])
+    return ids
 
 
 def find_sweeps(roots: Iterable[str | Path]) -> list[Path]:
@@ -222,11 +237,11 @@ def unavailable() -> str | None:
     return None
 
 
-def partitions(run: Runner = _run) -> list[str]:
+def partitions(run: Runner = _brief) -> list[str]:
     """The partitions sinfo lists, the default one first; [] when sinfo cannot answer."""
     try:
         proc = run(["sinfo", "--noheader", "--format=%P"])
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError):  # TimeoutExpired included
         return []
     if proc.returncode != 0:
         return []
@@ -244,5 +259,5 @@ def tail(path: str | Path, lines: int = 30) -> str:
 
 
 __all__ = ["JobInfo", "SlurmQueue", "Journal", "query", "summary", "attachable", "job_rows", "log_paths",
-           "folder_tag", "find_sweeps", "unavailable", "partitions", "tail", "ACTIVE", "PENDING", "RUNNING",
-           "GONE", "SUMMARIES", "JOURNAL"]
+           "folder_tag", "find_sweeps", "cancel_jobs", "unavailable", "partitions", "tail", "ACTIVE",
+           "PENDING", "RUNNING", "GONE", "SUMMARIES", "JOURNAL"]

@@ -222,3 +222,13 @@ def test_the_cluster_script_says_why_there_is_no_cluster(tmp_path):
     assert not (tmp_path / "none").exists()  # status writes nothing
     usage = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 64 and "start|stop|status" in usage.stderr
+
+
+def test_cancel_jobs_cancels_only_this_folders_active_jobs(tmp_path):
+    j = Journal(tmp_path)
+    j.add([("a", "12_1"), ("b", "12_2"), ("c", "12_3"), ("d", "15")])
+    run = Squeue(SQUEUE.replace("pam-tag", j.tag))
+    assert slurm_queue.cancel_jobs(tmp_path, run) == ["12_1", "12_2"]  # not 12_3 (ended), 15 (not ours)
+    assert run.calls[-1] == ["scancel", "12_1", "12_2"]
+    calls = len(run.calls)
+    assert slurm_queue.cancel_jobs(tmp_path / "none", run) == [] and len(run.calls) == calls  # no journal

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pam_explorer.core.errors import ConfigError
@@ -22,6 +23,7 @@ def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("PAM_RUNS_ROOT", str(root))
     monkeypatch.setattr(jobs, "start_next", lambda *a, **k: None)  # queue runs, never start them
+    st.cache_data.clear()  # the page keeps whether Slurm answers for 30 s
     return root
 
 
@@ -77,9 +79,13 @@ def test_launch_on_slurm_and_each_jobs_state_and_log(runs_root, monkeypatch):
     answer = {"12_0": JobInfo("12_0", "RUNNING", "None", "t"),
               "12_1": JobInfo("12_1", "CANCELLED", "JobHeldAdmin", "t")}
     monkeypatch.setattr(slurm_queue, "query", lambda ids, run=None: answer)
+    cancelled = []
+    monkeypatch.setattr(slurm_queue, "cancel_jobs", lambda folder: cancelled.append(folder))
     at.run()
     table = next(df.value for df in at.dataframe if "slurm" in getattr(df.value, "columns", []))
     assert list(table["label"]) == ["B1_s0", "B2_s0", "PAM_a0.05_s0"]
     assert list(table["slurm"]) == ["running", "failed", "unknown"]
     assert list(table["reason"]) == ["None", "JobHeldAdmin", ""]
     assert any("prune step 3 (at most 4, task A) rejected" in c.value for c in at.code)
+    next(b for b in at.button if b.label.startswith("Cancel its queued and running Slurm jobs")).click().run()
+    assert cancelled == [folder] and not at.exception
