@@ -32,7 +32,7 @@ from pam_explorer.core.errors import ConfigError
 from pam_explorer.runs import slurm_queue
 from pam_explorer.runs.executors import EXECUTORS, Handle, Outcome, Task, one_line, run_task
 
-JOB_NAME = "pam-sweep"  # every job's Slurm name (scancel --name pam-sweep)
+JOB_NAME = "pam-sweep"  # the sweep's jobs' Slurm name (scancel --name pam-sweep)
 GRACE_S = 15.0  # how long a job Slurm reports ended may take to show its result pickle (submitit's wait)
 
 
@@ -135,10 +135,11 @@ class SubmititExecutor:
 
     On Slurm, every job's id is recorded in ``folder``/jobs.json (:class:`slurm_queue.Journal`),
     and a task whose latest recorded job is still queued or running is re-attached to it, not
-    submitted again (a driver restarted on the same folder); ``say`` reports re-attached jobs."""
+    submitted again (a driver restarted on the same folder); ``say`` reports re-attached jobs.
+    ``name``: the jobs' Slurm name (``scancel --name``)."""
 
     def __init__(self, cluster: str, folder: Path, resources: Resources, workers: int | None,
-                 threads: int, say: Callable[[str], None] | None = None) -> None:
+                 threads: int, say: Callable[[str], None] | None = None, name: str = JOB_NAME) -> None:
         check_executor("slurm" if cluster == "slurm" else "submitit-local")
         import submitit
 
@@ -149,11 +150,11 @@ class SubmititExecutor:
         if cluster == "slurm":
             self.journal = slurm_queue.Journal(folder)
             self.queue = slurm_queue.SlurmQueue()
-            self._ex.update_parameters(name=JOB_NAME, slurm_array_parallelism=workers or 256,
+            self._ex.update_parameters(name=name, slurm_array_parallelism=workers or 256,
                                        slurm_comment=self.journal.tag, **resources.slurm_parameters())
             self.capacity = None  # every ready task goes in at once, as one array
         else:
-            self._ex.update_parameters(name=JOB_NAME, timeout_min=resources.time_min)
+            self._ex.update_parameters(name=name, timeout_min=resources.time_min)
             self.capacity = workers  # submitit's local executor starts whatever it is given
 
     def submit(self, tasks: Sequence[Task]) -> list[Handle]:
