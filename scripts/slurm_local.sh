@@ -15,7 +15,7 @@
 # no cgroup plugins (proctrack/linuxproc, task/none): it runs in a container without systemd.
 set -euo pipefail
 
-DIR=${PAM_SLURM_DIR:-/tmp/pam-slurm}
+DIR=$(realpath -m "${PAM_SLURM_DIR:-/tmp/pam-slurm}")
 CONF=$DIR/slurm.conf
 SOCKET=$DIR/munge/munge.socket.2
 PARTITION=cpu
