@@ -268,3 +268,19 @@ def test_killed_driver_rerun_reattaches_and_submits_only_the_missing_jobs(env, t
     assert all(f["JobState"] == "COMPLETED" for f in jobs.values())
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["complete"] and sweep["points"][0]["seeds"] == [1]
+
+
+def test_an_unknown_partition_or_a_refused_submission_is_an_error_and_nothing_runs(env, tmp_path):
+    """sinfo's partitions are checked before anything is computed; sbatch refusing the resources
+    (more memory than the node has) stops the driver with sbatch's reason."""
+    proc, _ = run(sweep_cmd(tmp_path / "a", "0.1", "0") + ["--slurm-partition", "nosuch"], env,
+                  tmp_path / "cache")  # the last --slurm-partition counts
+    assert proc.returncode == 2 and "error: --slurm-partition 'nosuch' is not a partition of this cluster; " \
+        f"sinfo lists ['{PARTITION}'] (nothing was computed)" in proc.stderr
+    proc, _ = run(sweep_cmd(tmp_path / "b", "0.1", "0") + ["--mem-gb", "100000"], env, tmp_path / "cache")
+    assert proc.returncode == 2 and "error: sbatch refused 3 job(s): " in proc.stderr
+    assert "Memory specification can not be satisfied" in proc.stderr
+    assert journal(tmp_path / "b") == []
+    refused = slurm_jobs(env, tmp_path / "b").values()  # Slurm keeps a record of the refused array
+    assert [(f["JobState"], f["Reason"], f["RunTime"]) for f in refused] == [("FAILED", "BadConstraints",
+                                                                              "00:00:00")]
