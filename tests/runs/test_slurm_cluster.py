@@ -6,11 +6,12 @@ and asks Slurm itself (squeue, scontrol) what it ran: a quick sweep through job 
 same sweep with ``--executor local``; ``--dry-run`` lists exactly the jobs then submitted; the
 resources asked for are what scontrol shows; a job held and cancelled is retried once, then
 reported with its log while the sweep goes on; a driver killed mid-sweep and rerun re-attaches to
-its queued jobs and submits only the missing ones. A "blocker" job holding every CPU keeps the
+its queued jobs and submits only the missing ones; an unknown partition or a submission sbatch
+refuses is an error before anything runs. A "blocker" job holding every CPU keeps the
 sweep's jobs queued while a test acts on them.
 
 Without a cluster the tests skip with the script's reason; with ``PAM_REQUIRE_SLURM=1`` (CI, which
-starts the cluster) that is a failure. Select them with ``pytest -m slurm`` (about 4.5 minutes on 2
+starts the cluster) that is a failure. Select them with ``pytest -m slurm`` (about 3.5 minutes on 2
 shared cores; BENCHMARKS.md).
 """
 from __future__ import annotations
