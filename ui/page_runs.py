@@ -22,7 +22,7 @@ from pam_explorer.core.errors import PamError, QueueFull
 from pam_explorer.data import get_preset, list_presets
 from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import list_pruners
-from pam_explorer.runs import jobs
+from pam_explorer.runs import jobs, slurm_queue
 from pam_explorer.runs.experiment import ExperimentConfig
 from pam_explorer.zoo.pretrained import has_pretrained
 from ui import labels as L
@@ -37,9 +37,11 @@ from ui.run_args import (
     parse_seeds,
     regroup_profile,
     run_differences,
+    slurm_sweep_job,
 )
 from ui.state import current_setup, regroup_config, runs_root, runs_roots
 from ui.sweep_section import runs_sweep_section  # sweep (issue 16)
+from ui.sweep_view import sweep_job
 
 PANELS_KEPT = 3  # finished runs whose panel (progress, log, links) stays on the page
 
@@ -261,6 +263,70 @@ def runs_view() -> None:
         run_panel(r)
 
 
+def slurm_section(default_preset: str) -> None:
+    """Sweeps on a Slurm cluster (issue 29): launched from here when this machine submits Slurm
+    jobs; each job's Slurm state and log. The run itself is the driver: a background run here."""
+    st.subheader("Sweeps on Slurm")
+    why = _slurm_unavailable()
+    if why:
+        st.caption(f"Slurm: {why}. Sweeps run on this machine (executor local).")
+    else:
+        slurm_launch_form(default_preset)
+    slurm_jobs_view()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _slurm_unavailable() -> str | None:
+    return slurm_queue.unavailable()  # sinfo: up to 3 s when the controller does not answer
+
+
+def slurm_launch_form(default_preset: str) -> None:
+    presets, parts = list_presets(), slurm_queue.partitions()
+    with st.form("launch_slurm_sweep"):
+        c = st.columns([2, 1, 2, 1, 1])
+        preset = c[0].selectbox("Preset", presets, index=presets.index(default_preset), key="slurm_preset")
+        prune = c[1].selectbox("Pruning method", list_pruners(), key="slurm_prune")
+        alphas = c[2].text_input("alphas (bits)", "auto", key="slurm_alphas")
+        seeds = c[3].text_input("seeds", "0,1,2", key="slurm_seeds")
+        partition = c[4].selectbox("Partition", parts, key="slurm_partition", help="the first is the default")
+        c = st.columns(4)
+        cpus = c[0].number_input("CPUs per job", min_value=1, value=1, key="slurm_cpus",
+                                 help="also the torch threads of each job")
+        mem = c[1].number_input("memory per job (GB)", min_value=0.5, value=8.0, step=0.5, key="slurm_mem")
+        minutes = c[2].number_input("time limit per job (min)", min_value=1, value=120, key="slurm_time")
+        quick = c[3].checkbox("quick", value=False, key="slurm_quick")
+        if st.form_submit_button("Launch sweep on Slurm"):
+            try:
+                base = sweep_job(preset, prune, alphas, seeds, "slurm", None, quick)
+                job = slurm_sweep_job(base, partition, int(cpus), float(mem), int(minutes))
+                name = f"sweep-{preset}-slurm" + ("-quick" if quick else "")
+                rid = jobs.submit(job, runs_root(), name=name)
+            except PamError as exc:  # bad alphas or seeds, or the queue is full
+                st.error(str(exc))
+            else:
+                jobs.start_next(runs_root())
+                st.success(f"Sweep {rid} submitted: its driver runs here, its jobs on Slurm (below).")
+
+
+@st.fragment(run_every=5)
+def slurm_jobs_view() -> None:
+    """Per sweep on Slurm (the newest three), each job's Slurm state and the log of one."""
+    for folder in slurm_queue.find_sweeps(runs_roots())[:3]:
+        rows = slurm_queue.job_rows(folder / "submitit")
+        active = any(r["slurm"] in ("pending", "running") for r in rows)
+        with st.expander(f"{folder.name}: {len(rows)} Slurm job(s)", expanded=active):
+            columns = ["label", "job_id", "slurm", "state", "reason", "submissions"]
+            st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True)
+            if active:
+                st.button("Cancel its queued and running Slurm jobs", key=f"slurm_cancel_{folder}",
+                          on_click=slurm_queue.cancel_jobs, args=(folder / "submitit",),
+                          help="scancel; a stopped driver leaves its jobs on the cluster")
+            label = st.selectbox("Log of", [r["label"] for r in rows], key=f"slurm_log_{folder}")
+            row = next(r for r in rows if r["label"] == label)
+            st.code(slurm_queue.tail(row["stdout"]) + slurm_queue.tail(row["stderr"]) or "(no output yet)",
+                    language=None)
+
+
 def main() -> None:
     st.header("Runs")
     st.caption(f"Run directories: `{runs_root()}`. One run at a time, at most "
@@ -268,6 +334,7 @@ def main() -> None:
     launch_form()
     runs_view()
     runs_sweep_section(current_setup().preset)  # sweep (issue 16)
+    slurm_section(current_setup().preset)  # sweeps on Slurm (issue 29)
 
 
 main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pam_explorer.core.config import MIConfig, RegroupConfig
+from pam_explorer.runs import job_spec
 
 MODES = ("Full experiment (B1, B2, PAM)", "Single PAM finetune + prune at alpha")
 FLOORS = ("original", "own")
@@ -122,6 +123,17 @@ def finetune_export_job(preset: str, cfg: RegroupConfig, mi: MIConfig, epochs: i
     return {"command": "merge", "args": args}
 
 
+def slurm_sweep_job(sweep: Mapping, partition: str | None, cpus_per_job: int, mem_gb: float,
+                    time_min: int) -> dict:
+    """A sweep job spec (``ui.sweep_view.sweep_job``) sent to Slurm with these resources per job
+    (partition None: the cluster's default); ConfigError for a value the spec refuses."""
+    args = {**sweep["args"], "executor": "slurm", "cpus_per_job": int(cpus_per_job), "mem_gb": float(mem_gb),
+            "time_min": int(time_min), "threads": int(cpus_per_job)}
+    if partition:
+        args["slurm_partition"] = partition
+    return job_spec.check({"command": "sweep", "args": args})
+
+
 __all__ = ["MODES", "FLOORS", "RANKS", "REGROUP_PROFILES", "parse_seeds", "parse_overrides",
            "overrides_to_text", "experiment_job",
-           "regroup_profile", "run_differences", "train_job", "finetune_export_job"]
+           "regroup_profile", "run_differences", "train_job", "finetune_export_job", "slurm_sweep_job"]

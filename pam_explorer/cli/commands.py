@@ -362,8 +362,10 @@ def dry_run_text(plan: dict) -> str:
         lines.append(f"note: {plan['missing']}")
     jobs = sum(j["alpha"] != "auto" for j in plan["jobs"])  # not the placeholder row of auto points
     more = " (+ the PAM points, planned after the trajectories)" if jobs < len(plan["jobs"]) else ""
+    attach = sum(str(j["state"]).startswith("re-attach") for j in plan["jobs"])  # a restarted driver's
     lines.append(f"alphas: {plan['alphas']}; {len(plan['done'])} stage(s) already done, "
-                 f"{jobs} job(s) would be submitted{more}:")
+                 f"{jobs - attach} job(s) would be submitted" + (f", {attach} re-attached" if attach else "")
+                 + f"{more}:")
     for j in plan["jobs"]:
         alpha = "" if j["alpha"] is None else f" alpha {j['alpha']}"
         lines.append(f"  {j['job']:<24} {j['kind']:<12} seed {j['seed']}{alpha}  ({j['state']})")

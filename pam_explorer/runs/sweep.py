@@ -34,7 +34,7 @@ from pam_explorer.data import get_preset
 from pam_explorer.regroup.alpha_grid import auto_alphas
 from pam_explorer.regroup.trajectories import cached_trajectories
 from pam_explorer.runs import executors as ex
-from pam_explorer.runs import outdir, scheduler, slurm
+from pam_explorer.runs import outdir, scheduler, slurm, slurm_queue
 from pam_explorer.runs import sweep_report as sr
 from pam_explorer.runs.experiment_config import SCHEMES, ExperimentConfig
 from pam_explorer.runs.outdir import claim
@@ -158,7 +158,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, opts: SweepOptions = SweepOptio
     """Run (or resume) the sweep into ``out``; returns sweep.json. JobsFailed (after writing
     sweep.json) when a job failed twice; ConfigError / RunConflict before anything is computed."""
     if opts.executor != "inline":
-        slurm.check_executor(opts.executor)
+        slurm.check_executor(opts.executor, opts.resources.partition)
     mix = check_mix(opts.mix, get_preset(cfg.preset).task_names)
     with claim(out, "sweep", dataclasses.asdict(cfg), OUTPUTS, defaults=_stored):
         return _Sweep(cfg, Path(out), opts, mix, say or _stderr).run()
@@ -172,7 +172,7 @@ def dry_run(cfg: SweepConfig, out: str | Path, opts: SweepOptions = SweepOptions
     sweep = _Sweep(cfg, Path(out), opts, mix, lambda _: None, dry=True)
     tasks = sweep.plan()
     try:
-        slurm.check_executor(opts.executor) if opts.executor != "inline" else None
+        slurm.check_executor(opts.executor, opts.resources.partition) if opts.executor != "inline" else None
         missing = None
     except ConfigError as exc:
         missing = str(exc)
@@ -184,6 +184,8 @@ def dry_run(cfg: SweepConfig, out: str | Path, opts: SweepOptions = SweepOptions
     rows = [_row(t) for t in tasks]
     if sweep.alphas is not None and sweep.traj_left:  # typed alphas: the points wait for trajectories
         rows += [{**_row(t), "state": "after the trajectory jobs"} for t in sweep._points()]
+    if opts.executor == "slurm" and missing is None:
+        _mark_attachable(rows, Path(out) / "submitit")
     if sweep.alphas is None:
         rows.append({"job": "PAM points", "kind": "PAM", "alpha": "auto", "seed": list(cfg.seeds),
                      "state": "planned once the trajectory jobs ran (up to 8 alphas per seed)"})
@@ -216,6 +218,15 @@ def checked_plan(path: Path, cfg: SweepConfig) -> dict:
         raise RunConflict(f"{path} plans alphas {alphas} ({plan['rule']}), not those of this sweep "
                           f"(--alphas {typed}); {fix}")
     return plan
+
+
+def _mark_attachable(rows: list[dict], folder: Path) -> None:
+    """The rows whose job a driver would re-attach to (still queued or running on Slurm), marked."""
+    found = slurm_queue.attachable(slurm_queue.Journal(folder), [r["job"] for r in rows])
+    for r in rows:
+        if r["job"] in found:
+            info = found[r["job"]]
+            r["state"], r["slurm_job"] = f"re-attach to Slurm job {info.job_id} ({info.state})", info.job_id
 
 
 def _row(t: ex.Task) -> dict:
@@ -350,7 +361,8 @@ class _Sweep:
         if o.executor == "local":
             return ex.LocalExecutor(self.workers, o.threads, self.out / "logs")
         cluster = "slurm" if o.executor == "slurm" else "local"
-        return slurm.SubmititExecutor(cluster, self.out / "submitit", o.resources, self.workers, o.threads)
+        return slurm.SubmititExecutor(cluster, self.out / "submitit", o.resources, self.workers, o.threads,
+                                      say=lambda m: self.say(f"sweep: {m}"))
 
     def _on_change(self, jobs: list[scheduler.Job]) -> None:
         self.jobs = jobs
