@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pam_explorer.core.subsets import subset_key
-from pam_explorer.cost.analytic import expected_flops
 from pam_explorer.regroup.algorithms import LayerGroups, Trajectory, cut
-from pam_explorer.regroup.algorithms import max_mi as layer_max_mi
 
 if TYPE_CHECKING:  # plotly is imported by the Results page's builders only (seconds on a first visit)
     import plotly.graph_objects as go
@@ -58,11 +56,6 @@ def _figure(title: str, traces: list[dict], **kw) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- alpha range
-def max_mi(trajectories: Mapping[str, Mapping[tuple, Trajectory]]) -> float:
-    """Largest score (MI beyond chance, bits) reached on any trajectory: above it no cut changes."""
-    return max((layer_max_mi(per) for per in trajectories.values()), default=0.0)
-
-
 def _round_sig(x: float, sig: int = 3) -> float:
     return float(f"{x:.{sig}g}")
 
@@ -159,12 +152,6 @@ def fig_flops(table: pd.DataFrame) -> dict:
               for i, sch in enumerate(table.columns)]
     return _chart("Predicted FLOPs per task subset (before pruning)", series,
                   {"type": "category", "data": list(table.index)}, {"type": "value", "name": "FLOPs"})
-
-
-def expected_table(pred: Mapping[str, Mapping[str, int]], probs: Mapping[str, float]) -> dict[str, float]:
-    """Expected FLOPs of every scheme under the user's task-combination probabilities; ConfigError
-    (from :func:`~pam_explorer.cost.analytic.expected_flops`) unless they are >= 0 and sum to 1."""
-    return {s: expected_flops(c, probs) for s, c in pred.items()}
 
 
 # --------------------------------------------------------------------------- MI curves
@@ -316,6 +303,6 @@ def fig_shared_vs_alpha(alphas: Sequence[float], curves: Mapping[str, Mapping[st
                   grid={"left": 56, "right": 16, "top": 56, "bottom": 72})
 
 
-__all__ = ["max_mi", "alpha_grid", "nearest", "group_keys", "sharing_table", "fig_groups",
-           "flops_table", "fig_flops", "expected_table", "phase_range", "fig_phase", "shared_fractions",
+__all__ = ["alpha_grid", "nearest", "group_keys", "sharing_table", "fig_groups",
+           "flops_table", "fig_flops", "phase_range", "fig_phase", "shared_fractions",
            "sharing_turns", "fig_shared_vs_alpha", "LOG_FLOOR"]

@@ -26,6 +26,7 @@ from pam_explorer.core.errors import DataMissing
 from pam_explorer.core.subsets import subset_masks
 from pam_explorer.cost.analytic import fused_costs, separate_costs, subset_costs
 from pam_explorer.cost.latency import measure_models_latency
+from pam_explorer.cost.latency_compare import Clock, LatencySettings, compare_latency
 from pam_explorer.merge.fuse import fuse, fuse_separate
 from pam_explorer.merge.merged_net import MergedNet
 
@@ -93,6 +94,35 @@ def grouped_vs_fused(net: MergedNet, device: str = "cpu", batch: int = 1, thread
         s, kind = name.split("|")
         out.setdefault(s, {})[kind] = sec
     return out
+
+
+def interleaved_latency(schemes: Mapping[str, Scheme], settings: LatencySettings = LatencySettings(),
+                        device: str = "cpu", clock: Clock = time.perf_counter) -> dict[str, Any]:
+    """The report's ``latency_ms`` ({scheme: {subset: median ms}}), ``latency_measurement`` and
+    ``latency_gains`` of every scheme's fused subset models ({"PAM": net, "B2": net, "B1": {task:
+    net}}, as :func:`load_schemes` gives or an experiment holds), timed interleaved at batch 1 and
+    judged against the fused models' FLOPs (:func:`pam_explorer.cost.latency_compare.compare_latency`).
+    The networks are not changed (the fused models are new modules)."""
+    first = schemes.get("PAM") or next(iter(schemes.values()))
+    net = first if isinstance(first, MergedNet) else next(iter(first.values()))
+    tasks = first.tasks if isinstance(first, MergedNet) else list(first)
+    dev = torch.device(device)
+    models = {name: {s: scheme_models(sch, s)["fused"].to(dev) for s in subset_masks(tasks)}
+              for name, sch in schemes.items()}
+    flops = {name: {s: f["fused"] for s, f in scheme_flops(sch).items()} for name, sch in schemes.items()}
+    geo = net.geometry
+    x = torch.randn(1, geo.in_channels, geo.image_size, geo.image_size, device=dev)
+    return compare_latency(models, flops, x, settings, clock)
+
+
+def archive_latency(data: bytes, devices: Sequence[str] | None = None, min_run_time: float = 0.05
+                    ) -> dict[str, dict[str, dict[str, float]]]:
+    """{device: {subset: {"grouped": seconds, "fused": seconds}}} of an export zip's merged model
+    at batch 1 (:func:`grouped_vs_fused`), on the CPU and, when present, CUDA: the export page's
+    "measure latency" button."""
+    net = export.load(data)
+    devices = list(devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    return {d: grouped_vs_fused(net, device=d, batch=1, min_run_time=min_run_time) for d in devices}
 
 
 def bench_latency(run: str | Path, batches: Sequence[int] = (1, 64),
@@ -180,5 +210,6 @@ def machine() -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-__all__ = ["load_schemes", "scheme_models", "scheme_flops", "grouped_vs_fused", "bench_latency",
+__all__ = ["load_schemes", "scheme_models", "scheme_flops", "grouped_vs_fused", "interleaved_latency",
+           "archive_latency", "bench_latency",
            "target_check", "latency_table", "machine"]

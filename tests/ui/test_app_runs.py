@@ -79,7 +79,7 @@ def test_runs_page_defaults_to_the_explorers_alpha_and_shows_the_job(explorer, r
         return real_submit({"command": "selftest", "args": {"sleep": 0.2}}, root, name=name)
     monkeypatch.setattr(jobs, "submit", submit)
     at = fresh()
-    alpha = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])[40]
+    alpha = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])[40]
     at.select_slider[0].set_value(alpha).run()
     at.number_input(key="ovr_fc1").set_value(0.2).run()
     at.switch_page("ui/page_runs.py").run()
@@ -172,7 +172,7 @@ def test_finetune_then_export_runs_the_explorers_merge_and_offers_its_model_firs
     (tmp_path / "cuda" / "bin").mkdir(parents=True)
     monkeypatch.setenv("CUDA_HOME", str(tmp_path / "cuda"))
     at = fresh()
-    alpha = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])[30]
+    alpha = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])[30]
     at.select_slider[0].set_value(alpha).run()
     at.number_input(key="ovr_fc2").set_value(0.3).run()
     at.switch_page("ui/page_export.py").run()
