@@ -132,6 +132,19 @@ def accuracy_text(manifest: Mapping) -> str:
     return text
 
 
+def cost_table(manifest: Mapping) -> dict[str, dict[str, str]]:
+    """{"FLOPs": {subset: "1,234,567"}, "params": {...}} of a manifest, subsets in canonical order
+    (A, B, A+B: by size, then task order) whatever order the file holds them in; {} without costs."""
+    flops, params = manifest.get("flops") or {}, manifest.get("params") or {}
+    tasks = list(manifest.get("tasks") or [])
+    order = {t: i for i, t in enumerate(tasks)}
+    def canonical(k: str) -> tuple:
+        return len(k.split("+")), [order.get(t, len(order)) for t in k.split("+")], k
+    subsets = sorted(flops, key=canonical)
+    return {"FLOPs": {k: f"{flops[k]:,.0f}" for k in subsets},
+            "params": {k: f"{params[k]:,.0f}" if k in params else DASH for k in subsets}} if subsets else {}
+
+
 def progress_text(p: Mapping) -> str:
     """A run's progress.json as one line: 'PAM seed 0 (stage 3 of 3, 40 %): joint finetuning'
     (a message that repeats the stage's scheme name is not prefixed twice)."""
@@ -153,4 +166,4 @@ def progress_text(p: Mapping) -> str:
 __all__ = ["DASH", "FLOPS_DEF", "plain", "code", "QUICK", "BEFORE_PRUNING_WHY", "NOT_MONOTONE", "dash",
            "mi_text", "overrides_text",
            "regroup_text", "setup_caption", "preset_description", "is_quick", "run_label", "progress_text",
-           "model_stage", "accuracy_text"]
+           "model_stage", "accuracy_text", "cost_table"]
