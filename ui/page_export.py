@@ -17,6 +17,7 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.core.subsets import subset_masks
 from pam_explorer.runs import jobs
 from pam_explorer.runs.bench_latency import archive_latency
+from pam_explorer.runs.estimate import estimate
 from ui import labels as L
 from ui.run_args import finetune_export_job
 from ui.state import (
@@ -107,7 +108,8 @@ def finetune_then_export() -> None:
     c1, c2 = st.columns([1, 3])
     epochs = int(c1.number_input("finetuning epochs", min_value=1, max_value=50, value=3, key="ft_epochs"))
     job = finetune_export_job(setup.preset, cfg, current_setup().mi, epochs)
-    c2.markdown(f"`python -m pam_explorer {jobs.describe({'job': job})}`")
+    c2.markdown(f"`python -m pam_explorer {jobs.describe({'job': job})}`  \nDuration: "
+                + L.plain(estimate(job, runs_roots(), jobs.list_runs(runs_roots())).text))
     if st.button("Finetune, then export", key="finetune_export"):
         try:
             rid = jobs.submit(job, runs_root(), name=f"{setup.preset}-finetune-export")
@@ -129,7 +131,7 @@ def finetune_status() -> None:
     p = jobs.progress(rid, run["root"]) or {}
     if run["state"] in jobs.ACTIVE:
         st.progress(min(max(float(p.get("fraction") or 0.0), 0.0), 1.0),
-                    text=f"{rid} ({run['state']}): " + (L.progress_text(p) or "starting ..."))
+                    text=f"{rid} ({run['state']}): " + (L.plain(L.progress_text(p)) or "starting ..."))
     elif run["state"] == "done":
         st.success(f"{rid} is done: its finetuned model is in 'Model of a finished run' above.")
         if st.button("Show it", key="show_finetuned"):

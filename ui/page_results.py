@@ -21,7 +21,8 @@ from ui.state import runs_roots
 
 def show_run(r: dict, slot: str) -> None:
     rid, state, root = r["run_id"], r["state"], r["root"]
-    st.markdown(f"**{L.plain(rid)}** · state {L.code(state)}" + (" · **quick run**" if L.is_quick(r) else ""))
+    st.markdown(f"**{rid}** · state {L.code(state)}"  # run ids are [A-Za-z0-9_.-] (run_folders)
+                + (" · **quick run**" if L.is_quick(r) else ""))
     if state in ("failed", "cancelled"):  # the message comes from a file: shown as text
         (st.error if state == "failed" else st.warning)(
             f"Run {state}" + (f" (exit code {L.plain(r.get('exit_code'))})" if r.get("exit_code") is not None
