@@ -106,9 +106,10 @@ def chart(where, option: dict, key: str, height: int = 380) -> None:
 
 def metrics_row(exp, view: AlphaView) -> None:
     m = st.columns([1, 1, 1, 1.6])  # the FLOPs label is long: it says "before pruning"
-    m[0].metric("Task relatedness I(Y^A;Y^B)", f"{exp.relatedness_bits:.3f} bits",
+    m[0].metric("Task relatedness", f"{exp.relatedness_bits:.3f} bits",  # a label short enough to show
                 help="Measured: plug-in MI between the tasks' label vectors on the train split "
                      "(mean over task pairs for K > 2)")
+    m[0].caption("I(Y^A;Y^B), measured" if len(exp.tasks) == 2 else "mean I(Y^s;Y^t), measured")
     m[1].metric("alpha", f"{view.cfg.alpha:g} bits")
     m[2].metric("Mean sharing ratio", f"{view.mean_sharing:.1%}",
                 help="Mean over layers of shared / kept neurons")

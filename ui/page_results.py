@@ -59,8 +59,9 @@ def show_run(r: dict, slot: str) -> None:
                    + f". {L.FLOPS_DEF}. {L.DASH}: no value (the original networks have accuracies only).")
         if T.has_latency(report):
             st.caption(L.plain(T.caption(report)))
-        for line in T.unreliable_lines(report):
-            st.warning(f"Unreliable latency, not used for gains: {L.plain(line)}")
+        lines = T.unreliable_lines(report)
+        if lines:  # one notice, a line per figure
+            st.warning("Unreliable latency, not used for gains:  \n" + "  \n".join(L.plain(x) for x in lines))
     g = R.gains_display(report)
     if g is not None:
         st.dataframe(g)

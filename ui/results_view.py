@@ -217,11 +217,11 @@ def fig_gains(report: Mapping) -> go.Figure | None:
     from plotly.subplots import make_subplots
 
     title = "PAM's gain (c_baseline / c_PAM)" + (" · quick run" if report.get("quick") else "")
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
-                        horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.12)
     fig.update_layout(_fig(title, barmode="group").layout)
-    for col, (_, rows) in enumerate(panels, start=1):
+    for col, (name, rows) in enumerate(panels, start=1):  # each panel named under its bars
         _gain_bars(fig, rows, col)
+        fig.update_xaxes(title_text=name, row=1, col=col)
         fig.update_yaxes(title_text="c_baseline / c_PAM", rangemode="tozero", row=1, col=col)
         fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"), row=1, col=col)
     return fig

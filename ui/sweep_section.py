@@ -93,11 +93,10 @@ def sweep_section(exp, setup, cfg) -> None:
                f"{L.code(sweep['prune'])}, seeds {L.plain(sweep['seeds'])}, alphas "
                f"{', '.join(f'{a:.3g}' for a in sweep['alphas'])}. Shown: alpha {point['alpha']:.4g}, the "
                f"swept alpha nearest the slider ({cfg.alpha:.4g}); error bars: 95 % CI over seeds.")
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(V.fig_measured_flops(sweep, point), key="sweep_fig_flops")
-    c2.caption("PAM's FLOPs gains at this alpha, paired by seed")
-    c2.dataframe(V.gains_table(point))
-    st.dataframe(V.measured_table(sweep, point))  # full width: one column per subset and task
+    st.plotly_chart(V.fig_measured_flops(sweep, point), key="sweep_fig_flops")
+    st.dataframe(V.measured_table(sweep, point))  # full width: in a column the last ones were cut off
+    st.caption("PAM's FLOPs gains at this alpha, paired by seed")
+    st.dataframe(V.gains_table(point))
     st.plotly_chart(V.fig_frontier(sweep, cfg.alpha, probs, rec["alpha"]), key="sweep_fig_frontier")
     if rec["alpha"] is None:
         st.info(f"No recommended alpha for these task-usage probabilities: {L.plain(rec['reason'])}.")

@@ -16,10 +16,11 @@ from pam_explorer.cli.commands import parse_alphas, parse_ints
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.runs import job_spec
 from pam_explorer.runs.sweep_report import recommend, uniform_mix
+from ui.figures import plot_title
 
 COLORS = {"PAM": "#E45756", "B1": "#4C78A8", "B2": "#72B7B2"}
 SUBSET_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#9D755D", "#EECA3B", "#FF9DA6")
-_LAYOUT = dict(margin=dict(l=10, r=10, t=60, b=10), height=340,
+_LAYOUT = dict(margin=dict(l=10, r=10, t=96, b=10), height=370,  # as ui/figures.py: below the toolbar
                legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1))
 
 
@@ -30,8 +31,7 @@ def _bars(means: Sequence[float], cis: Sequence[Sequence[float]]) -> dict:
 
 
 def _figure(title: str, traces: list[dict], **layout) -> go.Figure:
-    return go.Figure({"data": traces, "layout": {"title": dict(text=title, font=dict(size=14), x=0),
-                                                 **_LAYOUT, **layout}})
+    return go.Figure({"data": traces, "layout": {"title": plot_title(title), **_LAYOUT, **layout}})
 
 
 # --------------------------------------------------------------------------- launching
@@ -169,9 +169,11 @@ def fig_frontier(sweep: Mapping, alpha: float, probs: Mapping[str, float],
                            y=[0, 1], yaxis="y2", line=dict(color="#888", dash="dot"), hoverinfo="skip"))
     title = "Measured trade-off across alphas (big markers: frontier; hollow: below the floor)"
     quick = " · quick sweep" if (sweep.get("config") or {}).get("quick") else ""
-    return _figure(title + quick,
+    return _figure(title + quick,  # many entries: the legend goes below the plot, clear of the title
                    traces, xaxis=dict(title="alpha (bits)", type="log"), yaxis=dict(title="FLOPs"),
-                   yaxis2=dict(overlaying="y", range=[0, 1], visible=False))
+                   yaxis2=dict(overlaying="y", range=[0, 1], visible=False), height=440,
+                   margin=dict(l=10, r=10, t=60, b=10),
+                   legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
 
 
 __all__ = ["sweep_job", "points_table", "probabilities", "nearest_point", "live_recommendation",

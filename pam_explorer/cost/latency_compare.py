@@ -161,7 +161,7 @@ def _flops_check(fig: dict, flops: Mapping[str, Mapping[str, float]], subset: st
                 off[o] = q
         if len(off) * 2 > len(others):
             text = ", ".join(f"vs {o} {q:.3g}x" for o, q in off.items())
-            why = f"FLOPs: latency ratio / FLOPs ratio {text}, beyond {factor:g}x"
+            why = f"FLOPs: latency ratio / FLOPs ratio {text}, outside 1/{factor:g}-{factor:g}x"
             cell["why"] = f"{cell['why']}; {why}" if cell["why"] else why
             cell["reliable"] = False
 

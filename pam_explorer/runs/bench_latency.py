@@ -10,6 +10,7 @@ interleaved, and each cell reports the median of its repeats. Pure computation: 
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -47,17 +48,30 @@ class _Calls(nn.Module):
 
 def load_schemes(run: str | Path) -> dict[str, Scheme]:
     """{"PAM": net, "B2": net, "B1": {task: net}} of an experiment folder (those it holds):
-    DIR/model.zip, DIR/stages/B2.zip, DIR/stages/B1_<task>.zip. DataMissing without model.zip."""
+    DIR/model.zip (PAM of the first seed), DIR/stages/B2_s<seed>.zip and B1_<task>_s<seed>.zip of
+    that seed (B2.zip, B1_<task>.zip in folders written before seeds). DataMissing without model.zip."""
     run = Path(run)
     if not (run / "model.zip").is_file():
         raise DataMissing(f"{run / 'model.zip'} not found: --run must be a finished experiment directory")
     out: dict[str, Scheme] = {"PAM": export.load(run / "model.zip")}
-    if (run / "stages" / "B2.zip").is_file():
-        out["B2"] = export.load(run / "stages" / "B2.zip")
-    singles = {t: run / "stages" / f"B1_{t}.zip" for t in out["PAM"].tasks}
+    tag = _first_seed_tag(run)
+    if (run / "stages" / f"B2{tag}.zip").is_file():
+        out["B2"] = export.load(run / "stages" / f"B2{tag}.zip")
+    singles = {t: run / "stages" / f"B1_{t}{tag}.zip" for t in out["PAM"].tasks}
     if all(p.is_file() for p in singles.values()):
         out["B1"] = {t: export.load(p) for t, p in singles.items()}
     return out
+
+
+def _first_seed_tag(run: Path) -> str:
+    """"_s<first seed>" of the run's config.json (the seed model.zip is of), "" for older folders."""
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        seeds = cfg.get("seeds") or [cfg["seed"]]
+        tag = f"_s{int(seeds[0])}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return ""
+    return tag if any((run / "stages").glob(f"*{tag}.zip")) else ""
 
 
 def scheme_models(scheme: Scheme, subset: str, layout: str = "dense") -> dict[str, nn.Module]:

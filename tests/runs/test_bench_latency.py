@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from pam_explorer import export
 from pam_explorer.cli import main
 from pam_explorer.cost.analytic import fused_costs, separate_costs, subset_costs
@@ -98,3 +100,21 @@ def test_interleaved_latency_times_every_schemes_fused_models_against_their_flop
     assert {s: set(per) for s, per in figs.items()} == {s: {"A", "B", "A+B"} for s in ("PAM", "B2", "B1")}
     assert out["latency_ms"]["PAM"]["A"] == round(figs["PAM"]["A"]["median_ms"], 4) > 0
     json.dumps(out, allow_nan=False)
+
+
+def test_load_schemes_finds_the_first_seeds_stage_models(tmp_path):
+    """Experiments with seeds name their stage models <scheme>[_<task>]_s<seed>.zip; model.zip is
+    PAM of the first seed, so B1 and B2 are taken from that seed (older folders: no suffix)."""
+    nets = [build_model("lenet5", 5, 1, 32, width=0.5).eval() for _ in range(2)]
+    pam = merge_networks(nets, ["A", "B"], random_grouping(nets, ["A", "B"], 0))
+    export.save(pam, tmp_path / "model.zip")
+    (tmp_path / "config.json").write_text(json.dumps({"seeds": [3, 1]}))
+    export.save(fully_shared(nets, ["A", "B"]), tmp_path / "stages" / "B2_s3.zip")
+    export.save(fully_shared(nets[::-1], ["A", "B"]), tmp_path / "stages" / "B2_s1.zip")
+    for t, n in zip("AB", nets):
+        export.save(from_single(n, t), tmp_path / "stages" / f"B1_{t}_s3.zip")
+    from pam_explorer.runs.bench_latency import load_schemes
+    got = load_schemes(tmp_path)
+    assert set(got) == {"PAM", "B2", "B1"} and set(got["B1"]) == {"A", "B"}
+    want = fully_shared(nets, ["A", "B"]).state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in got["B2"].state_dict().items())
