@@ -49,22 +49,28 @@ def show_run(r: dict, slot: str) -> None:
     if guide:
         st.info(L.plain(guide), icon=":material/lightbulb:")
     t1 = R.table1_display(report)
-    if t1 is not None:
-        st.dataframe(t1)
+    if t1 is not None:  # st.table wraps its cells: no column is ever hidden off the right edge
+        st.table(t1)
         seeds = report.get("seeds") or []
         st.caption(("Mean ± half-width of the 95 % bootstrap CI over seeds " + str(list(seeds))
                     + "; (worst seed) accuracy. " if len(seeds) > 1 else "One seed. ")
                    + f"Accuracy: test, %. {R.flops_label(report)}: after pruning, batch 1"
                    + (" (effective: multiply-adds with a non-zero weight)" if R.unstructured(report) else "")
                    + f". {L.FLOPS_DEF}. {L.DASH}: no value (the original networks have accuracies only).")
-        if T.has_latency(report):
+        latency = R.latency_display(report)
+        if latency is not None:
+            st.table(latency)
             st.caption(L.plain(T.caption(report)))
         lines = T.unreliable_lines(report)
         if lines:  # one notice, a line per figure
             st.warning("Unreliable latency, not used for gains:  \n" + "  \n".join(L.plain(x) for x in lines))
+        table = T.details(report)
+        if table is not None:
+            with st.expander("Latency details: median, IQR and verdict of every figure"):
+                st.table(table)
     g = R.gains_display(report)
     if g is not None:
-        st.dataframe(g)
+        st.table(g)
         st.plotly_chart(R.fig_gains(report), key=f"gains_{slot}")
     fig = R.fig_flops_bars(report)
     if fig is not None:

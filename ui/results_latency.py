@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+
 from ui.labels import DASH
 
 UNCHECKED = "not checked for reliability"
-UNRELIABLE = "⚠ unreliable"
+UNRELIABLE = "⚠"  # Table 1 marks an unreliable figure; the details table says why
 
 
 def measurement(report: Mapping) -> Mapping | None:
@@ -38,16 +40,28 @@ def figure(report: Mapping, scheme: str, subset: str) -> Mapping | None:
 
 
 def ms_cell(report: Mapping, scheme: str, subset: str, unchecked_text: str) -> str:
-    """Table 1's latency cell: "median (IQR x)" with a flag when unreliable; an older report's
+    """Table 1's latency cell: the median, marked when unreliable (short: Table 1 has a column
+    per subset and must fit; :func:`details` has the IQR and the reason); an older report's
     ``unchecked_text`` (its mean ± CI over seeds); a dash when there is none."""
     if measurement(report) is None:
         return unchecked_text
     c = figure(report, scheme, subset)
     if c is None:
         return DASH
-    iqr = c.get("iqr_ms")
-    return f"{c['median_ms']:.3f}" + (f" (IQR {iqr:.3f})" if isinstance(iqr, (int, float)) else "") \
-        + ("" if c.get("reliable") else f" {UNRELIABLE}")
+    return f"{c['median_ms']:.3f}" + ("" if c.get("reliable") else f" {UNRELIABLE}")
+
+
+def details(report: Mapping) -> pd.DataFrame | None:
+    """One row per measured figure: scheme, subset, median and IQR (ms), reliable, why not."""
+    m = measurement(report)
+    if m is None:
+        return None
+    rows = [{"scheme": s, "subset": k, "median ms": f"{c['median_ms']:.3f}",
+             "IQR ms": f"{c['iqr_ms']:.3f}" if isinstance(c.get("iqr_ms"), (int, float)) else DASH,
+             "reliable": "yes" if c.get("reliable") else f"no {UNRELIABLE}", "why not": c.get("why") or ""}
+            for s, per in m["schemes"].items() if isinstance(per, Mapping)
+            for k, c in per.items() if isinstance(c, Mapping)]
+    return pd.DataFrame(rows).set_index(["scheme", "subset"]) if rows else None
 
 
 def ms_column(subset: str) -> str:
@@ -79,8 +93,8 @@ def caption(report: Mapping) -> str:
                 "sequence, so a busy moment of the machine can land on one scheme: its latency gains are "
                 "not charted.")
     return (f"CPU latency (ms, batch 1): median of {m.get('rounds', '?')} interleaved rounds with "
-            f"{m.get('threads', '?')} thread(s), IQR in brackets. Rule: {m.get('rule', '?')}. Figures marked "
-            f"{UNRELIABLE} are not used for gains.")
+            f"{m.get('threads', '?')} thread(s); {UNRELIABLE}: unreliable, not used for gains (IQR and "
+            f"reason under 'Latency details'). Rule: {m.get('rule', '?')}.")
 
 
 def gain_label(report: Mapping, entry: Any) -> str:
@@ -100,4 +114,4 @@ def charted_gains(report: Mapping) -> list[tuple[str, Mapping]]:
 
 
 __all__ = ["UNCHECKED", "UNRELIABLE", "measurement", "has_latency", "figure", "ms_cell", "ms_column",
-           "unreliable_lines", "caption", "gain_label", "charted_gains"]
+           "details", "unreliable_lines", "caption", "gain_label", "charted_gains"]

@@ -81,7 +81,8 @@ def pm(mean: Any, ci: Any = None, fmt: str = "{:,.2f}") -> str:
 def table1_display(report: Mapping) -> pd.DataFrame | None:
     """Table 1 as text: "mean ± CI half-width" per cell over seeds, the worst seed's accuracy
     beside it for several seeds, a dash where a scheme has no value (the original networks have
-    only accuracies)."""
+    only accuracies). Accuracy and FLOPs; measured latency has its own table
+    (:func:`latency_display`), so that each fits the page."""
     schemes = schemes_of(report)
     if not schemes:
         return None
@@ -89,9 +90,7 @@ def table1_display(report: Mapping) -> pd.DataFrame | None:
     label = flops_label(report)
     several = len(report.get("seeds") or []) > 1
     subsets = list(next(iter(schemes.values())).get("flops") or {})
-    has_ms = T.has_latency(report)
-    cols = [f"acc {t} (%)" for t in tasks] + [f"{label} {k}" for k in subsets] \
-        + ([T.ms_column(k) for k in subsets] if has_ms else [])
+    cols = [f"acc {t} (%)" for t in tasks] + [f"{label} {k}" for k in subsets]
     rows: dict[str, dict] = {}
     ref = report.get("reference_accuracy")
     if isinstance(ref, Mapping):
@@ -105,11 +104,25 @@ def table1_display(report: Mapping) -> pd.DataFrame | None:
         for k in subsets:
             row[f"{label} {k}"] = pm((s.get("flops") or {}).get(k), (s.get("flops_ci95") or {}).get(k),
                                      "{:,.0f}")
-            if has_ms:
-                row[T.ms_column(k)] = T.ms_cell(report, name, k, pm(
-                    (s.get("latency_ms") or {}).get(k), (s.get("latency_ms_ci95") or {}).get(k), "{:.3f}"))
         rows[name] = row
     df = pd.DataFrame.from_dict(rows, orient="index")[cols]
+    df.index.name = "scheme"
+    return df
+
+
+def latency_display(report: Mapping) -> pd.DataFrame | None:
+    """CPU latency per scheme and task subset (ms, batch 1) as text: the interleaved median, "⚠"
+    when unreliable (:mod:`ui.results_latency`); an older report's mean ± CI over seeds; None
+    when the report measured none."""
+    if not T.has_latency(report):
+        return None
+    schemes = schemes_of(report)
+    subsets = list(next(iter(schemes.values())).get("flops") or {})
+    def older(s: Mapping, k: str) -> str:  # a report without the interleaved measurement
+        return pm((s.get("latency_ms") or {}).get(k), (s.get("latency_ms_ci95") or {}).get(k), "{:.3f}")
+    rows = {name: {T.ms_column(k): T.ms_cell(report, name, k, older(s, k)) for k in subsets}
+            for name, s in schemes.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "scheme"
     return df
 
@@ -296,6 +309,7 @@ def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figu
     return fig
 
 
-__all__ = ["table1", "table1_display", "pm", "gains_table", "gains_display", "config_lines", "floor_misses",
+__all__ = ["table1", "table1_display", "latency_display", "pm", "gains_table", "gains_display",
+           "config_lines", "floor_misses",
            "unstructured", "flops_label", "fig_gains", "fig_flops_bars", "sharing_after", "fig_sharing_after",
            "schemes_of", "shared_key", "VERDICT_TEXT"]

@@ -43,14 +43,14 @@ def test_runs_and_results_pages(runs_root):
     at.button(key=f"results_{ok}").click().run()  # the finished run's link
     assert not at.exception and at.selectbox(key="res_run").value == ok
     assert any("Quick run" in w.value for w in at.warning)
-    table = at.dataframe[0].value
+    table = at.table[0].value  # st.table: cells wrap, no column hidden off the page
     assert list(table.index) == ["original", "B1", "B2", "PAM"]
     assert table.loc["original", "FLOPs A+B"] == "—" and "None" not in table.to_string()
     b1 = report["schemes"]["B1"]
     lo, hi = b1["flops_ci95"]["B"]
     assert table.loc["B1", "FLOPs B"] == f"{b1['flops']['B']:,.0f} ± {(hi - lo) / 2:,.0f}" and hi > lo
     assert table.equals(R.table1_display(report))
-    gains = at.dataframe[1].value
+    gains = at.table[2].value  # after Table 1 and the latency table
     verdict = report["gains"]["vs_B1"]["average_verdict"]
     assert gains.loc["vs B1 (FLOPs)", "seeds"] == 2
     assert gains.loc["vs B1 (FLOPs)", "verdict (average)"] == R.VERDICT_TEXT[verdict]
@@ -144,7 +144,7 @@ def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
     at.switch_page("ui/page_results.py").run()
     assert not at.exception, at.exception
     assert any("Quick run" in w.value for w in at.warning)
-    assert "effective FLOPs A+B" in at.dataframe[0].value.columns  # Table 1: the cost after pruning
+    assert "effective FLOPs A+B" in at.table[0].value.columns  # Table 1: the cost after pruning
     sparse = next(d.value for d in at.dataframe if "Delta_T (%)" in d.value.columns)
     for name in ("B1", "B2", "PAM"):
         s = report["schemes"][name]

@@ -93,7 +93,9 @@ const meet = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom 
 const labels = Array.from(document.querySelectorAll('[data-testid="stMetricLabel"] .stMarkdownEllipsis'))
   .filter(over).map(e => e.innerText);
 const tables = Array.from(document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller'))
-  .filter(over).map(e => e.closest('[data-testid="stDataFrame"]').innerText.slice(0, 60));
+  .filter(over).map(e => e.closest('[data-testid="stDataFrame"]').innerText.slice(0, 60))
+  .concat(Array.from(document.querySelectorAll('[data-testid="stTable"]')).filter(over)
+  .map(e => e.innerText.slice(0, 60)));
 const covered = [];
 for (const plot of document.querySelectorAll('.js-plotly-plot')) {
   const title = plot.querySelector('.gtitle'), bar = plot.querySelector('.modebar');
@@ -165,7 +167,7 @@ def test_nothing_is_clipped_covered_or_fetched(tmp_path, screens):
         B.wait_settled(driver, timeout_s=60)
         found = driver.execute_script(CLIPPED_JS)
         assert not exceptions(driver)
-        assert not found["covered"] and not found["images"], found
+        assert not found["covered"] and not found["images"] and not found["tables"], found
         text = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
         assert "broke ![x](http://127.0.0.1:9/pixel.png)" in text  # shown as the text it is
         assert "⚠ unreliable" in text or "unreliable" in text

@@ -78,7 +78,7 @@ def test_a_malformed_report_is_a_one_line_notice(runs_root, bad, where):
     assert not at.exception, at.exception
     notice = [w.value for w in at.warning if "Cannot show this run's results" in w.value]
     assert len(notice) == 1 and "\n" not in notice[0] and L.plain(f"{rid}/report.json: {where}:") in notice[0]
-    assert not at.dataframe  # nothing half-drawn
+    assert not at.dataframe and not at.table  # nothing half-drawn
 
 
 def test_a_report_that_is_not_an_object_or_not_json_is_a_notice(runs_root):
@@ -145,10 +145,16 @@ def test_strings_from_run_folders_are_shown_as_text(runs_root):
 # --------------------------------------------------------------------------- latency
 def test_unreliable_latency_is_flagged_and_not_charted_as_a_gain(runs_root):
     rep = measured(fixture_report())
-    table = R.table1_display(rep)
-    assert table.loc["B1", "ms A+B (CPU)"] == f"105.600 (IQR 80.000) {T.UNRELIABLE}"
+    table = R.latency_display(rep)
+    assert "ms A (CPU)" not in R.table1_display(rep).columns  # its own table: each fits the page
+    assert table.loc["B1", "ms A+B (CPU)"] == "105.600 ⚠"
     pam_a = rep["schemes"]["PAM"]["latency_ms"]["A"]
-    assert table.loc["PAM", "ms A (CPU)"] == f"{pam_a:.3f} (IQR {0.01 * pam_a:.3f})"
+    assert table.loc["PAM", "ms A (CPU)"] == f"{pam_a:.3f}"
+    details = T.details(rep)
+    assert details.loc[("B1", "A+B")].to_dict() == {
+        "median ms": "105.600", "IQR ms": "80.000", "reliable": "no ⚠",
+        "why not": "spread: IQR 80 ms > 0.5 x median 106 ms"}
+    assert details.loc[("PAM", "A"), "IQR ms"] == f"{0.01 * pam_a:.3f}" and len(details) == 9
     assert T.unreliable_lines(rep) == ["B1 A+B: 105.600 ms (spread: IQR 80 ms > 0.5 x median 106 ms)"]
     gains = R.gains_display(rep)
     assert "vs B1 (CPU latency, reliable figures: A, B)" in gains.index
@@ -185,7 +191,7 @@ def test_older_reports_latency_is_not_checked_and_not_charted(runs_root):
     at = AppTest.from_file(RESULTS, default_timeout=60).run()
     assert not at.exception
     assert any(T.UNCHECKED in c.value.replace("\\", "") for c in at.caption)
-    assert at.dataframe[0].value.loc["PAM", "ms A (CPU)"] == R.pm(
+    assert at.table[1].value.loc["PAM", "ms A (CPU)"] == R.pm(
         rep["schemes"]["PAM"]["latency_ms"]["A"], rep["schemes"]["PAM"]["latency_ms_ci95"]["A"], "{:.3f}")
 
 
