@@ -6,6 +6,7 @@ The package is layered by pipeline stage (core, data/zoo/cost, graph, regroup, m
 prune/baselines, export, runs, cli); docs/architecture.md gives the stages and the import rule.
 """
 from pam_explorer.core.config import DataConfig, FinetuneConfig, MIConfig, RegroupConfig, TrainConfig
+from pam_explorer.core.progress import progress_printer
 from pam_explorer.data import get_preset, list_presets, load_preset_data, task_targets
 from pam_explorer.zoo import build_model, list_models, load_checkpoint, save_checkpoint
 from pam_explorer.zoo.pretrained import load_pretrained
@@ -23,7 +24,7 @@ from pam_explorer.cost.analytic import average_gain, peak_gain, predicted_costs,
 from pam_explorer import export
 
 __all__ = [
-    "DataConfig", "FinetuneConfig", "MIConfig", "RegroupConfig", "TrainConfig",
+    "DataConfig", "FinetuneConfig", "MIConfig", "RegroupConfig", "TrainConfig", "progress_printer",
     "get_preset", "list_presets", "load_preset_data", "task_targets",
     "build_model", "list_models", "load_checkpoint", "save_checkpoint", "load_pretrained",
     "layer_map", "capture_activations", "greedy_trajectory", "mi_reference",
