@@ -57,17 +57,7 @@ def show_run(r: dict, slot: str) -> None:
                    + f"Accuracy: test, %. {R.flops_label(report)}: after pruning, batch 1"
                    + (" (effective: multiply-adds with a non-zero weight)" if R.unstructured(report) else "")
                    + f". {L.FLOPS_DEF}. {L.DASH}: no value (the original networks have accuracies only).")
-        latency = R.latency_display(report)
-        if latency is not None:
-            st.table(latency)
-            st.caption(L.plain(T.caption(report)))
-        lines = T.unreliable_lines(report)
-        if lines:  # one notice, a line per figure
-            st.warning("Unreliable latency, not used for gains:  \n" + "  \n".join(L.plain(x) for x in lines))
-        table = T.details(report)
-        if table is not None:
-            with st.expander("Latency details: median, IQR and verdict of every figure"):
-                st.table(table)
+        latency_section(report)
     g = R.gains_display(report)
     if g is not None:
         st.table(g)
@@ -80,6 +70,23 @@ def show_run(r: dict, slot: str) -> None:
         st.plotly_chart(fig, key=f"share_{slot}")
     log_section(report, slot)
     sparse_section(report, slot)
+
+
+def latency_section(report: dict) -> None:
+    """Measured CPU latency: its own table (⚠: unreliable), what it is, which figures are not
+    trusted and why, and every figure's median, IQR and verdict."""
+    latency = R.latency_display(report)
+    if latency is None:
+        return
+    st.table(latency)
+    st.caption(L.plain(T.caption(report)))
+    lines = T.unreliable_lines(report)
+    if lines:  # one notice, a line per figure
+        st.warning("Unreliable latency, not used for gains:  \n" + "  \n".join(L.plain(x) for x in lines))
+    table = T.details(report)
+    if table is not None:
+        with st.expander("Latency details: median, IQR and verdict of every figure"):
+            st.table(table)
 
 
 def log_section(report: dict, slot: str) -> None:
