@@ -30,7 +30,7 @@ _EXPORTS = {
     "evaluate": "train.finetune", "finetune": "train.finetune",
     "PruneConfig": "prune", "TaskData": "prune", "get_pruner": "prune", "list_pruners": "prune",
     "average_gain": "cost.analytic", "peak_gain": "cost.analytic", "predicted_costs": "cost.analytic",
-    "subset_costs": "cost.analytic",
+    "subset_costs": "cost.analytic", "progress_printer": "core.progress",
 }
 _MODULES = ("export",)  # sub-packages offered as attributes (pe.export.save, ...)
 __all__ = [*_EXPORTS, *_MODULES]

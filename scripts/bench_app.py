@@ -42,7 +42,7 @@ def main() -> int:
         print(at.exception, file=sys.stderr)
         return 1
     exp = Explorer.open("digits-2task", MIConfig())
-    options = F.alpha_grid(F.max_mi(exp.trajs.trajectories), extra=[exp.preset.default_alpha])
+    options = F.alpha_grid(exp.max_mi(), extra=[exp.preset.default_alpha])
     for a in options[::20]:  # warm-up moves (imports, plotly validators, caches)
         at.select_slider[0].set_value(a).run()
     step = max(1, len(options) // args.moves)

@@ -73,7 +73,7 @@ def reruns(root: Path, moves: int) -> list[float]:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     assert not at.exception, at.exception
     exp = Explorer.open("digits-2task", MIConfig())
-    options = F.alpha_grid(F.max_mi(exp.trajs.trajectories), extra=[exp.preset.default_alpha])
+    options = F.alpha_grid(exp.max_mi(), extra=[exp.preset.default_alpha])
     for a in options[::20]:  # warm-up moves
         at.select_slider[0].set_value(a).run()
     step = max(1, len(options) // moves)

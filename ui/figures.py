@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pam_explorer.core.subsets import subset_key
-from pam_explorer.cost.analytic import expected_flops
 from pam_explorer.regroup.algorithms import LayerGroups, Trajectory, cut
-from pam_explorer.regroup.algorithms import max_mi as layer_max_mi
 
 if TYPE_CHECKING:  # plotly is imported by the Results page's builders only (seconds on a first visit)
     import plotly.graph_objects as go
@@ -32,8 +30,17 @@ SCHEME_COLORS = {"PAM": "#E45756", "B1": "#4C78A8", "B2": "#72B7B2"}
 PHASE_COLORS = {"flat": "#54A24B", "rising": "#F58518", "saturating": "#9D755D"}
 DROPPED_COLOR = "#BAB0AC"
 LOG_FLOOR = 1e-4  # bits: the smallest value a log MI axis shows (the alpha grid starts here too)
-_LAYOUT = dict(margin=dict(l=10, r=10, t=70, b=10), height=350,
+# plotly's toolbar sits in the top 30 px on the right: the title goes below it (38 px down, left),
+# the legend between the title and the plot (right), so neither is covered
+TITLE_PAD_PX = 38
+_LAYOUT = dict(margin=dict(l=10, r=10, t=96, b=10), height=370,
                legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1))
+
+
+def plot_title(text: str) -> dict:
+    """A plotly title below the toolbar (see TITLE_PAD_PX), left-aligned."""
+    return dict(text=text, font=dict(size=14), x=0, xanchor="left", xref="container", y=1, yanchor="top",
+                yref="container", pad=dict(t=TITLE_PAD_PX))
 
 
 def _fig(title: str, **kw) -> go.Figure:
@@ -46,8 +53,7 @@ def _fig(title: str, **kw) -> go.Figure:
 def _layout(title: str, **kw) -> dict:
     # an explicit empty template: plotly would otherwise deep-copy its default template into every
     # figure (~40 ms each, and ~6 kB more to send per chart); Streamlit's theme styles the chart
-    return {"title": dict(text=title, font=dict(size=14), x=0, xanchor="left", y=0.98, yanchor="top"),
-            "template": {}, **_LAYOUT, **kw}
+    return {"title": plot_title(title), "template": {}, **_LAYOUT, **kw}
 
 
 def _figure(title: str, traces: list[dict], **kw) -> go.Figure:
@@ -58,11 +64,6 @@ def _figure(title: str, traces: list[dict], **kw) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- alpha range
-def max_mi(trajectories: Mapping[str, Mapping[tuple, Trajectory]]) -> float:
-    """Largest score (MI beyond chance, bits) reached on any trajectory: above it no cut changes."""
-    return max((layer_max_mi(per) for per in trajectories.values()), default=0.0)
-
-
 def _round_sig(x: float, sig: int = 3) -> float:
     return float(f"{x:.{sig}g}")
 
@@ -161,12 +162,6 @@ def fig_flops(table: pd.DataFrame) -> dict:
                   {"type": "category", "data": list(table.index)}, {"type": "value", "name": "FLOPs"})
 
 
-def expected_table(pred: Mapping[str, Mapping[str, int]], probs: Mapping[str, float]) -> dict[str, float]:
-    """Expected FLOPs of every scheme under the user's task-combination probabilities; ConfigError
-    (from :func:`~pam_explorer.cost.analytic.expected_flops`) unless they are >= 0 and sum to 1."""
-    return {s: expected_flops(c, probs) for s, c in pred.items()}
-
-
 # --------------------------------------------------------------------------- MI curves
 def phase_range(curves: Mapping[tuple, Mapping], log_y: bool = False) -> tuple[float, float]:
     """The y-axis range of a phase chart from its data alone (score, MI and chance level of every
@@ -199,6 +194,7 @@ def _phase_series(c: Mapping, sub: tuple, i: int, k: int, shaded: bool, fix) -> 
     ``shaded``), then its raw MI and chance level (when a chance level was computed)."""
     color, name = PALETTE[i % len(PALETTE)], subset_key(sub)
     xs = range(1, len(c["score"]) + 1)
+    n = len(c["score"])
     score = {"type": "line", "name": f"{name}: MI beyond chance", "showSymbol": False,
              "data": [[x, y] for x, y in zip(xs, fix(c["score"]))],
              "lineStyle": {"color": color, "width": 2}, "itemStyle": {"color": color},
@@ -210,7 +206,11 @@ def _phase_series(c: Mapping, sub: tuple, i: int, k: int, shaded: bool, fix) -> 
         score["markArea"] = {"silent": True, "label": {"position": "insideTopLeft", "color": "#555"},
                              "data": [[{"name": ph, "xAxis": start + 0.5,
                                         "itemStyle": {"color": PHASE_COLORS.get(ph, "#ccc"),
-                                                      "opacity": 0.12}},
+                                                      "opacity": 0.12},
+                                        # a band in the right half is labelled from its right edge,
+                                        # so a narrow last band's name runs left, not off the chart
+                                        **({"label": {"position": "insideTopRight"}}
+                                           if start > n / 2 else {})},
                                        {"xAxis": end + 0.5}]
                                       for ph, start, end in c["phases"] if end > start]}
     out = [score]
@@ -316,6 +316,6 @@ def fig_shared_vs_alpha(alphas: Sequence[float], curves: Mapping[str, Mapping[st
                   grid={"left": 56, "right": 16, "top": 56, "bottom": 72})
 
 
-__all__ = ["max_mi", "alpha_grid", "nearest", "group_keys", "sharing_table", "fig_groups",
-           "flops_table", "fig_flops", "expected_table", "phase_range", "fig_phase", "shared_fractions",
+__all__ = ["alpha_grid", "nearest", "group_keys", "sharing_table", "fig_groups",
+           "flops_table", "fig_flops", "phase_range", "fig_phase", "shared_fractions",
            "sharing_turns", "fig_shared_vs_alpha", "LOG_FLOOR"]

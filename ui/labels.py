@@ -11,6 +11,8 @@ from typing import Any
 from pam_explorer.core.config import MIConfig, RegroupConfig
 
 DASH = "—"  # an empty table cell (never the text "None")
+FLOPS_DEF = ("FLOPs = 2 x multiply-accumulates of the conv and linear layers for one picture (batch 1); "
+             "bias adds, normalisation, activations and pooling are not counted")
 QUICK = "quick run: tiny data, few steps — a smoke test, not a result"
 BOTH_PICKED_TEXT = {"share": "shared", "drop": "dropped from the network"}
 BEFORE_PRUNING_WHY = (
@@ -22,6 +24,26 @@ NOT_MONOTONE = (
     "Sharing is not monotone in alpha: as alpha grows, each task's exclusive set grows until the "
     "sets start to pick the same neurons; a neuron picked by more than one exclusive set is "
     "{rule}, so sharing rises again (at a large enough alpha everything can be shared).")
+
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def plain(text: Any) -> str:
+    """Untrusted text (a run's message, a report's or manifest's strings) for a markdown element,
+    shown as the text it is: one line, every ASCII punctuation character backslash-escaped (in
+    markdown any of them may be), so ``![](http://...)`` is never an image that fetches a URL,
+    nor a link, emphasis, a colour directive (``:red[...]``), an emoji code or LaTeX."""
+    return _PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def code(text: Any) -> str:
+    """Untrusted text as an inline code span (shown literally): fenced by one backtick more
+    than its longest run of backticks, so it cannot close the span early; one line."""
+    text = " ".join(str(text).split())
+    fence = "`" * (1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def dash(value: Any, fmt: str = "{}") -> str:
@@ -110,6 +132,19 @@ def accuracy_text(manifest: Mapping) -> str:
     return text
 
 
+def cost_table(manifest: Mapping) -> dict[str, dict[str, str]]:
+    """{"FLOPs": {subset: "1,234,567"}, "params": {...}} of a manifest, subsets in canonical order
+    (A, B, A+B: by size, then task order) whatever order the file holds them in; {} without costs."""
+    flops, params = manifest.get("flops") or {}, manifest.get("params") or {}
+    tasks = list(manifest.get("tasks") or [])
+    order = {t: i for i, t in enumerate(tasks)}
+    def canonical(k: str) -> tuple:
+        return len(k.split("+")), [order.get(t, len(order)) for t in k.split("+")], k
+    subsets = sorted(flops, key=canonical)
+    return {"FLOPs": {k: f"{flops[k]:,.0f}" for k in subsets},
+            "params": {k: f"{params[k]:,.0f}" if k in params else DASH for k in subsets}} if subsets else {}
+
+
 def progress_text(p: Mapping) -> str:
     """A run's progress.json as one line: 'PAM seed 0 (stage 3 of 3, 40 %): joint finetuning'
     (a message that repeats the stage's scheme name is not prefixed twice)."""
@@ -128,6 +163,7 @@ def progress_text(p: Mapping) -> str:
     return f"{head}: {message}" if head and message else head or message
 
 
-__all__ = ["DASH", "QUICK", "BEFORE_PRUNING_WHY", "NOT_MONOTONE", "dash", "mi_text", "overrides_text",
+__all__ = ["DASH", "FLOPS_DEF", "plain", "code", "QUICK", "BEFORE_PRUNING_WHY", "NOT_MONOTONE", "dash",
+           "mi_text", "overrides_text",
            "regroup_text", "setup_caption", "preset_description", "is_quick", "run_label", "progress_text",
-           "model_stage", "accuracy_text"]
+           "model_stage", "accuracy_text", "cost_table"]

@@ -12,6 +12,7 @@ from pam_explorer.core.config import RegroupConfig
 from pam_explorer.core.errors import PamError
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.data import get_preset
+from pam_explorer.regroup.view import AlphaView, alpha_view, expected_costs
 from ui import figures as F
 from ui import labels as L
 from ui.state import current_setup, explorer_or_stop, full_done, regroup_config
@@ -87,16 +88,11 @@ def full_gate(exp, setup, cfg: RegroupConfig) -> RegroupConfig:
     return simplified
 
 
-def range_notice(exp, cfg: RegroupConfig) -> None:
-    beyond = []
-    for layer in exp.trajs.layers:
-        top = exp.max_mi(layer)
-        if cfg.alpha_for(layer) >= top:
-            beyond.append(f"{layer} (max {top:.3g})")
-    if beyond:
+def range_notice(view: AlphaView) -> None:
+    if view.beyond:
         st.info("alpha is at or beyond the trajectory range (max score, bits) of "
-                f"{', '.join(beyond)}: clamped to the full trajectory, a larger alpha changes "
-                "nothing there.")
+                f"{', '.join(f'{layer} (max {top:.3g})' for layer, top in view.beyond.items())}: clamped to "
+                "the full trajectory, a larger alpha changes nothing there.")
 
 
 VIEWS = ("Groups and sharing", "Predicted FLOPs", "Expected FLOPs", "MI phase curves",
@@ -108,33 +104,38 @@ def chart(where, option: dict, key: str, height: int = 380) -> None:
     where.echarts_chart(option, key=key, height=height, renderer="svg")
 
 
-def metrics_row(exp, cfg: RegroupConfig, table, pred: dict) -> None:
+def metrics_row(exp, view: AlphaView) -> None:
     m = st.columns([1, 1, 1, 1.6])  # the FLOPs label is long: it says "before pruning"
-    m[0].metric("Task relatedness I(Y^A;Y^B)", f"{exp.relatedness_bits:.3f} bits",
+    m[0].metric("Task relatedness", f"{exp.relatedness_bits:.3f} bits",  # a label short enough to show
                 help="Measured: plug-in MI between the tasks' label vectors on the train split "
                      "(mean over task pairs for K > 2)")
-    m[1].metric("alpha", f"{cfg.alpha:g} bits")
-    m[2].metric("Mean sharing ratio", f"{table['sharing ratio'].mean():.1%}",
+    m[0].caption("I(Y^A;Y^B), measured" if len(exp.tasks) == 2 else "mean I(Y^s;Y^t), measured")
+    m[1].metric("alpha", f"{view.cfg.alpha:g} bits")
+    m[2].metric("Mean sharing ratio", f"{view.mean_sharing:.1%}",
                 help="Mean over layers of shared / kept neurons")
+    m[2].caption("not monotone in alpha (see below)")
     everything = subset_key(exp.tasks)
-    m[3].metric(f"PAM FLOPs {everything}", f"{pred['PAM'][everything]:,}",
+    m[3].metric(f"PAM FLOPs {everything}", f"{view.predicted_flops['PAM'][everything]:,}",
                 help="Predicted FLOPs of running every task on the merged network, before pruning. "
-                     + L.BEFORE_PRUNING_WHY)
+                     + L.FLOPS_DEF + ". " + L.BEFORE_PRUNING_WHY)
     m[3].caption("predicted, before pruning")  # below the value: in the label it was cut off
 
 
-def groups_view(exp, table, groups: dict) -> None:
+def groups_view(exp, table, groups: dict, both_picked: str) -> None:
     c1, c2 = st.columns([3, 2])
     chart(c1, F.fig_groups(table, F.group_keys(exp.tasks, groups)), "fig_groups")
     c2.caption("Neurons per group and sharing ratio (shared / kept neurons) per layer")
     c2.table(table)
+    st.caption(L.NOT_MONOTONE.format(rule=L.BOTH_PICKED_TEXT.get(both_picked, both_picked))
+               + " At alpha 0 no neuron can be exclusive, so every neuron is shared. The 'Shared neurons "
+                 "vs alpha' view marks where each layer's sharing turns.")
 
 
 def flops_view(pred: dict) -> None:
     flops = F.flops_table(pred)
     c1, c2 = st.columns([3, 2])
     chart(c1, F.fig_flops(flops), "fig_flops")
-    c2.caption("Predicted FLOPs per task subset before pruning (batch 1). " + L.BEFORE_PRUNING_WHY)
+    c2.caption("Predicted FLOPs per task subset before pruning. " + L.FLOPS_DEF + ". " + L.BEFORE_PRUNING_WHY)
     shown = pd.DataFrame({c: [f"{v:,}" for v in flops[c]] for c in flops}, index=flops.index)
     c2.table(shown)  # thousands separators, as in the metrics
 
@@ -149,25 +150,27 @@ def expected_flops_view(exp, pred) -> None:
             f"P({s})", min_value=0.0, max_value=1.0, value=1.0 / len(subsets), step=0.05,
             format="%.4f", key=f"prob_{exp.preset.name}_{s}")
     try:
-        exp_f = F.expected_table(pred, probs)
+        costs = expected_costs(pred, probs)
     except PamError as exc:  # e.g. probabilities that do not sum to 1
         st.error(f"Expected FLOPs: {exc}")
         return
-    cols = st.columns(len(exp_f) + 2)
-    for i, (s, v) in enumerate(exp_f.items()):
-        cols[i].metric(f"E[FLOPs] {s}", f"{v:,.0f}")
-    for j, base in enumerate(("B1", "B2")):
-        if base in exp_f and exp_f.get("PAM"):
-            cols[len(exp_f) + j].metric(f"PAM gain vs {base} (before pruning)",
-                                        f"{exp_f[base] / exp_f['PAM']:.3f}x", help=L.BEFORE_PRUNING_WHY)
+    cols = st.columns(len(costs["expected"]) + len(costs["gains"]))
+    for i, (s, v) in enumerate(costs["expected"].items()):
+        cols[i].metric(f"E[FLOPs] {s}", f"{v:,.0f}", help=L.FLOPS_DEF)
+    for j, (vs, gain) in enumerate(costs["gains"].items()):
+        col = cols[len(costs["expected"]) + j]
+        col.metric(f"PAM gain {vs.replace('_', ' ')}", f"{gain:.3f}x", help=L.BEFORE_PRUNING_WHY)
+        col.caption("expected, before pruning")  # below the value: in the label it was cut off
     st.caption("Gains before pruning: " + L.BEFORE_PRUNING_WHY + " Runs (Runs page) measure them after "
                "pruning.")
 
 
-def phase_view(exp, cfg: RegroupConfig) -> None:
-    """MI phase curves of one layer: score (MI beyond chance), raw MI, chance level, alpha, cuts."""
+def phase_view(exp, cfg: RegroupConfig, first: str) -> None:
+    """MI phase curves of one layer: score (MI beyond chance), raw MI, chance level, alpha, cuts.
+    Opens on ``first``: the first layer where alpha cuts inside the trajectory."""
     c = st.columns(3)
-    layer = c[0].selectbox("Layer", list(exp.trajs.layers), key="phase_layer")
+    layers = list(exp.trajs.layers)
+    layer = c[0].selectbox("Layer", layers, index=layers.index(first), key="phase_layer")
     curves = exp.phase_curve(layer)
     subs = list(curves)
     shade = c[1].selectbox("Shade phases of", subs, format_func=subset_key,
@@ -198,25 +201,23 @@ def explorer_section(exp, setup) -> None:
     view at a time below the key figures, so a move redraws one chart, not five."""
     cfg = alpha_controls(exp, setup)
     st.caption(f"{L.mi_text(exp.mi)} · {L.regroup_text(cfg)}")
-    range_notice(exp, cfg)
     if cfg.algorithm == "full":
         cfg = full_gate(exp, setup, cfg)
-    groups = exp.groups(cfg)
-    problem = exp.check(cfg)
-    if problem is not None:
-        st.warning(f"This grouping cannot be built as a network (merging would fail): {problem}")
-    table = F.sharing_table(exp.tasks, groups, {layer: cfg.alpha_for(layer) for layer in groups})
-    pred = exp.predicted_flops(cfg)
-    metrics_row(exp, cfg, table, pred)
-    view = st.radio("View", VIEWS, horizontal=True, key="explorer_view", label_visibility="collapsed")
-    if view == VIEWS[0]:
-        groups_view(exp, table, groups)
-    elif view == VIEWS[1]:
-        flops_view(pred)
-    elif view == VIEWS[2]:
-        expected_flops_view(exp, pred)
-    elif view == VIEWS[3]:
-        phase_view(exp, cfg)
+    view = alpha_view(exp, cfg)  # the one backend call: everything below draws it
+    range_notice(view)
+    if view.problem is not None:
+        st.warning(f"This grouping cannot be built as a network (merging would fail): {view.problem}")
+    table = F.sharing_table(exp.tasks, view.groups, {layer: cfg.alpha_for(layer) for layer in view.groups})
+    metrics_row(exp, view)
+    shown = st.radio("View", VIEWS, horizontal=True, key="explorer_view", label_visibility="collapsed")
+    if shown == VIEWS[0]:
+        groups_view(exp, table, view.groups, cfg.both_picked)
+    elif shown == VIEWS[1]:
+        flops_view(view.predicted_flops)
+    elif shown == VIEWS[2]:
+        expected_flops_view(exp, view.predicted_flops)
+    elif shown == VIEWS[3]:
+        phase_view(exp, cfg, view.phase_layer)
     else:
         shared_view(exp, setup, cfg)
     sweep_section(exp, setup, cfg)  # measured after pruning, at the swept alpha nearest the slider

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from pam_explorer import export
 from pam_explorer.core.errors import PamError
 from pam_explorer.core.subsets import subset_masks
 from pam_explorer.runs import jobs
-from pam_explorer.runs.bench_latency import grouped_vs_fused
+from pam_explorer.runs.bench_latency import archive_latency
+from pam_explorer.runs.estimate import estimate
 from pam_explorer.runs.merge_run import merged_model_bytes
 from ui import labels as L
 from ui.run_args import finetune_export_job
@@ -40,8 +40,9 @@ def _export_bytes(key: tuple, cfg, _exp) -> bytes:
 def manifest_summary(manifest: dict, quick: bool = False) -> None:
     """Which model (stage), its accuracy, the configuration that produced it, group widths per
     layer and FLOPs/params per task subset of a manifest."""
-    st.markdown(f"**Model**: {L.model_stage(manifest)}" + (" · **quick run**" if quick else "")
-                + (f"  \n**{L.accuracy_text(manifest)}**" if L.accuracy_text(manifest) else ""))
+    # every string here comes from the file: shown as text, never as markdown
+    st.markdown(f"**Model**: {L.plain(L.model_stage(manifest))}" + (" · **quick run**" if quick else "")
+                + (f"  \n**{L.plain(L.accuracy_text(manifest))}**" if L.accuracy_text(manifest) else ""))
     info = {k: manifest[k] for k in ("preset", "alpha", "algorithm", "both_picked", "format")
             if k in manifest}
     overrides = manifest.get("alpha_overrides", manifest.get("overrides"))
@@ -50,17 +51,18 @@ def manifest_summary(manifest: dict, quick: bool = False) -> None:
     mi = manifest.get("mi")
     if isinstance(mi, dict) and "profile" in mi:
         info["MI profile"] = f"{mi['profile']} (N={mi.get('n_samples')}, sigma2={mi.get('sigma2')})"
-    st.markdown(f"**Tasks**: {', '.join(manifest.get('tasks', []))}  \n"
-                + "  \n".join(f"**{k}**: {v}" for k, v in info.items()))
+    st.markdown(f"**Tasks**: {L.plain(', '.join(manifest.get('tasks', [])))}  \n"
+                + "  \n".join(f"**{k}**: {L.plain(v)}" for k, v in info.items()))
     c1, c2 = st.columns(2)
     gw = manifest.get("group_widths")
     if gw:
         c1.caption("Neurons per group")
         c1.dataframe(pd.DataFrame.from_dict(gw, orient="index").fillna(0).astype(int))
-    if manifest.get("flops"):
-        df = pd.DataFrame({"FLOPs": manifest["flops"], "params": manifest.get("params", {})})
+    costs = L.cost_table(manifest)
+    if costs:
+        df = pd.DataFrame(costs)
         df.index.name = "subset"
-        c2.caption("Cost per task subset")
+        c2.caption(f"Cost per task subset. {L.FLOPS_DEF}.")
         c2.dataframe(df)
 
 
@@ -107,7 +109,8 @@ def finetune_then_export() -> None:
     c1, c2 = st.columns([1, 3])
     epochs = int(c1.number_input("finetuning epochs", min_value=1, max_value=50, value=3, key="ft_epochs"))
     job = finetune_export_job(setup.preset, cfg, current_setup().mi, epochs)
-    c2.markdown(f"`python -m pam_explorer {jobs.describe({'job': job})}`")
+    c2.markdown(f"`python -m pam_explorer {jobs.describe({'job': job})}`  \nDuration: "
+                + L.plain(estimate(job, runs_roots(), jobs.list_runs(runs_roots())).text))
     if st.button("Finetune, then export", key="finetune_export"):
         try:
             rid = jobs.submit(job, runs_root(), name=f"{setup.preset}-finetune-export")
@@ -129,24 +132,22 @@ def finetune_status() -> None:
     p = jobs.progress(rid, run["root"]) or {}
     if run["state"] in jobs.ACTIVE:
         st.progress(min(max(float(p.get("fraction") or 0.0), 0.0), 1.0),
-                    text=f"{rid} ({run['state']}): " + (L.progress_text(p) or "starting ..."))
+                    text=f"{rid} ({run['state']}): " + (L.plain(L.progress_text(p)) or "starting ..."))
     elif run["state"] == "done":
         st.success(f"{rid} is done: its finetuned model is in 'Model of a finished run' above.")
         if st.button("Show it", key="show_finetuned"):
             st.session_state["export_run"] = rid
             st.rerun()
     else:
-        st.error(f"{rid} {run['state']}: " + (run.get("message") or "see its log on the Runs page"))
+        st.error(f"{rid} {run['state']}: " + (L.plain(run["message"]) if run.get("message")
+                                              else "see its log on the Runs page"))
 
 
 def latency_panel(data: bytes) -> None:
     """Measured latency per task subset of the exported model, grouped and fused (on request)."""
     digest = hashlib.sha256(data).hexdigest()  # a figure belongs to one model, not to the page
-    if st.button("Measure latency per task subset (grouped and fused)", key="measure_latency"):
-        net = export.load(data)
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        st.session_state["latency_ms"] = (digest, {
-            d: grouped_vs_fused(net, device=d, batch=1, min_run_time=0.05) for d in devices})
+    if st.button("Measure latency per task subset (grouped and fused; a few seconds)", key="measure_latency"):
+        st.session_state["latency_ms"] = (digest, archive_latency(data))
     held, lat = st.session_state.get("latency_ms", (None, None))
     if lat and held == digest:
         df = pd.DataFrame({f"{kind} ms ({d}, batch 1)": {s: 1e3 * v[kind] for s, v in per.items()}
@@ -206,7 +207,7 @@ def from_run() -> None:
     try:
         manifest = export.read_manifest(path)
     except PamError as exc:
-        st.error(f"{path} is not a readable export: {exc}")
+        st.error(f"{L.plain(path)} is not a readable export: {L.plain(exc)}")
         return
     data = path.read_bytes()
     if L.is_quick(run):

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pam_explorer.core.errors import PamError
 from pam_explorer.runs import jobs
+from pam_explorer.runs.report_schema import read_report
+from ui import advice
 from ui import labels as L
+from ui import results_latency as T
 from ui import results_logs as G
 from ui import results_view as R
 from ui.state import runs_roots
@@ -17,13 +21,18 @@ from ui.state import runs_roots
 
 def show_run(r: dict, slot: str) -> None:
     rid, state, root = r["run_id"], r["state"], r["root"]
-    st.markdown(f"**{rid}** · state `{state}`" + (" · **quick run**" if L.is_quick(r) else ""))
-    if state in ("failed", "cancelled"):
+    st.markdown(f"**{rid}** · state {L.code(state)}"  # run ids are [A-Za-z0-9_.-] (run_folders)
+                + (" · **quick run**" if L.is_quick(r) else ""))
+    if state in ("failed", "cancelled"):  # the message comes from a file: shown as text
         (st.error if state == "failed" else st.warning)(
-            f"Run {state}" + (f" (exit code {r.get('exit_code')})" if r.get("exit_code") is not None else "")
-            + (f": {r['message']}" if r.get("message") else ""))
+            f"Run {state}" + (f" (exit code {L.plain(r.get('exit_code'))})" if r.get("exit_code") is not None
+                              else "") + (f": {L.plain(r['message'])}" if r.get("message") else ""))
         st.code(jobs.log_tail(rid, 30, root) or "(empty log)", language=None)
-    report = jobs.report(rid, root)
+    try:
+        report = read_report(rid, root)
+    except PamError as exc:  # malformed: one line, no traceback
+        st.warning(f"Cannot show this run's results: {L.plain(exc)}")
+        return
     if report is None:
         if state == "done":
             st.info("This run wrote no report.json (a merge or training run: its model is on the Export "
@@ -35,19 +44,23 @@ def show_run(r: dict, slot: str) -> None:
                    "far from a real run's.")
     st.caption("  \n".join(R.config_lines(report)))
     for line in R.floor_misses(report):
-        st.warning(line)
+        st.warning(L.plain(line))
+    guide = advice.next_steps(report)
+    if guide:
+        st.info(L.plain(guide), icon=":material/lightbulb:")
     t1 = R.table1_display(report)
-    if t1 is not None:
-        st.dataframe(t1)
+    if t1 is not None:  # st.table wraps its cells: no column is ever hidden off the right edge
+        st.table(t1)
         seeds = report.get("seeds") or []
         st.caption(("Mean ± half-width of the 95 % bootstrap CI over seeds " + str(list(seeds))
                     + "; (worst seed) accuracy. " if len(seeds) > 1 else "One seed. ")
                    + f"Accuracy: test, %. {R.flops_label(report)}: after pruning, batch 1"
                    + (" (effective: multiply-adds with a non-zero weight)" if R.unstructured(report) else "")
-                   + f". {L.DASH}: no value (the original networks have accuracies only).")
+                   + f". {L.FLOPS_DEF}. {L.DASH}: no value (the original networks have accuracies only).")
+        latency_section(report)
     g = R.gains_display(report)
     if g is not None:
-        st.dataframe(g)
+        st.table(g)
         st.plotly_chart(R.fig_gains(report), key=f"gains_{slot}")
     fig = R.fig_flops_bars(report)
     if fig is not None:
@@ -57,6 +70,23 @@ def show_run(r: dict, slot: str) -> None:
         st.plotly_chart(fig, key=f"share_{slot}")
     log_section(report, slot)
     sparse_section(report, slot)
+
+
+def latency_section(report: dict) -> None:
+    """Measured CPU latency: its own table (⚠: unreliable), what it is, which figures are not
+    trusted and why, and every figure's median, IQR and verdict."""
+    latency = R.latency_display(report)
+    if latency is None:
+        return
+    st.table(latency)
+    st.caption(L.plain(T.caption(report)))
+    lines = T.unreliable_lines(report)
+    if lines:  # one notice, a line per figure
+        st.warning("Unreliable latency, not used for gains:  \n" + "  \n".join(L.plain(x) for x in lines))
+    table = T.details(report)
+    if table is not None:
+        with st.expander("Latency details: median, IQR and verdict of every figure"):
+            st.table(table)
 
 
 def log_section(report: dict, slot: str) -> None:
@@ -73,9 +103,9 @@ def log_section(report: dict, slot: str) -> None:
     st.plotly_chart(G.fig_prune_log(frame, None if layer == "all layers" else layer), key=f"log_{slot}")
     accepted, total = G.accepted_steps(frame)
     seeds = report.get("seeds") or []
-    st.caption(f"{scheme}: {accepted} of {total} prune steps accepted; only accepted steps are plotted "
-               "(a rejected step's widths were tried, then rolled back). B1 prunes each task's network "
-               "on its own." + (f" Seed {seeds[0]} (the report keeps the first seed's log)."
+    st.caption(f"{L.plain(scheme)}: {accepted} of {total} prune steps accepted; only accepted steps are "
+               "plotted (a rejected step's widths were tried, then rolled back). B1 prunes each task's "
+               "network on its own." + (f" Seed {seeds[0]} (the report keeps the first seed's log)."
                                 if len(seeds) > 1 else ""))
 
 

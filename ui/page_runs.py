@@ -23,7 +23,6 @@ from pam_explorer.data import get_preset, list_presets
 from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs, slurm_queue
-from pam_explorer.runs.experiment import ExperimentConfig
 from pam_explorer.zoo.pretrained import has_pretrained
 from ui import labels as L
 from ui.run_args import (
@@ -31,10 +30,9 @@ from ui.run_args import (
     MODES,
     RANKS,
     REGROUP_PROFILES,
-    experiment_job,
+    ExperimentPlan,
+    experiment_plan,
     overrides_to_text,
-    parse_overrides,
-    parse_seeds,
     regroup_profile,
     run_differences,
     slurm_sweep_job,
@@ -75,19 +73,15 @@ def launch_form() -> None:
                              key="run_regroup", help="PAM's MI estimator and rule for neurons picked twice: "
                              "default (this project's), paper (the authors'), legacy (the first versions')")
     floor, rank, device, sparsity, quick = pruning_inputs(prune)
-    try:
-        seeds, overrides = parse_seeds(seeds_text), parse_overrides(ovr_text)
-        exp = ExperimentConfig(preset=preset, prune=prune, alpha=float(alpha),
-                               overrides=tuple(sorted(overrides.items())), quick=quick, seeds=seeds,
-                               device=device, target_sparsity=float(sparsity), floor=floor, rank=rank,
-                               regroup=regroup, schemes=("PAM",) if mode == MODES[1] else ("B1", "B2", "PAM"))
+    try:  # one call: the job, and the config and command derived from it (one source)
+        plan = experiment_plan(preset, prune, mode, float(alpha), ovr_text, seeds_text, quick, device,
+                               float(sparsity), floor, rank, regroup, runs_roots())
     except (ValueError, PamError) as exc:  # PamError is a ValueError; the backend names the field
         st.error(str(exc))
         return
     networks = has_networks(preset)
-    job = experiment_job(preset, prune, mode, float(alpha), quick, device, float(sparsity), overrides, seeds,
-                         floor, rank, regroup)
-    what_will_be_used(exp, job, same, setup, explorer_cfg)
+    job = plan.job
+    what_will_be_used(plan, same, setup, explorer_cfg)
     if not networks:
         st.warning(f"Preset {preset!r} has no trained networks yet: train them on the Setup page "
                    "('Train networks for this preset'), then launch.")
@@ -139,12 +133,13 @@ def pruning_inputs(prune: str) -> tuple[str, str, str, float, bool]:
     return floor, rank, device, float(sparsity), quick
 
 
-def what_will_be_used(exp: ExperimentConfig, job: dict, same: bool, setup, explorer_cfg) -> None:
+def what_will_be_used(plan: ExperimentPlan, same: bool, setup, explorer_cfg) -> None:
+    exp = plan.config
     regroup = exp.regroup_config()
-    st.info(f"**This run**: `python -m pam_explorer {jobs.describe({'job': job})}`  \n"
+    st.info(f"**This run**: `python -m pam_explorer {plan.command}`  \n"
             f"PAM regroups at {L.regroup_text(regroup)}; {L.mi_text(exp.mi(exp.seeds[0]))}; seeds "
             f"{list(exp.seeds)}; floor `{exp.floor}`, rank `{exp.rank}`"
-            + ("; **quick run**" if exp.quick else ""))
+            + ("; **quick run**" if exp.quick else "") + f"  \n**Duration**: {L.plain(plan.duration.text)}")
     diffs = run_differences(setup.mi, explorer_cfg, setup.checkpoints, exp.regroup, regroup.both_picked) \
         if same else [f"the explorer shows preset {setup.preset!r}"]
     if same and (regroup.alpha, regroup.overrides) != (explorer_cfg.alpha, tuple(explorer_cfg.overrides)):

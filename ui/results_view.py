@@ -15,8 +15,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from ui import results_latency as T
 from ui.figures import PALETTE, SCHEME_COLORS, _fig
-from ui.labels import DASH, overrides_text
+from ui.labels import DASH, code, overrides_text
 
 SCHEME_ORDER = ("B1", "B2", "PAM")
 
@@ -80,7 +81,8 @@ def pm(mean: Any, ci: Any = None, fmt: str = "{:,.2f}") -> str:
 def table1_display(report: Mapping) -> pd.DataFrame | None:
     """Table 1 as text: "mean ± CI half-width" per cell over seeds, the worst seed's accuracy
     beside it for several seeds, a dash where a scheme has no value (the original networks have
-    only accuracies)."""
+    only accuracies). Accuracy and FLOPs; measured latency has its own table
+    (:func:`latency_display`), so that each fits the page."""
     schemes = schemes_of(report)
     if not schemes:
         return None
@@ -88,9 +90,7 @@ def table1_display(report: Mapping) -> pd.DataFrame | None:
     label = flops_label(report)
     several = len(report.get("seeds") or []) > 1
     subsets = list(next(iter(schemes.values())).get("flops") or {})
-    has_ms = any("latency_ms" in s for s in schemes.values())
-    cols = [f"acc {t} (%)" for t in tasks] + [f"{label} {k}" for k in subsets] \
-        + ([f"ms {k} (CPU)" for k in subsets] if has_ms else [])
+    cols = [f"acc {t} (%)" for t in tasks] + [f"{label} {k}" for k in subsets]
     rows: dict[str, dict] = {}
     ref = report.get("reference_accuracy")
     if isinstance(ref, Mapping):
@@ -104,11 +104,25 @@ def table1_display(report: Mapping) -> pd.DataFrame | None:
         for k in subsets:
             row[f"{label} {k}"] = pm((s.get("flops") or {}).get(k), (s.get("flops_ci95") or {}).get(k),
                                      "{:,.0f}")
-            if has_ms:
-                row[f"ms {k} (CPU)"] = pm((s.get("latency_ms") or {}).get(k),
-                                          (s.get("latency_ms_ci95") or {}).get(k), "{:.3f}")
         rows[name] = row
     df = pd.DataFrame.from_dict(rows, orient="index")[cols]
+    df.index.name = "scheme"
+    return df
+
+
+def latency_display(report: Mapping) -> pd.DataFrame | None:
+    """CPU latency per scheme and task subset (ms, batch 1) as text: the interleaved median, "⚠"
+    when unreliable (:mod:`ui.results_latency`); an older report's mean ± CI over seeds; None
+    when the report measured none."""
+    if not T.has_latency(report):
+        return None
+    schemes = schemes_of(report)
+    subsets = list(next(iter(schemes.values())).get("flops") or {})
+    def older(s: Mapping, k: str) -> str:  # a report without the interleaved measurement
+        return pm((s.get("latency_ms") or {}).get(k), (s.get("latency_ms_ci95") or {}).get(k), "{:.3f}")
+    rows = {name: {T.ms_column(k): T.ms_cell(report, name, k, older(s, k)) for k in subsets}
+            for name, s in schemes.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "scheme"
     return df
 
@@ -123,9 +137,14 @@ def gains_table(report: Mapping) -> pd.DataFrame | None:
     for field, suffix in _gain_fields(report):
         g = report.get(field)
         if isinstance(g, Mapping):
-            rows.update({k.replace("_", " ") + suffix: {"average": v.get("average"), "peak": v.get("peak")}
+            rows.update({k.replace("_", " ") + _suffix(report, field, suffix, v):
+                         {"average": v.get("average"), "peak": v.get("peak")}
                          for k, v in g.items() if isinstance(v, Mapping)})
     return pd.DataFrame(rows).T if rows else None
+
+
+def _suffix(report: Mapping, field: str, suffix: str, entry: Mapping) -> str:
+    return T.gain_label(report, entry) if field == "latency_gains" else suffix
 
 
 def _gain_fields(report: Mapping) -> list[tuple[str, str]]:
@@ -156,7 +175,7 @@ def gains_display(report: Mapping) -> pd.DataFrame | None:
             row["verdict (average)"] = VERDICT_TEXT.get(v.get("average_verdict"), DASH) if several \
                 else "one seed: no CI"
             row["seeds"] = n
-            rows[key.replace("_", " ") + suffix] = row
+            rows[key.replace("_", " ") + _suffix(report, field, suffix, v)] = row
     return pd.DataFrame(rows).T if rows else None
 
 
@@ -166,16 +185,17 @@ def config_lines(report: Mapping) -> list[str]:
     cfg = report.get("config") or {}
     rg = cfg.get("regroup_config") or {}
     mi = cfg.get("mi") or {}
-    lines = [f"preset `{report.get('preset')}` · pruning `{report.get('prune')}`"
-             + (f" (rank `{cfg['rank']}`, floor `{cfg['floor']}`)" if "rank" in cfg else "")
+    lines = [f"preset {code(report.get('preset'))} · pruning {code(report.get('prune'))}"
+             + (f" (rank {code(cfg['rank'])}, floor {code(cfg.get('floor'))})" if "rank" in cfg else "")
              + (f" · target sparsity {report['target_sparsity']}" if "target_sparsity" in report else "")]
     alpha = report.get("alpha")
-    lines.append("PAM regrouping: " + (f"profile `{cfg['regroup']}`, " if "regroup" in cfg else "")
+    lines.append("PAM regrouping: " + (f"profile {code(cfg['regroup'])}, " if "regroup" in cfg else "")
                  + (f"alpha {alpha:g} bits" if isinstance(alpha, (int, float)) else "alpha ?")
-                 + f", per-layer overrides: {overrides_text(rg.get('overrides') or ())}"
-                 + (f", both_picked `{rg['both_picked']}`" if "both_picked" in rg else "")
-                 + (f", MI profile `{mi['profile']}` (N={mi.get('n_samples')}, sigma2={mi.get('sigma2')}, "
-                    f"{mi.get('kernel')} kernel, {mi.get('null_perms')} permutations)"
+                 + f", per-layer overrides: {code(overrides_text(rg.get('overrides') or ()))}"
+                 + (f", both_picked {code(rg['both_picked'])}" if "both_picked" in rg else "")
+                 + (f", MI profile {code(mi['profile'])} (N={mi.get('n_samples')}, "
+                    f"sigma2={mi.get('sigma2')}, {code(mi.get('kernel'))} kernel, {mi.get('null_perms')} "
+                    "permutations)"
                     if "profile" in mi else ""))
     seeds = report.get("seeds")
     lines.append((f"seeds {list(seeds)}" if seeds else "one seed (a report from before seeds)")
@@ -197,25 +217,41 @@ def floor_misses(report: Mapping) -> list[str]:
 
 def fig_gains(report: Mapping) -> go.Figure | None:
     """Average and peak gain of PAM vs B1 and vs B2 (paper Fig. 5 style), means over seeds with
-    their 95 % CIs as error bars."""
-    rows = []
-    for field, suffix in _gain_fields(report):
-        g = report.get(field)
-        if isinstance(g, Mapping):
-            rows += [(k.replace("_", " ") + suffix, v) for k, v in g.items() if isinstance(v, Mapping)]
-    if not rows:
+    their 95 % CIs as error bars: FLOPs gains on the left, latency gains on their own axis on the
+    right (only a report's reliable latency figures: :func:`ui.results_latency.charted_gains`;
+    an older report's unchecked latency is not charted)."""
+    flops = [(k.replace("_", " "), v) for field, _ in _gain_fields(report)[:1]
+             for k, v in (report.get(field) or {}).items() if isinstance(v, Mapping)]
+    latency = T.charted_gains(report)
+    panels = [(f"{flops_label(report)} gain", flops), ("CPU latency gain (reliable figures only)", latency)]
+    panels = [p for p in panels if p[1]]
+    if not panels:
         return None
+    from plotly.subplots import make_subplots
+
     title = "PAM's gain (c_baseline / c_PAM)" + (" · quick run" if report.get("quick") else "")
-    fig = _fig(title, barmode="group", yaxis=dict(title="c_baseline / c_PAM"))
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.12)
+    fig.update_layout(_fig(title, barmode="group").layout)
+    for col, (name, rows) in enumerate(panels, start=1):  # each panel named under its bars
+        _gain_bars(fig, rows, col)
+        fig.update_xaxes(title_text=name, row=1, col=col)
+        fig.update_yaxes(title_text="c_baseline / c_PAM", rangemode="tozero", row=1, col=col)
+        fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"), row=1, col=col)
+    return fig
+
+
+def _gain_bars(fig: go.Figure, rows: list[tuple[str, Mapping]], col: int) -> None:
+    """Average and peak bars of ``rows`` (label, gain entry) in subplot ``col``."""
     for i, kind in enumerate(("average", "peak")):
         ys = [v.get(kind) for _, v in rows]
-        cis = [v.get(f"{kind}_ci95") if v.get("n", 1) > 1 else None for _, v in rows]
-        err = dict(type="data", symmetric=False, array=[(c[1] - y) if c else 0 for c, y in zip(cis, ys)],
-                   arrayminus=[(y - c[0]) if c else 0 for c, y in zip(cis, ys)], visible=any(cis))
+        cis = [v.get(f"{kind}_ci95") if (v.get("n") or 1) > 1 else None for _, v in rows]
+        err = dict(type="data", symmetric=False,
+                   array=[(c[1] - y) if c and y is not None else 0 for c, y in zip(cis, ys)],
+                   arrayminus=[(y - c[0]) if c and y is not None else 0 for c, y in zip(cis, ys)],
+                   visible=any(cis))
         fig.add_bar(x=[r[0] for r in rows], y=ys, name=kind, marker_color=PALETTE[i], error_y=err,
-                    text=[f"{y:.2f}x" for y in ys], textposition="outside")
-    fig.add_hline(y=1.0, line=dict(color="grey", dash="dot"))
-    return fig
+                    text=[f"{y:.2f}x" if isinstance(y, (int, float)) else DASH for y in ys],
+                    textposition="outside", legendgroup=kind, showlegend=col == 1, row=1, col=col)
 
 
 def fig_flops_bars(report: Mapping) -> go.Figure | None:
@@ -263,15 +299,17 @@ def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figu
     seeds = report.get("seeds") or []
     fig = _fig("PAM sharing ratio per layer" + (f" (seed {seeds[0]})" if len(seeds) > 1 else "")
                + (" · quick run" if report.get("quick") else ""),
-               yaxis=dict(range=[0, 1.05], tickformat=".0%"), barmode="group")
+               yaxis=dict(range=[0, 1.12], tickformat=".0%"), barmode="group")
     b = sharing_after(pam.get("groups_before_pruning") or {})
-    if b is not None:
-        fig.add_bar(x=list(b.index), y=list(b["sharing ratio"]), name="before pruning",
-                    marker_color="#BAB0AC")
-    fig.add_bar(x=list(df.index), y=list(df["sharing ratio"]), name="after pruning", marker_color="#4C78A8")
+    for name, frame, color in (("before pruning", b, "#BAB0AC"), ("after pruning", df, "#4C78A8")):
+        if frame is not None:  # the value on every bar: a 0 % bar has no height, its label shows it
+            ys = list(frame["sharing ratio"])
+            fig.add_bar(x=list(frame.index), y=ys, name=name, marker_color=color,
+                        text=[f"{y:.0%}" for y in ys], textposition="outside", cliponaxis=False)
     return fig
 
 
-__all__ = ["table1", "table1_display", "pm", "gains_table", "gains_display", "config_lines", "floor_misses",
+__all__ = ["table1", "table1_display", "latency_display", "pm", "gains_table", "gains_display",
+           "config_lines", "floor_misses",
            "unstructured", "flops_label", "fig_gains", "fig_flops_bars", "sharing_after", "fig_sharing_after",
            "schemes_of", "shared_key", "VERDICT_TEXT"]

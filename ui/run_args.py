@@ -6,10 +6,14 @@ builds the command itself, with the run's own folder as ``--out``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from pam_explorer.core.config import MIConfig, RegroupConfig
 from pam_explorer.runs import job_spec
+from pam_explorer.runs.estimate import Estimate, estimate
+from pam_explorer.runs.experiment import ExperimentConfig
 
 MODES = ("Full experiment (B1, B2, PAM)", "Single PAM finetune + prune at alpha")
 FLOORS = ("original", "own")
@@ -77,6 +81,46 @@ def experiment_job(preset: str, prune: str, mode: str, alpha: float | None, quic
     return {"command": "experiment", "args": args}
 
 
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """One experiment run as the Runs page shows it: the checked job spec (what runs), the
+    ExperimentConfig the command builds from it (what it will use), the command line and the
+    expected duration."""
+
+    job: dict
+    config: ExperimentConfig
+    command: str
+    duration: Estimate
+
+
+def config_of_job(job: Mapping) -> ExperimentConfig:
+    """The ExperimentConfig of an experiment job spec, as ``python -m pam_explorer experiment``
+    builds it from the spec's arguments (absent ones: the config's defaults); a PamError naming
+    the field for a bad value."""
+    args = dict(job_spec.check(job)["args"])
+    if "seed" in args:
+        args["seeds"] = [args.pop("seed")]
+    for key in ("seeds", "schemes"):
+        if key in args:
+            args[key] = tuple(args[key])
+    if "overrides" in args:
+        args["overrides"] = tuple(sorted((k, float(v)) for k, v in args["overrides"].items()))
+    return ExperimentConfig(**args)
+
+
+def experiment_plan(preset: str, prune: str, mode: str, alpha: float | None, overrides_text: str,
+                    seeds_text: str, quick: bool, device: str, target_sparsity: float, floor: str, rank: str,
+                    regroup: str, roots: Iterable[str | Path] = ()) -> ExperimentPlan:
+    """The Runs page's one call: its controls' values -> the plan of the run (ValueError / PamError
+    naming what is wrong: seeds, overrides or a config field). The job is the one source: the
+    config and the command are derived from it, so what the page says is what will run; the
+    duration comes from the stage times measured under ``roots``."""
+    job = experiment_job(preset, prune, mode, alpha, quick, device, target_sparsity,
+                         parse_overrides(overrides_text), parse_seeds(seeds_text), floor, rank, regroup)
+    return ExperimentPlan(job=job, config=config_of_job(job), command=job_spec.describe(job),
+                          duration=estimate(job, roots))
+
+
 def regroup_profile(mi: MIConfig) -> str | None:
     """The experiment's regroup profile that uses ``mi``'s estimator ("default" or "paper"), or
     None when no profile does (custom MI settings: a run cannot reproduce the explorer)."""
@@ -135,5 +179,5 @@ def slurm_sweep_job(sweep: Mapping, partition: str | None, cpus_per_job: int, me
 
 
 __all__ = ["MODES", "FLOORS", "RANKS", "REGROUP_PROFILES", "parse_seeds", "parse_overrides",
-           "overrides_to_text", "experiment_job",
+           "overrides_to_text", "experiment_job", "ExperimentPlan", "config_of_job", "experiment_plan",
            "regroup_profile", "run_differences", "train_job", "finetune_export_job", "slurm_sweep_job"]

@@ -1,14 +1,13 @@
 """Session state shared by the pages: the applied setup, the cached Explorer, the regroup config.
 
-The Explorer (networks + MI trajectories) is cached process-wide in ``st.cache_resource``, keyed
-by (preset, MI settings, checkpoint hash); a slider move only cuts trajectories.
+The Explorer (networks + MI trajectories) is cached process-wide by ``st.cache_resource``, keyed
+by (preset, MI settings, checkpoint hash), at most MAX_EXPLORERS of them; a slider move only cuts
+trajectories.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,52 +77,36 @@ def uploads_hash(arch: str, files: Mapping[str, bytes | tuple[str, bytes]]) -> s
 
 
 # --------------------------------------------------------------------------- explorer cache
-@st.cache_resource(show_spinner=False)
-def _registry() -> dict:
-    return {"lock": threading.Lock(), "explorers": OrderedDict()}
-
-
-def cached_explorer(setup: Setup) -> Explorer | None:
-    reg = _registry()
-    with reg["lock"]:
-        exp = reg["explorers"].get(setup.key)
-        if exp is not None:
-            reg["explorers"].move_to_end(setup.key)
-        return exp
-
-
-def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
-    """The cached Explorer of ``setup``; the first call computes (or loads) the trajectories
-    with a progress bar. Raises what Explorer.open raises."""
-    exp = cached_explorer(setup)
-    if exp is not None:
-        return exp
-    if setup.checkpoints != "pretrained":
-        nets = nets if nets is not None else st.session_state.get("uploaded_nets", {}).get(setup.checkpoints)
-        if nets is None:
-            raise DataMissing("the uploaded checkpoints of this setup are no longer in this session; "
-                                 "upload them again on the Setup page")
-    reg = _registry()
-    bar = st.progress(0.8, text=f"Loading the networks, data and MI trajectories of {setup.preset} "
+@st.cache_resource(show_spinner=False, max_entries=MAX_EXPLORERS)
+def _explorer(key: tuple, _nets: Sequence | None) -> Explorer:
+    """The Explorer of a setup key (preset, MI settings, checkpoints), shared by every session,
+    the least recently used dropped beyond MAX_EXPLORERS; computed once per key (Streamlit holds a
+    lock per key). The progress bar lives inside: on a cache hit Streamlit replays it as the
+    empty element it ends as."""
+    preset, mi, _ = key
+    bar = st.progress(0.8, text=f"Loading the networks, data and MI trajectories of {preset} "
                                 "(shipped or cached trajectories load in about a second) ...")
 
     def progress(layer: str, step: int, total: int) -> None:
         if total and (step == total or step % max(1, total // 20) == 0):
-            bar.progress(min(step / total, 1.0),
-                         text=f"Computing the MI trajectories of {layer} (once per setup): "
-                              f"step {step}/{total}")
+            bar.progress(min(step / total, 1.0), text=f"Computing the MI trajectories of {layer} "
+                                                      f"(once per setup): step {step}/{total}")
 
     try:
-        with reg["lock"]:
-            exp = reg["explorers"].get(setup.key)
-            if exp is None:
-                exp = Explorer.open(setup.preset, setup.mi, nets=nets, progress=progress)
-                reg["explorers"][setup.key] = exp
-                while len(reg["explorers"]) > MAX_EXPLORERS:
-                    reg["explorers"].popitem(last=False)
+        return Explorer.open(preset, mi, nets=_nets, progress=progress)
     finally:
         bar.empty()
-    return exp
+
+
+def open_explorer(setup: Setup, nets: Sequence | None = None) -> Explorer:
+    """The cached Explorer of ``setup``; the first call computes (or loads) the trajectories
+    with a progress bar. Raises what Explorer.open raises (nothing is cached then)."""
+    if setup.checkpoints != "pretrained":
+        nets = nets if nets is not None else st.session_state.get("uploaded_nets", {}).get(setup.checkpoints)
+        if nets is None:
+            raise DataMissing("the uploaded checkpoints of this setup are no longer in this session; "
+                              "upload them again on the Setup page")
+    return _explorer(setup.key, nets)
 
 
 def explorer_or_stop() -> Explorer:
@@ -196,6 +179,6 @@ def runs_roots() -> list[Path]:
 
 
 __all__ = ["Setup", "current_setup", "preset_arch", "nets_from_uploads", "uploads_hash",
-           "cached_explorer", "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
+           "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
            "full_done", "effective_config", "runs_root", "runs_roots", "DEFAULT_PRESET",
            "measured_relatedness"]

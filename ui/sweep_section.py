@@ -14,7 +14,10 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.data import get_preset, list_presets
 from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs, sweep_files
+from pam_explorer.runs.estimate import estimate
 from pam_explorer.runs.executors import EXECUTORS
+from ui import advice
+from ui import labels as L
 from ui import sweep_view as V
 from ui.state import runs_root, runs_roots
 
@@ -86,16 +89,20 @@ def sweep_section(exp, setup, cfg) -> None:
         st.warning(f"Recommended alpha: {exc}")
         rec = {"alpha": None, "reason": str(exc)}
     state = "complete" if sweep.get("complete") else "in progress or partial"
-    st.caption(f"Sweep `{f.folder}` ({state}): pruning `{sweep['prune']}`, seeds {sweep['seeds']}, "
-               f"alphas {', '.join(f'{a:.3g}' for a in sweep['alphas'])}. Shown: alpha {point['alpha']:.4g}, "
-               f"the swept alpha nearest the slider ({cfg.alpha:.4g}); error bars: 95 % CI over seeds.")
-    c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(V.fig_measured_flops(sweep, point), key="sweep_fig_flops")
-    c2.dataframe(V.measured_table(sweep, point))
-    c2.dataframe(V.gains_table(point))
+    st.caption(f"Sweep {L.code(f.folder)} ({state}){advice.quick_label(sweep.get('config'))}: pruning "
+               f"{L.code(sweep['prune'])}, seeds {L.plain(sweep['seeds'])}, alphas "
+               f"{', '.join(f'{a:.3g}' for a in sweep['alphas'])}. Shown: alpha {point['alpha']:.4g}, the "
+               f"swept alpha nearest the slider ({cfg.alpha:.4g}); error bars: 95 % CI over seeds.")
+    st.plotly_chart(V.fig_measured_flops(sweep, point), key="sweep_fig_flops")
+    st.dataframe(V.measured_table(sweep, point))  # full width: in a column the last ones were cut off
+    st.caption("PAM's FLOPs gains at this alpha, paired by seed")
+    st.dataframe(V.gains_table(point))
     st.plotly_chart(V.fig_frontier(sweep, cfg.alpha, probs, rec["alpha"]), key="sweep_fig_frontier")
     if rec["alpha"] is None:
-        st.info(f"No recommended alpha for these task-usage probabilities: {rec['reason']}.")
+        st.info(f"No recommended alpha for these task-usage probabilities: {L.plain(rec['reason'])}.")
+        guide = advice.sweep_next_steps(sweep)
+        if guide:
+            st.info(L.plain(guide), icon=":material/lightbulb:")
         return
     gains = ", ".join(f"{k.replace('_', ' ')} {v:.3f}x" for k, v in rec["gains"].items())
     st.button(f"Use recommended alpha ({rec['alpha']:.4g} bits)", key="sweep_use_recommended",
@@ -109,9 +116,16 @@ def _no_sweep(preset: str) -> None:
     st.info(f"No alpha sweep of `{preset}` yet: the figures above are predictions before pruning. A "
             "sweep finetunes and prunes PAM at every alpha where the grouping changes, under several "
             "seeds, with B1 and B2 beside it, and shows the measured trade-off here.")
+    job = V.sweep_job(preset, "taylor", "auto", SEEDS, "local", None, False)
     if st.button(f"Launch a sweep of {preset} (auto alphas, seeds {SEEDS}, local)", key="sweep_launch_here"):
-        _submit(V.sweep_job(preset, "taylor", "auto", SEEDS, "local", None, False),
-                f"sweep-{get_preset(preset).title}")
+        _submit(job, f"sweep-{get_preset(preset).title}")
+    st.caption(f"Duration: {L.plain(_duration(job))}")
+
+
+def _duration(job: dict) -> str:
+    """The expected duration of a job from this machine's measured stage times (re-read on every
+    rerun, so it follows the stages that finish)."""
+    return estimate(job, runs_roots(), jobs.list_runs(runs_roots())).text
 
 
 def _submit(job: dict, name: str) -> None:
@@ -137,7 +151,9 @@ def runs_sweep_section(default_preset: str) -> None:
         c = st.columns([2, 1, 2, 1, 1, 1])
         preset = c[0].selectbox("Preset", presets, index=presets.index(default_preset), key="sweep_preset",
                                 format_func=_label)
-        prune = c[1].selectbox("Pruning method", list_pruners(), key="sweep_prune")
+        methods = list_pruners()
+        prune = c[1].selectbox("Pruning method", methods, index=methods.index("taylor"), key="sweep_prune",
+                               help="taylor, as the experiment form and the README")
         alphas = c[2].text_input("alphas (bits)", "auto", help="auto: where the grouping changes, at most 8 "
                                  "log-spaced values; or comma-separated values such as 0.01,0.1,0.5")
         seeds = c[3].text_input("seeds", SEEDS)
@@ -152,6 +168,11 @@ def runs_sweep_section(default_preset: str) -> None:
                 st.error(str(exc))
             else:
                 _submit(job, f"sweep-{get_preset(preset).title}" + ("-quick" if quick else ""))
+                st.caption(f"Duration of this sweep: {L.plain(_duration(job))}")
+    default = V.sweep_job(default_preset, "taylor", "auto", SEEDS, "local", None, False)
+    st.caption(f"A sweep of {get_preset(default_preset).title} with the defaults above (auto alphas, seeds "
+               f"{SEEDS}, taylor): {L.plain(_duration(default))}. While a sweep runs, its progress line "
+               "gives an ETA from its finished jobs.")
     _sweep_progress()
 
 
@@ -160,8 +181,9 @@ def _sweep_progress() -> None:
     runs = [r for r in jobs.list_runs(runs_roots()) if (r.get("job") or {}).get("command") == "sweep"]
     for r in runs[::-1][:3]:
         points = sweep_files.read_points(r["dir"])
-        with st.expander(f"{r['run_id']} · {r['state']}", expanded=r["state"] in jobs.ACTIVE):
+        quick = " · quick" if L.is_quick(r) else ""
+        with st.expander(f"{r['run_id']} · {r['state']}{quick}", expanded=r["state"] in jobs.ACTIVE):
             p = jobs.progress(r["run_id"], r["root"]) or {}
             if isinstance(p.get("fraction"), (int, float)):
-                st.progress(min(max(float(p["fraction"]), 0.0), 1.0), text=str(p.get("message", "")))
+                st.progress(min(max(float(p["fraction"]), 0.0), 1.0), text=L.plain(p.get("message", "")))
             st.dataframe(V.points_table(points), hide_index=True)

@@ -16,10 +16,11 @@ from pam_explorer.cli.commands import parse_alphas, parse_ints
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.runs import job_spec
 from pam_explorer.runs.sweep_report import recommend, uniform_mix
+from ui.figures import plot_title
 
 COLORS = {"PAM": "#E45756", "B1": "#4C78A8", "B2": "#72B7B2"}
 SUBSET_COLORS = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#9D755D", "#EECA3B", "#FF9DA6")
-_LAYOUT = dict(margin=dict(l=10, r=10, t=60, b=10), height=340,
+_LAYOUT = dict(margin=dict(l=10, r=10, t=96, b=10), height=370,  # as ui/figures.py: below the toolbar
                legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1))
 
 
@@ -30,8 +31,7 @@ def _bars(means: Sequence[float], cis: Sequence[Sequence[float]]) -> dict:
 
 
 def _figure(title: str, traces: list[dict], **layout) -> go.Figure:
-    return go.Figure({"data": traces, "layout": {"title": dict(text=title, font=dict(size=14), x=0),
-                                                 **_LAYOUT, **layout}})
+    return go.Figure({"data": traces, "layout": {"title": plot_title(title), **_LAYOUT, **layout}})
 
 
 # --------------------------------------------------------------------------- launching
@@ -129,14 +129,16 @@ def fig_measured_flops(sweep: Mapping, point: Mapping) -> go.Figure:
         traces.append(dict(type="bar", name=name, x=subsets, y=mean, marker_color=COLORS.get(name),
                            error_y=_bars(mean, [r["flops_ci95"][s] for s in subsets])))
     seeds = len(point.get("seeds", []))
-    return _figure(f"Measured FLOPs after pruning at alpha {point['alpha']:.4g} ({seeds} seeds)", traces,
-                   barmode="group", yaxis=dict(title="FLOPs"))
+    quick = " · quick sweep" if (sweep.get("config") or {}).get("quick") else ""
+    return _figure(f"Measured FLOPs after pruning at alpha {point['alpha']:.4g} ({seeds} seeds){quick}",
+                   traces, barmode="group", yaxis=dict(title="FLOPs"))
 
 
 def fig_frontier(sweep: Mapping, alpha: float, probs: Mapping[str, float],
                  recommended: float | None) -> go.Figure:
     """FLOPs per subset vs alpha (mean, 95 % CI bars; hollow: below the floor in some seed), the
-    expected FLOPs under ``probs`` (B1/B2 dashed), frontier alphas ringed, the slider's alpha."""
+    expected FLOPs under ``probs`` (B1/B2 dashed), frontier alphas ringed, the slider's alpha
+    (dotted); every line is a trace with a legend entry."""
     pts = [p for p in sweep["points"] if "flops" in p]
     xs = [p["alpha"] for p in pts]
     subsets = [subset_key(s) for s in all_subsets(list(sweep["tasks"]))]
@@ -152,20 +154,26 @@ def fig_frontier(sweep: Mapping, alpha: float, probs: Mapping[str, float],
     expected = [sum(probs.get(s, 0.0) * p["flops"][s] for s in subsets) for p in pts]
     traces.append(dict(type="scatter", mode="lines+markers", name="expected (your mix)", x=xs, y=expected,
                        line=dict(color="black", width=3)))
-    shapes = [dict(type="line", xref="x", yref="paper", x0=alpha, x1=alpha, y0=0, y1=1,
-                   line=dict(color="#888", dash="dot"))] if alpha > 0 else []
-    for name, b in sweep["baselines"].items():
-        if "flops" in b:
+    for name, b in sweep["baselines"].items():  # traces, not shapes: a legend entry names each line
+        if "flops" in b and xs:
             e = sum(probs.get(s, 0.0) * b["flops"][s] for s in subsets)
-            shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=e, y1=e,
+            traces.append(dict(type="scatter", mode="lines", name=f"{name} expected (your mix)",
+                               x=[min(xs), max(xs)], y=[e, e],
                                line=dict(color=COLORS.get(name), dash="dash")))
     if recommended is not None:
         i = xs.index(recommended)
         traces.append(dict(type="scatter", mode="markers", name="recommended", x=[recommended],
                            y=[expected[i]], marker=dict(symbol="star", size=16, color="#E45756")))
-    return _figure("Measured trade-off across alphas (big markers: frontier; hollow: below the floor)",
-                   traces, shapes=shapes, xaxis=dict(title="alpha (bits)", type="log"),
-                   yaxis=dict(title="FLOPs"))
+    if alpha > 0:  # the slider's alpha, named in the legend too
+        traces.append(dict(type="scatter", mode="lines", name=f"slider alpha {alpha:.3g}", x=[alpha, alpha],
+                           y=[0, 1], yaxis="y2", line=dict(color="#888", dash="dot"), hoverinfo="skip"))
+    title = "Measured trade-off across alphas (big markers: frontier; hollow: below the floor)"
+    quick = " · quick sweep" if (sweep.get("config") or {}).get("quick") else ""
+    return _figure(title + quick,  # many entries: the legend goes below the plot, clear of the title
+                   traces, xaxis=dict(title="alpha (bits)", type="log"), yaxis=dict(title="FLOPs"),
+                   yaxis2=dict(overlaying="y", range=[0, 1], visible=False), height=440,
+                   margin=dict(l=10, r=10, t=60, b=10),
+                   legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
 
 
 __all__ = ["sweep_job", "points_table", "probabilities", "nearest_point", "live_recommendation",

@@ -1,7 +1,7 @@
 """Task subsets: the one place they are named, enumerated and parsed.
 
 A task subset is named by joining its task names with "+" in the preset's task order ("A+B", a CLI
-and report contract, DESIGN.md). Canonical order of all non-empty subsets: by size, then task
+and report contract, docs/design.md). Canonical order of all non-empty subsets: by size, then task
 order. Task names are distinct non-empty strings without "+" (the separator) or ".".
 """
 from __future__ import annotations

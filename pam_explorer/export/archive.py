@@ -35,6 +35,7 @@ from pam_explorer.core.geometry import NetGeometry, Widths, check_widths
 from pam_explorer.core.io import atomic_path, dumps_strict
 from pam_explorer.core.subsets import subset_key
 from pam_explorer.cost.analytic import costs_from_widths, subset_costs
+from pam_explorer.export.manifest_check import check_manifest
 from pam_explorer.merge.merged_net import MergedNet
 from pam_explorer.zoo.checkpoint import load_state_into
 
@@ -138,11 +139,11 @@ def _missing_dirs(folder: Path) -> list[Path]:
 
 def read_manifest(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
     """The manifest (JSON object) of an export, from a path or the zip's bytes; ExportError if the
-    file is not a zip with one."""
+    file is not a zip with one, or if a part readers show is malformed (:mod:`.manifest_check`)."""
     with _open(path_or_bytes) as zf:
         if MANIFEST not in zf.namelist():
             raise ExportError(f"not a PAM Explorer export: no {MANIFEST} in {sorted(zf.namelist())[:10]}")
-        return _manifest(zf)
+        return check_manifest(_manifest(zf))  # the parts readers show have the right types
 
 
 def load(path_or_bytes: str | Path | bytes) -> MergedNet:

@@ -25,8 +25,10 @@ import hashlib
 import importlib
 import io
 import json
+import re
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +162,25 @@ def subset_model_bytes(net: MergedNet, subset: str, fmt: str, source: dict[str, 
 def subset_bytes_from_archive(archive: bytes | str | Path, subset: str, fmt: str, layout: str = "dense"
                               ) -> tuple[bytes, dict[str, Any]]:
     """(model file bytes, its manifest with "file") of one subset of a merged export zip (bytes or
-    path): what the dashboard's download buttons serve. The file name is pam-<subset><suffix>."""
+    path): what the dashboard's download buttons serve. The file is named after where the model
+    came from (:func:`download_name`)."""
     check_format(fmt)
     net = load(archive)
     source = {k: v for k, v in read_manifest(archive).items() if k not in manifest_of(net)}
     data, manifest = subset_model_bytes(net, subset, fmt, source, layout)
-    return data, {**manifest, "file": f"pam-{subset}{SUFFIXES[fmt]}"}
+    return data, {**manifest, "file": download_name(source, subset, fmt)}
+
+
+def download_name(source: Mapping[str, Any], subset: str, fmt: str) -> str:
+    """pam-<preset>-<scheme>-alpha<alpha>-<subset><suffix> from an archive manifest's fields
+    ("merged" when it names no scheme: a model merged but not finetuned); parts it lacks are left
+    out, and anything but letters, digits and ``.+_-`` becomes ``_``."""
+    alpha = source.get("alpha")
+    number = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+    parts = [source.get("preset"), source.get("scheme") or "merged",
+             f"alpha{alpha:g}" if number else None, subset]
+    stem = "-".join(re.sub(r"[^A-Za-z0-9.+_-]", "_", str(p)) for p in parts if p not in (None, ""))
+    return f"pam-{stem}{SUFFIXES[fmt]}"
 
 
 def save_subset(net: MergedNet, subset: str, fmt: str, path: str | Path, source: dict[str, Any] | None = None,
@@ -265,5 +280,6 @@ def read_embedded_manifest(data: bytes) -> dict[str, Any]:
 
 
 __all__ = ["SUBSET_FORMAT", "SUBSET_FORMATS", "MODEL_FORMATS", "SUFFIXES", "PACKAGES", "OPSET",
-           "MANIFEST_KEY", "check_format", "sidecar", "label_names", "subset_manifest", "subset_model_bytes",
-           "subset_bytes_from_archive", "save_subset", "load_fused", "read_embedded_manifest"]
+           "download_name", "MANIFEST_KEY", "check_format", "sidecar", "label_names", "subset_manifest",
+           "subset_model_bytes", "subset_bytes_from_archive", "save_subset", "load_fused",
+           "read_embedded_manifest"]

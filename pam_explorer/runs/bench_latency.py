@@ -10,6 +10,7 @@ interleaved, and each cell reports the median of its repeats. Pure computation: 
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -26,6 +27,7 @@ from pam_explorer.core.errors import DataMissing
 from pam_explorer.core.subsets import subset_masks
 from pam_explorer.cost.analytic import fused_costs, separate_costs, subset_costs
 from pam_explorer.cost.latency import measure_models_latency
+from pam_explorer.cost.latency_compare import Clock, LatencySettings, compare_latency
 from pam_explorer.merge.fuse import fuse, fuse_separate
 from pam_explorer.merge.merged_net import MergedNet
 
@@ -46,17 +48,30 @@ class _Calls(nn.Module):
 
 def load_schemes(run: str | Path) -> dict[str, Scheme]:
     """{"PAM": net, "B2": net, "B1": {task: net}} of an experiment folder (those it holds):
-    DIR/model.zip, DIR/stages/B2.zip, DIR/stages/B1_<task>.zip. DataMissing without model.zip."""
+    DIR/model.zip (PAM of the first seed), DIR/stages/B2_s<seed>.zip and B1_<task>_s<seed>.zip of
+    that seed (B2.zip, B1_<task>.zip in folders written before seeds). DataMissing without model.zip."""
     run = Path(run)
     if not (run / "model.zip").is_file():
         raise DataMissing(f"{run / 'model.zip'} not found: --run must be a finished experiment directory")
     out: dict[str, Scheme] = {"PAM": export.load(run / "model.zip")}
-    if (run / "stages" / "B2.zip").is_file():
-        out["B2"] = export.load(run / "stages" / "B2.zip")
-    singles = {t: run / "stages" / f"B1_{t}.zip" for t in out["PAM"].tasks}
+    tag = _first_seed_tag(run)
+    if (run / "stages" / f"B2{tag}.zip").is_file():
+        out["B2"] = export.load(run / "stages" / f"B2{tag}.zip")
+    singles = {t: run / "stages" / f"B1_{t}{tag}.zip" for t in out["PAM"].tasks}
     if all(p.is_file() for p in singles.values()):
         out["B1"] = {t: export.load(p) for t, p in singles.items()}
     return out
+
+
+def _first_seed_tag(run: Path) -> str:
+    """"_s<first seed>" of the run's config.json (the seed model.zip is of), "" for older folders."""
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        seeds = cfg.get("seeds") or [cfg["seed"]]
+        tag = f"_s{int(seeds[0])}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return ""
+    return tag if any((run / "stages").glob(f"*{tag}.zip")) else ""
 
 
 def scheme_models(scheme: Scheme, subset: str, layout: str = "dense") -> dict[str, nn.Module]:
@@ -93,6 +108,35 @@ def grouped_vs_fused(net: MergedNet, device: str = "cpu", batch: int = 1, thread
         s, kind = name.split("|")
         out.setdefault(s, {})[kind] = sec
     return out
+
+
+def interleaved_latency(schemes: Mapping[str, Scheme], settings: LatencySettings = LatencySettings(),
+                        device: str = "cpu", clock: Clock = time.perf_counter) -> dict[str, Any]:
+    """The report's ``latency_ms`` ({scheme: {subset: median ms}}), ``latency_measurement`` and
+    ``latency_gains`` of every scheme's fused subset models ({"PAM": net, "B2": net, "B1": {task:
+    net}}, as :func:`load_schemes` gives or an experiment holds), timed interleaved at batch 1 and
+    judged against the fused models' FLOPs (:func:`pam_explorer.cost.latency_compare.compare_latency`).
+    The networks are not changed (the fused models are new modules)."""
+    first = schemes.get("PAM") or next(iter(schemes.values()))
+    net = first if isinstance(first, MergedNet) else next(iter(first.values()))
+    tasks = first.tasks if isinstance(first, MergedNet) else list(first)
+    dev = torch.device(device)
+    models = {name: {s: scheme_models(sch, s)["fused"].to(dev) for s in subset_masks(tasks)}
+              for name, sch in schemes.items()}
+    flops = {name: {s: f["fused"] for s, f in scheme_flops(sch).items()} for name, sch in schemes.items()}
+    geo = net.geometry
+    x = torch.randn(1, geo.in_channels, geo.image_size, geo.image_size, device=dev)
+    return compare_latency(models, flops, x, settings, clock)
+
+
+def archive_latency(data: bytes, devices: Sequence[str] | None = None, min_run_time: float = 0.05
+                    ) -> dict[str, dict[str, dict[str, float]]]:
+    """{device: {subset: {"grouped": seconds, "fused": seconds}}} of an export zip's merged model
+    at batch 1 (:func:`grouped_vs_fused`), on the CPU and, when present, CUDA: the export page's
+    "measure latency" button."""
+    net = export.load(data)
+    devices = list(devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    return {d: grouped_vs_fused(net, device=d, batch=1, min_run_time=min_run_time) for d in devices}
 
 
 def bench_latency(run: str | Path, batches: Sequence[int] = (1, 64),
@@ -180,5 +224,6 @@ def machine() -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-__all__ = ["load_schemes", "scheme_models", "scheme_flops", "grouped_vs_fused", "bench_latency",
+__all__ = ["load_schemes", "scheme_models", "scheme_flops", "grouped_vs_fused", "interleaved_latency",
+           "archive_latency", "bench_latency",
            "target_check", "latency_table", "machine"]

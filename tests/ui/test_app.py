@@ -35,7 +35,7 @@ def test_every_page_renders(runs_root):
 
 def test_slider_drives_groups_and_flops(explorer, runs_root):
     at = fresh()
-    options = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])
+    options = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])
     seen = set()
     for alpha in (options[30], options[45], options[-1], DEFAULT_ALPHA):
         at.select_slider[0].set_value(alpha).run()
@@ -80,17 +80,44 @@ def test_expected_flops_validation(explorer, runs_root):
     assert float(metrics["E[FLOPs] PAM"].replace(",", "")) == pytest.approx(want, abs=1)
     # the gains are labelled "before pruning", with one line on why PAM is larger then
     b1 = 0.2 * pred["B1"]["A"] + 0.3 * pred["B1"]["B"] + 0.5 * pred["B1"]["A+B"]
-    assert metrics["PAM gain vs B1 (before pruning)"] == f"{b1 / want:.3f}x"
-    gain = next(m for m in at.metric if m.label == "PAM gain vs B1 (before pruning)")
-    assert gain.help == L.BEFORE_PRUNING_WHY and L.BEFORE_PRUNING_WHY in " ".join(c.value for c in at.caption)
+    assert metrics["PAM gain vs B1"] == f"{b1 / want:.3f}x"  # a label short enough to show whole
+    gain = next(m for m in at.metric if m.label == "PAM gain vs B1")
+    captions = [c.value for c in at.caption]
+    assert gain.help == L.BEFORE_PRUNING_WHY and L.BEFORE_PRUNING_WHY in " ".join(captions)
+    assert captions.count("expected, before pruning") == 2  # under each gain's value
     # the slider's help says why sharing is not monotone in alpha
     rule = L.BOTH_PICKED_TEXT[RegroupConfig().both_picked]
     assert L.NOT_MONOTONE.format(rule=rule) in at.select_slider[0].help
 
 
+def test_explorer_draws_one_backend_view(explorer, runs_root):
+    """Issue 26 points 9-11 and issue 27: the page draws what regroup.view computes. The phase
+    chart opens on the first layer where alpha cuts inside the trajectory (not on conv1 with
+    alpha above its chart); the mean sharing is the mean of the layers' ratios; the groups view
+    says next to its chart why sharing is not monotone in alpha; FLOPs are defined."""
+    cfg = RegroupConfig(alpha=DEFAULT_ALPHA)
+    tops = {layer: max(max(t.running_max) for t in explorer.trajs.trajectories[layer].values())
+            for layer in explorer.trajs.layers}
+    first_cut = next(layer for layer, top in tops.items() if DEFAULT_ALPHA < top)
+    assert first_cut != "conv1"  # digits-2task at its default alpha: conv1's trajectory ends below alpha
+    at = fresh()
+    ratios = [g.sharing_ratio() for g in explorer.groups(cfg).values()]
+    sharing = next(m for m in at.metric if m.label == "Mean sharing ratio")
+    assert sharing.value == f"{sum(ratios) / len(ratios):.1%}"
+    captions = " ".join(c.value for c in at.caption)
+    assert L.NOT_MONOTONE.format(rule=L.BOTH_PICKED_TEXT[cfg.both_picked]) in captions
+    assert "At alpha 0 no neuron can be exclusive" in captions
+    assert L.FLOPS_DEF in next(m for m in at.metric if m.label == "PAM FLOPs A+B").help
+    view(at, "MI phase curves")
+    assert at.selectbox(key="phase_layer").value == first_cut
+    chart = echarts(at)[0]
+    assert chart["title"]["text"] == f"MI phase curves of {first_cut}" and not chart["title"]["subtext"]
+    assert any(x["name"] == f"alpha = {DEFAULT_ALPHA:g}" for x in chart["series"])  # drawn, not "above"
+
+
 def test_export_bytes_load(explorer, runs_root):
     at = fresh()
-    options = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])
+    options = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])
     alpha = options[40]
     at.select_slider[0].set_value(alpha).run()
     at.switch_page("ui/page_export.py").run()
@@ -190,7 +217,7 @@ def test_unbuildable_grouping_warns_and_keeps_figures(explorer, runs_root, monke
     at = fresh()
     assert any("cannot be built" in w.value and "no non-empty input group" in w.value for w in at.warning)
     assert at.table[0].value.shape[0] == 4 and len(at.get("echarts_chart")) == 1
-    options = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])
+    options = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])
     at.select_slider[0].set_value(options[17]).run()  # an alpha no other test exports
     at.switch_page("ui/page_export.py").run()
     assert not at.exception

@@ -4,6 +4,7 @@ export" job and a finished run's model first on the Export page."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,14 @@ def test_runs_and_results_pages(runs_root):
     at.button(key=f"results_{ok}").click().run()  # the finished run's link
     assert not at.exception and at.selectbox(key="res_run").value == ok
     assert any("Quick run" in w.value for w in at.warning)
-    table = at.dataframe[0].value
+    table = at.table[0].value  # st.table: cells wrap, no column hidden off the page
     assert list(table.index) == ["original", "B1", "B2", "PAM"]
     assert table.loc["original", "FLOPs A+B"] == "—" and "None" not in table.to_string()
     b1 = report["schemes"]["B1"]
     lo, hi = b1["flops_ci95"]["B"]
     assert table.loc["B1", "FLOPs B"] == f"{b1['flops']['B']:,.0f} ± {(hi - lo) / 2:,.0f}" and hi > lo
     assert table.equals(R.table1_display(report))
-    gains = at.dataframe[1].value
+    gains = at.table[2].value  # after Table 1 and the latency table
     verdict = report["gains"]["vs_B1"]["average_verdict"]
     assert gains.loc["vs B1 (FLOPs)", "seeds"] == 2
     assert gains.loc["vs B1 (FLOPs)", "verdict (average)"] == R.VERDICT_TEXT[verdict]
@@ -80,7 +81,7 @@ def test_runs_page_defaults_to_the_explorers_alpha_and_shows_the_job(explorer, r
         return real_submit({"command": "selftest", "args": {"sleep": 0.2}}, root, name=name)
     monkeypatch.setattr(jobs, "submit", submit)
     at = fresh()
-    alpha = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])[40]
+    alpha = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])[40]
     at.select_slider[0].set_value(alpha).run()
     at.number_input(key="ovr_fc1").set_value(0.2).run()
     at.switch_page("ui/page_runs.py").run()
@@ -144,7 +145,7 @@ def test_adapmtl_run_results_show_sparsity_breakdown(runs_root):
     at.switch_page("ui/page_results.py").run()
     assert not at.exception, at.exception
     assert any("Quick run" in w.value for w in at.warning)
-    assert "effective FLOPs A+B" in at.dataframe[0].value.columns  # Table 1: the cost after pruning
+    assert "effective FLOPs A+B" in at.table[0].value.columns  # Table 1: the cost after pruning
     sparse = next(d.value for d in at.dataframe if "Delta_T (%)" in d.value.columns)
     for name in ("B1", "B2", "PAM"):
         s = report["schemes"][name]
@@ -173,7 +174,7 @@ def test_finetune_then_export_runs_the_explorers_merge_and_offers_its_model_firs
     (tmp_path / "cuda" / "bin").mkdir(parents=True)
     monkeypatch.setenv("CUDA_HOME", str(tmp_path / "cuda"))
     at = fresh()
-    alpha = F.alpha_grid(F.max_mi(explorer.trajs.trajectories), extra=[DEFAULT_ALPHA])[30]
+    alpha = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])[30]
     at.select_slider[0].set_value(alpha).run()
     at.number_input(key="ovr_fc2").set_value(0.3).run()
     at.switch_page("ui/page_export.py").run()
@@ -196,7 +197,8 @@ def test_finetune_then_export_runs_the_explorers_merge_and_offers_its_model_firs
     assert manifest["alpha"] == alpha and manifest["finetune_epochs"] == 1
     assert manifest["groups"] == {layer: {"+".join(k): len(v) for k, v in g.groups.items()}
                                   for layer, g in explorer.groups(cfg).items()}
-    assert "merged and finetuned 1 epoch(s), not pruned" in " ".join(m.value for m in at.markdown)
+    shown = " ".join(re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown)  # as displayed (unescaped)
+    assert "merged and finetuned 1 epoch(s), not pruned" in shown
 
 
 def test_a_quick_run_is_marked_quick_on_every_page(explorer, runs_root):

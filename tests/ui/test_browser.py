@@ -83,3 +83,92 @@ def test_first_visit_slider_views_and_pages(tmp_path, screens):
             assert not exceptions(driver), page
             driver.save_screenshot(str(screens / f"page_{page}.png"))
     assert all((screens / f).stat().st_size > 10_000 for f in os.listdir(screens) if f.endswith(".png"))
+
+
+# --------------------------------------------------------------- issue 26 points 1, 6, 11; issue 25 point 16
+CLIPPED_JS = """
+const over = (e) => e.scrollWidth > e.clientWidth + 1;
+const box = (e) => e.getBoundingClientRect();
+const meet = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+const labels = Array.from(document.querySelectorAll('[data-testid="stMetricLabel"] .stMarkdownEllipsis'))
+  .filter(over).map(e => e.innerText);
+const tables = Array.from(document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller'))
+  .filter(over).map(e => e.closest('[data-testid="stDataFrame"]').innerText.slice(0, 60))
+  .concat(Array.from(document.querySelectorAll('[data-testid="stTable"]')).filter(over)
+  .map(e => e.innerText.slice(0, 60)));
+const covered = [];
+for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+  const title = plot.querySelector('.gtitle'), bar = plot.querySelector('.modebar');
+  const legend = plot.querySelector('.legend');
+  if (title && bar && meet(box(title), box(bar))) covered.push('toolbar: ' + title.textContent);
+  if (title && legend && meet(box(title), box(legend))) covered.push('legend: ' + title.textContent);
+}
+const svgText = [];
+for (const svg of document.querySelectorAll('[data-testid="stEChartsChart"] svg')) {
+  const s = box(svg);
+  for (const t of svg.querySelectorAll('text')) {
+    const r = box(t);
+    if (r.width && (r.right > s.right + 1 || r.left < s.left - 1)) svgText.push(t.textContent);
+  }
+}
+const images = Array.from(document.querySelectorAll('img')).map(i => i.getAttribute('src') || '')
+  .filter(src => src.includes('127.0.0.1:9'));
+return {labels, tables, covered, svgText, images};
+"""
+
+
+def choose(driver, index: int, option: str) -> None:
+    """Pick ``option`` in the page's ``index``-th select box, and wait for the rerun."""
+    driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSelectbox"]')[index].click()
+    B.wait_settled(driver, quiet_s=0.3, timeout_s=30)
+    options = driver.find_elements(By.CSS_SELECTOR, '[role="option"]')
+    next(o for o in options if o.text.strip() == option).click()
+    B.wait_settled(driver, timeout_s=60)
+
+
+def plant_results(root: Path) -> None:
+    """A run whose report has an interleaved latency measurement (one figure unreliable), failed
+    with a markdown image in its message; and a quick sweep of digits-2task."""
+    import json
+
+    from tests.ui.test_results_truth import IMAGE, fixture_report, measured, plant_run
+    from tests.ui.test_sweep_ui import make_sweep
+
+    plant_run(root, "20270101-000000-latency", measured(fixture_report()), state="failed", exit_code=1,
+              message=f"broke {IMAGE}")
+    sweep = make_sweep()
+    sweep["config"] = {"quick": True}
+    (root / "quick-sweep").mkdir(parents=True)
+    (root / "quick-sweep" / "sweep.json").write_text(json.dumps(sweep))
+
+
+def test_nothing_is_clipped_covered_or_fetched(tmp_path, screens):
+    """What AppTest cannot see, in a laptop-sized window (1280 px): metric labels whole (not cut by an
+    ellipsis), tables without a hidden column, plotly titles clear of the toolbar and the
+    legend, ECharts labels (the phase names of every layer) inside the chart, and a markdown image
+    in a run's message never fetched. Each of these failed on the code before issue 26's fixes."""
+    runs = tmp_path / "runs"
+    plant_results(runs)
+    with B.streamlit_server(tmp_path, {"PAM_RUNS_ROOT": str(runs)}) as url, \
+            B.chromium(tmp_path, width=1280, height=2400) as driver:
+        driver.get(url)
+        B.wait_settled(driver, lambda s: B.metric_text(s, "sharing"), timeout_s=120)
+        for name in ("Expected FLOPs", "MI phase curves"):
+            show_view(driver, name)
+            found = driver.execute_script(CLIPPED_JS)
+            driver.save_screenshot(str(screens / f"narrow_{name.split()[0].lower()}.png"))
+            assert not exceptions(driver), name
+            assert not found["labels"] and not found["tables"] and not found["covered"], (name, found)
+            assert not found["svgText"], (name, found)
+        for layer in ("conv1", "conv2", "fc1", "fc2"):  # a phase name at the right end ran off the chart
+            choose(driver, 0, layer)
+            assert not driver.execute_script(CLIPPED_JS)["svgText"], layer
+        driver.get(f"{url}/results")
+        B.wait_settled(driver, timeout_s=60)
+        found = driver.execute_script(CLIPPED_JS)
+        assert not exceptions(driver)
+        assert not found["covered"] and not found["images"] and not found["tables"], found
+        text = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+        assert "broke ![x](http://127.0.0.1:9/pixel.png)" in text  # shown as the text it is
+        assert "⚠ unreliable" in text or "unreliable" in text
+        driver.save_screenshot(str(screens / "narrow_results.png"))

@@ -253,3 +253,28 @@ def test_no_none_text_in_any_display_table():
         assert isinstance(df, pd.DataFrame)
         assert not any(isinstance(v, float) and math.isnan(v) for v in df.to_numpy().ravel())
         assert "None" not in df.to_string() and "nan" not in df.to_string()
+
+
+def test_the_runs_page_plan_derives_config_and_command_from_the_job(tmp_path):
+    """Issue 27: one call gives the job and, derived from it, the config and the command; the
+    config equals the one written out field by field (what the page used to build beside the job)."""
+    from pam_explorer.runs import job_spec
+    from pam_explorer.runs.experiment import ExperimentConfig
+
+    plan = A.experiment_plan("digits-2task", "adapmtl", A.MODES[1], 0.3, "fc1=0.2, conv1=0.1", "0,2", True,
+                             "cpu", 0.8, "own", "flops-aware", "paper", [tmp_path])
+    assert plan.job == A.experiment_job("digits-2task", "adapmtl", A.MODES[1], 0.3, True, "cpu", 0.8,
+                                        {"conv1": 0.1, "fc1": 0.2}, (0, 2), "own", "flops-aware", "paper")
+    assert plan.config == ExperimentConfig(preset="digits-2task", prune="adapmtl", alpha=0.3,
+                                           overrides=(("conv1", 0.1), ("fc1", 0.2)), schemes=("PAM",),
+                                           quick=True, seeds=(0, 2), device="cpu", target_sparsity=0.8,
+                                           floor="own", rank="flops-aware", regroup="paper")
+    assert plan.command == job_spec.describe(plan.job) and "--target-sparsity 0.8" in plan.command
+    assert plan.duration.seconds is None  # nothing measured under tmp_path
+    for bad in ("0,x", "-1"):
+        with pytest.raises(ValueError, match="seeds"):
+            A.experiment_plan("digits-2task", "taylor", A.MODES[0], 0.3, "", bad, False, "cpu", 0.9,
+                              "original", "published", "default")
+    with pytest.raises(ValueError, match="ExperimentConfig.target_sparsity|AdapMTLConfig"):
+        A.experiment_plan("digits-2task", "adapmtl", A.MODES[0], 0.3, "", "0", False, "cpu", 1.5,
+                          "original", "published", "default")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from pam_explorer.core.errors import ConfigError
 from pam_explorer.runs import jobs
 from pam_explorer.runs import sweep_report as sr
+from pam_explorer.runs.estimate import human
 from ui import sweep_view as V
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -180,3 +182,49 @@ def test_runs_page_launches_a_sweep_and_shows_points(runs_root):
     at.run()
     shown = [df.value for df in at.dataframe if "job" in getattr(df.value, "columns", [])]
     assert shown and list(shown[-1]["job"]) == ["B1_s0", "PAM_a0.05_s0"]
+
+
+# --------------------------------------------------------------------------- issue 26, points 5, 6, 8
+def test_the_frontier_names_every_line_and_a_quick_sweep_says_so():
+    s = make_sweep()
+    probs = {"A": 0.5, "B": 0.25, "A+B": 0.25}
+    front = V.fig_frontier(s, 0.1, probs, 0.5).to_dict()
+    assert not front["layout"].get("shapes")  # every line is a trace: it has a legend entry
+    lines = {t["name"]: t for t in front["data"]}
+    for name in ("B1", "B2"):
+        line = lines[f"{name} expected (your mix)"]
+        want = sum(p * s["baselines"][name]["flops"][k] for k, p in probs.items())
+        assert line["line"]["dash"] == "dash" and list(line["y"]) == pytest.approx([want, want])
+    assert lines["slider alpha 0.1"]["line"]["dash"] == "dot"
+    assert not front["layout"]["title"]["text"].endswith("quick sweep")
+    s["config"] = {"quick": True}
+    p = V.nearest_point(s, 0.1)
+    for fig in (V.fig_frontier(s, 0.1, probs, 0.5), V.fig_measured_flops(s, p)):
+        assert fig.layout.title.text.endswith(" · quick sweep")
+
+
+def plant_stages(root: Path, seconds: dict[str, float]) -> None:
+    folder = root / "measured"
+    (folder / "stages").mkdir(parents=True)
+    (folder / ".pam-run.json").write_text(json.dumps({"command": "experiment", "config": {
+        "preset": "digits-2task", "prune": "taylor", "quick": False, "arch": "lenet5"}}))
+    for name, sec in seconds.items():
+        (folder / "stages" / f"{name}_s0.json").write_text(json.dumps({"seconds": sec}))
+
+
+def test_buttons_that_start_work_say_how_long_and_the_sweep_form_uses_taylor(runs_root):
+    at = fresh()
+    captions = [c.value for c in at.caption if c.value.startswith("Duration")]
+    assert captions and "duration unknown" in captions[0] and "has run on this machine yet" in captions[0]
+    plant_stages(runs_root, {"B1": 600.0, "B2": 300.0, "PAM": 100.0})
+    at.run()
+    workers = len(os.sched_getaffinity(0))  # the sweep's default: a job per usable core
+    want = 3 * (600 + 300 + 8 * 100) / workers  # seeds x (B1 + B2 + 8 alphas) / workers
+    assert any(c.value.replace("\\", "").startswith(f"Duration: about {human(want)} (") for c in at.caption)
+    at.switch_page("ui/page_runs.py").run()
+    assert not at.exception
+    assert at.selectbox(key="sweep_prune").value == "taylor"  # as the experiment form and the README
+    info = " ".join(i.value for i in at.info)
+    assert f"**Duration**: about {human(600 + 300 + 100)}" in info.replace("\\", "")  # one seed, 3 schemes
+    assert any(c.value.replace("\\", "").startswith("A sweep of digits-2task with the defaults above")
+               and f"about {human(want)}" in c.value.replace("\\", "") for c in at.caption)
