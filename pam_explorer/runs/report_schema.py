@@ -37,10 +37,11 @@ LOG_ROW = obj({"step": {"type": "integer"}, "task": {"type": ["string", "null"]}
 LOG = either({"type": "array", "items": LOG_ROW}, obj(values={"type": "array", "items": LOG_ROW}))
 SERIES = {"type": "array", "items": obj({"step": NUMBER}, values=NUMBER_OR_NULL)}
 
+_FIGURE = either(PER_KEY_NUMBER, {"type": "null"})  # null: no checkpoint above the floor (published schedule)
 SCHEME = obj({
-    **{k: PER_KEY_NUMBER for k in ("flops", "params", "latency_ms", "latency_ms_cuda", "sparse_flops",
-                                   "dense_flops", "flops_before_pruning", "accuracy", "accuracy_min",
-                                   "val_accuracy", "reference_val_accuracy", "zipped_accuracy")},
+    **{k: _FIGURE for k in ("flops", "params", "latency_ms", "latency_ms_cuda", "sparse_flops",
+                            "dense_flops", "flops_before_pruning", "accuracy", "accuracy_min",
+                            "val_accuracy", "reference_val_accuracy", "zipped_accuracy")},
     **{f"{k}_ci95": PER_KEY_PAIR for k in ("flops", "params", "latency_ms", "latency_ms_cuda", "sparse_flops",
                                            "dense_flops", "accuracy", "val_accuracy")},
     "widths": WIDTHS, "groups_before_pruning": WIDTHS, "log": LOG,
@@ -65,7 +66,7 @@ CONFIG = obj({"rank": STRING, "floor": STRING, "regroup": STRING, "overrides": O
               "prune_config": obj({"delta": NUMBER})})
 
 SCHEMA = obj({
-    "preset": STRING, "prune": STRING, "tasks": STRINGS, "alpha": NUMBER_OR_NULL,
+    "preset": STRING, "prune": STRING, "tasks": STRINGS, "alpha": either(NUMBER_OR_NULL, STRING),  # "inf"
     "quick": {"type": "boolean"}, "seeds": {"type": "array", "items": {"type": "integer"}},
     "config": CONFIG, "torch_threads": {"type": "integer"}, "latency": STRING,
     "reference_accuracy": PER_KEY_NUMBER, "reference_val_accuracy": PER_KEY_NUMBER,
