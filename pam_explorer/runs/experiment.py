@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 
-from pam_explorer.core.errors import DataError, JobsFailed, RunConflict
+from pam_explorer.core.errors import DataError, JobsFailed, PamError, RunConflict
 from pam_explorer.core.io import copy_file_atomic, write_json_atomic, write_text_atomic
 from pam_explorer.core.paths import cache_root
 from pam_explorer.prune.config import TOLERANCES
 from pam_explorer.runs import executors as ex
 from pam_explorer.runs import report as rep
 from pam_explorer.runs import scheduler
+from pam_explorer.runs.bench_latency import interleaved_latency, load_schemes
 from pam_explorer.runs.experiment_config import (
     FLOORS,
     OUTPUTS,
@@ -117,6 +118,8 @@ def _run(cfg: ExperimentConfig, out: Path, progress: Progress | None, nets: Sequ
             cache, stage_key_of(ctx, seed, cfg.quick, name, settings)) for name in cfg.schemes}
     report = _report(cfg, ctx.preset, per_seed, ctx.original_test, ctx.original_val, ctx.layers)
     _export_model(stages, cfg, out)
+    stages.report(0.99, "latency", "timing every scheme's subset models, interleaved")
+    _interleaved_latency(out, report)
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "table.md", rep.markdown_table(report))
     stages.report(1.0, "done", "report written")
@@ -177,6 +180,31 @@ def _config_section(cfg: ExperimentConfig, seeds: list[int], layers) -> dict:
             "regroup_config": dataclasses.asdict(cfg.regroup_config(layers)),
             "prune_config": dataclasses.asdict(cfg.prune_config(seeds[0], None)),
             "data": dataclasses.asdict(cfg.data())}
+
+
+def _interleaved_latency(out: Path, report: dict) -> None:
+    """Every scheme's fused subset models of the first seed (read off at delta) timed in one
+    interleaved measurement (cost.latency_compare): the schemes' ``latency_ms`` become its medians,
+    with ``latency_measurement`` (median, IQR, reliability per figure) and ``latency_gains`` from
+    the reliable figures only. A stage's own latency, measured when it ran (another moment, another
+    load), stays in ``per_seed``. Schemes without a checkpoint above the floor are not timed."""
+    try:
+        schemes = load_schemes(out)
+    except (PamError, OSError):
+        return
+    keep = {n: net for n, net in schemes.items() if report["schemes"].get(n, {}).get("flops") is not None}
+    if not keep:
+        return
+    lat = interleaved_latency(keep)
+    for name, ms in lat["latency_ms"].items():
+        row = report["schemes"][name]
+        row["latency_ms"] = ms
+        row.pop("latency_ms_ci95", None)
+    m = lat["latency_measurement"]
+    report.update(latency_measurement=m, latency_gains=lat["latency_gains"],
+                  latency=f"CPU, batch 1, {m['threads']} thread(s): median ms over {m['rounds']} interleaved "
+                          "rounds of each subset's fused model, first seed, read off at delta (B1: its fused "
+                          "single-task nets one after the other)")
 
 
 def _export_model(stages: _Stages, cfg: ExperimentConfig, out: Path) -> None:

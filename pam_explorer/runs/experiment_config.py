@@ -27,7 +27,8 @@ SCHEMES = ("B1", "B2", "PAM")
 FLOORS = ("original", "own")
 REGROUP_PROFILES = ("default", "paper", "legacy")
 OUTPUTS = ("config.json", "report.json", "table.md", "model.zip", "stages")  # what DIR receives
-TIMING_FIELDS = ("latency_ms", "latency_ms_cuda", "seconds", "latency_gains", "time")  # not deterministic
+TIMING_FIELDS = ("latency_ms", "latency_ms_cuda", "seconds", "latency_gains", "time",  # not deterministic
+                 "latency_measurement", "latency")
 Progress = Callable[[dict], None]
 # values of fields added since a run folder was written, as the code that wrote it behaved
 LEGACY = {"floor": "own", "rank": "flops-aware", "regroup": "legacy"}
@@ -56,7 +57,9 @@ class ExperimentConfig:
     device: str = "auto"
     target_sparsity: float = 0.9  # AdapMTL only: overall fraction of zero weights
     floor: str = "original"  # accuracy floor: "original" networks' val accuracy - delta | "own"
-    rank: str = "published"  # neuron ranking: "published" (the method's own) | "flops-aware"
+    # neuron ranking: "flops-aware" (importance / FLOPs saved; measured the better one under the
+    # published schedule, docs/pruning.md section 4) | "published" (the method's own score alone)
+    rank: str = "flops-aware"
     regroup: str = "default"  # PAM's regrouping: "default" (docs/estimator.md) | "paper" | "legacy"
     arch: str = DEFAULT_ARCH  # the committed networks merged: assets/<preset>/[<arch>/]
     max_steps: int | None = None  # floor-greedy turns per scheme (None: PruneConfig's; a compute budget)

@@ -124,12 +124,13 @@ COMMANDS: dict[str, dict[str, Kind]] = {
                    "schemes": _names,
                    "finetune_epochs": _count, "seed": _count, "seeds": _counts, "device": _device,
                    "target_sparsity": _number, "quick": FLAG, "floor": _name, "rank": _name,
-                   "regroup": _name, "arch": _name},
+                   "regroup": _name, "arch": _name, "schedule": _name, "delta": _number},
     "sweep": {"preset": _preset, "prune": _name, "alphas": _alphas, "seeds": _counts, "executor": _name,
               "workers": _count, "threads": _count, "mix": _mix, "quick": FLAG, "floor": _name,
               "rank": _name, "regroup": _name, "finetune_epochs": _count, "device": _device,
               "target_sparsity": _number, "slurm_partition": _name, "gpus_per_job": _count,
-              "cpus_per_job": _count, "mem_gb": _number, "time_min": _count, "arch": _name},
+              "cpus_per_job": _count, "mem_gb": _number, "time_min": _count, "arch": _name,
+              "schedule": _name, "delta": _number},
     # training writes the checkpoints into the run's folder; ``install`` (a flag, no path) also
     # copies them to assets/<preset> when that preset has no networks there (never replaces any)
     "train": {"preset": _name, "arch": _name, "epochs": _count, "seed": _count, "n_train": _count,

@@ -82,7 +82,9 @@ def test_floor_rank_and_profile_reach_the_stages():
     rc = cfg.regroup_config([("conv1", "conv"), ("fc1", "fc")])
     assert rc.both_picked == "drop" and rc.alpha == 0.05 and rc.overrides == (("conv1", 0.01),)
     default = ExperimentConfig()
-    assert default.prune_config(0, None).flops_weight == 0.0 and default.mi(0).profile == "default"
+    # the default rank is flops-aware (measured: docs/pruning.md section 4); "published" is the named option
+    assert default.prune_config(0, None).flops_weight == 1.0 and default.mi(0).profile == "default"
+    assert ExperimentConfig(rank="published").prune_config(0, None).flops_weight == 0.0
     with pytest.raises(ConfigError, match="ExperimentConfig.seeds"):
         ExperimentConfig(seeds=(1, 1))
     with pytest.raises(ConfigError, match="ExperimentConfig.floor"):
