@@ -149,7 +149,7 @@ def test_flops_aware_stage_keys_name_the_tie_order_published_keys_do_not_change(
     from pam_explorer.runs.stage_run import stage_inputs
 
     layers = (("conv1", "conv"), ("fc1", "fc"))
-    published = ExperimentConfig(seeds=(0,)).scheme_settings(0, None, layers)
+    published = ExperimentConfig(seeds=(0,), rank="published").scheme_settings(0, None, layers)
     aware = ExperimentConfig(seeds=(0,), rank="flops-aware").scheme_settings(0, None, layers)
     for name in ("B1", "B2", "PAM"):
         assert "rank_ties" not in stage_inputs(name, published)

@@ -234,11 +234,11 @@ def test_run_jobs():
         with pytest.raises(ValueError):
             A.parse_overrides(bad)
     job = A.experiment_job("digits-2task", "taylor", A.MODES[0], 0.3, False, overrides={"conv1": 0.1},
-                           seeds=(0, 1), floor="own", rank="flops-aware", regroup="paper")
+                           seeds=(0, 1), floor="own", rank="published", regroup="paper")
     assert job == {"command": "experiment", "args": {
         "preset": "digits-2task", "prune": "taylor", "device": "auto", "alpha": 0.3,
-        "overrides": {"conv1": 0.1}, "seeds": [0, 1], "floor": "own", "rank": "flops-aware",
-        "regroup": "paper"}}
+        "overrides": {"conv1": 0.1}, "seeds": [0, 1], "floor": "own", "rank": "published",
+        "regroup": "paper"}}  # the default rank (flops-aware) is left out
     assert A.regroup_profile(MIConfig()) == "default" and A.regroup_profile(MIConfig(n_samples=24)) is None
     assert A.run_differences(MIConfig(), RegroupConfig(), "pretrained", "default", "share") == []
     assert len(A.run_differences(MIConfig(n_samples=24), RegroupConfig(), "upload-x", "default", "drop")) == 3
