@@ -122,10 +122,10 @@ class PruneConfig:
     patience: consecutive rejected ``min_step`` steps of a task before it is frozen (validation
     accuracy moves a few tenths of a point between steps, so one rejection is weak evidence).
     flops_weight: neurons are ranked by importance / (FLOPs their removal saves)^flops_weight,
-    FLOPs summed over every task subset; 0 (default, "published" rank) ranks by the method's own
-    importance alone, as P1 and P2 publish it; 1 is the "flops-aware" rank (the FLOPs-aware
-    criterion of Molchanov et al., ICLR 2017, in ratio form), an option applied alike to every
-    scheme (:data:`RANKS`).
+    FLOPs summed over every task subset; 1 (default) is the "flops-aware" rank (the FLOPs-aware
+    criterion of Molchanov et al., ICLR 2017, in ratio form; measured the better one under the
+    published schedule, docs/pruning.md); 0 (the "published" rank) ranks by the method's own
+    importance alone, as P1 and P2 publish it; applied alike to every scheme (:data:`RANKS`).
     taylor_mode: P2's score. "batch" (default, Molchanov et al. 2019): per minibatch the gate
     gradient summed over the batch, times the gate, squared; averaged over score_batches
     minibatches. "sample": the same per sample, squared, averaged over the samples.
@@ -155,7 +155,7 @@ class PruneConfig:
     log_alpha_threshold: float = 3.0
     score_scope: str = "sharing"
     patience: int = 3
-    flops_weight: float = 0.0
+    flops_weight: float = 1.0
     taylor_mode: str = "batch"
     reference_accuracy: Mapping[str, float] | None = None
     adapmtl: AdapMTLConfig | None = None
