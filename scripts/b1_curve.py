@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     start = curve[0]["flops"][task]
     for p in curve:
         print(f"{p['index']:3d} step {p['step']:4d}  FLOPs {p['fraction']:.3f}  "
-              f"val {p['val_accuracy'][task]:.2f} ± {p['val_se'][task]:.2f}  test {p['test_accuracy'][task]:.2f}  widths "
-              f"{[w[task] for w in p['widths'].values()]}")
+              f"val {p['val_accuracy'][task]:.2f} ± {p['val_se'][task]:.2f}  "
+              f"test {p['test_accuracy'][task]:.2f}  widths {[w[task] for w in p['widths'].values()]}")
     out = {"preset": args.preset, "task": task, "prune": args.prune, "rank": args.rank, "seed": args.seed,
            "threads": args.threads, "seconds": round(time.perf_counter() - t0, 1),
            "reference_val_accuracy": res.reference_accuracy[task], "stopped": res.extra["stopped"],
