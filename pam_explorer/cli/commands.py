@@ -247,10 +247,9 @@ def _experiment_estimate(cfg: ExperimentConfig, points: int = 1, what: str = "")
     flops = estimates.net_flops(preset, task_networks(preset, cfg.arch))
     sizes = estimates.split_sizes(preset, cfg.data())
     secs = estimates.experiment_seconds(cfg, flops, sizes, torch_threads(), pam_points=points)
-    turns = min(cfg.prune_config(0, None).max_steps, estimates.TURNS)
     return _Estimate(estimates.estimate_line(
         secs, flops, sizes, f"schemes {'/'.join(cfg.schemes)} x {len(cfg.seeds)} seed(s){what}, "
-        f"{cfg.finetune(0).epochs} joint finetuning epochs, about {turns} pruning turns per scheme"))
+        + estimates.budget_text(cfg)))
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:

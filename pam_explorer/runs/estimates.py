@@ -1,10 +1,14 @@
 """Time estimates printed before long work (train, merge, experiment, sweep), from the networks'
 FLOPs and the number of pictures (:mod:`pam_explorer.cost.estimate` holds the rule).
 
-Pruning stops at the accuracy floor, so its length is not known in advance: an experiment is
-estimated with ``TURNS`` pruning turns per scheme (fewer under ``--max-steps``) at ``SHRINK``
-times the unpruned FLOPs, which matched the measured digits-2task stages within about 2x
-(BENCHMARKS.md "Time estimates"). The figures are for this machine's CPU; a busy machine is slower.
+The published schedule has a fixed budget per pruned network (its training minibatches, then a
+finetune of every checkpoint on the FLOPs grid: the curve's ``CURVE_MEAN`` of the unpruned FLOPs
+on average; B2's zipped net is counted as the widest task network, PAM's merged one as all of
+them). The floor-greedy loop stops at the accuracy floor, so its length is not known in advance:
+it is estimated with ``TURNS`` pruning turns per scheme (fewer under ``--max-steps``) at
+``SHRINK`` times the unpruned FLOPs, which matched the measured digits-2task stages within about
+2x (BENCHMARKS.md "Time estimates"). The figures are for this machine's CPU; a busy machine is
+slower.
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from pam_explorer.cost.estimate import Work, duration_text, forward_flops, secon
 from pam_explorer.data.catalogue import Preset
 from pam_explorer.data.project import ProjectPreset
 
-TURNS = 20  # pruning turns assumed per scheme
-SHRINK = 0.7  # mean FLOPs while pruning, relative to the unpruned networks
+TURNS = 20  # floor-greedy: pruning turns assumed per scheme
+SHRINK = 0.7  # floor-greedy: mean FLOPs while pruning, relative to the unpruned networks
+CURVE_MEAN = 0.55  # published: mean FLOPs of a curve's checkpoints, relative to the start
 
 
 def net_flops(preset: Preset, nets: Sequence[nn.Module]) -> list[int]:
@@ -46,6 +51,12 @@ def experiment_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads
     alphas) and B1/B2 when ``baselines``."""
     prune = cfg.prune_config(0, None)
     total = float(sum(flops))
+    if prune.schedule == "published" and cfg.prune != "adapmtl":
+        per_scheme = {"B1": [w for f in flops for w in _schedule(f, prune, sizes)],
+                      "B2": _schedule(max(flops), prune, sizes), "PAM": _schedule(total, prune, sizes)}
+        schemes = [s for s in cfg.schemes if baselines or s == "PAM"]
+        works = [w for s in schemes for w in per_scheme[s] * (pam_points if s == "PAM" else 1)]
+        return seconds(works, threads) * len(cfg.seeds)
     turns = min(prune.max_steps, TURNS)
     per_turn = (prune.finetune_batches + prune.score_batches) * prune.batch_size
     pruning = Work(total * SHRINK, turns * per_turn + prune.final_finetune_epochs * sizes["train"],
@@ -57,6 +68,32 @@ def experiment_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads
     return seconds(works, threads) * len(cfg.seeds)
 
 
+def checkpoints(prune) -> int:
+    """Checkpoints of a published schedule that runs to its end (fewer when it stops early)."""
+    plan = prune.plan
+    return round((1 - plan.end_fraction) / plan.grid_step) + 2
+
+
+def _schedule(flops: float, prune, sizes: dict[str, int]) -> list[Work]:
+    """One network pruned by the published schedule: its training minibatches at full size, then
+    the finetune and evaluation of every checkpoint at the curve's mean size."""
+    plan, n = prune.plan, checkpoints(prune)
+    return [Work(flops, plan.total_batches * prune.batch_size, 0),
+            Work(flops * CURVE_MEAN, n * plan.checkpoint_epochs * sizes["train"],
+                 n * (sizes["val"] + sizes["test"]))]
+
+
+def budget_text(cfg) -> str:
+    """What an experiment's estimate assumes, in words."""
+    prune = cfg.prune_config(0, None)
+    if prune.schedule == "published" and cfg.prune != "adapmtl":
+        return (f"published schedule: {prune.plan.total_batches} training minibatches per pruned "
+                f"network, up to {checkpoints(prune)} checkpoints finetuned {prune.plan.checkpoint_epochs} "
+                "epoch(s) each")
+    return (f"{cfg.finetune(0).epochs} joint finetuning epochs, about {min(prune.max_steps, TURNS)} pruning "
+            "turns per scheme")
+
+
 def estimate_line(secs: float, flops: Sequence[int], sizes: dict[str, int], what: str) -> str:
     """One line for stderr: the estimate and what it rests on."""
     threads = torch.get_num_threads()
@@ -66,4 +103,5 @@ def estimate_line(secs: float, flops: Sequence[int], sizes: dict[str, int], what
             f"{sizes['train']:,} training pictures, {what}")
 
 
-__all__ = ["net_flops", "split_sizes", "train_seconds", "experiment_seconds", "estimate_line", "TURNS"]
+__all__ = ["net_flops", "split_sizes", "train_seconds", "experiment_seconds", "estimate_line", "budget_text",
+           "checkpoints", "TURNS"]
