@@ -100,7 +100,7 @@ def _with_manifest(data: bytes, **changes) -> bytes:
 
 def test_a_malformed_export_manifest_is_a_one_line_notice(runs_root, explorer):
     from pam_explorer.core.config import RegroupConfig
-    from pam_explorer.export import merged_model_bytes
+    from pam_explorer.runs.merge_run import merged_model_bytes
 
     good = merged_model_bytes(explorer, RegroupConfig(alpha=0.05), accuracy=False)
     assert read_manifest(good)["tasks"] == ["A", "B"]
