@@ -17,6 +17,7 @@ B2: every checkpoint 5 points down on A: no checkpoint above the floor at delta 
 from __future__ import annotations
 
 import copy
+import json
 
 from pam_explorer.runs import report as rep
 from pam_explorer.runs import sweep_report as sr
@@ -64,7 +65,11 @@ def seed_records(seed: int) -> dict:
 
 def published_report(delta: float = 0.5, seeds=(0, 1)) -> dict:
     """A report.json as runs/experiment.py writes it (figures at ``delta``, the stored
-    tolerances, per-seed records with their curves)."""
+    tolerances, per-seed records with their curves), as read back from disk (JSON)."""
+    return json.loads(json.dumps(_report(delta, seeds)))
+
+
+def _report(delta: float, seeds) -> dict:
     per_seed = {str(s): seed_records(s) for s in seeds}
     tasks = ["A", "B"]
     tol = {str(d): rep.at_tolerance(per_seed, d, tasks) for d in sorted({0.25, 0.5, 1.0, 2.0, delta})}
@@ -100,8 +105,8 @@ def published_sweep(delta: float = 0.5) -> dict:
     head = {"preset": "digits-2task", "tasks": ["A", "B"], "prune": "taylor",
             "config": {"schedule": "published", "delta": delta}, "torch_threads": 1,
             "reference_val_accuracy": dict(VAL)}
-    return sr.build(head, [(a, f"{a:g}") for a in SWEEP_ALPHAS], records, [0, 1], dict(TEST), delta,
-                    sr.uniform_mix(["A", "B"]))
+    return json.loads(json.dumps(sr.build(head, [(a, f"{a:g}") for a in SWEEP_ALPHAS], records, [0, 1],
+                                          dict(TEST), delta, sr.uniform_mix(["A", "B"]))))
 
 
 __all__ = ["VAL", "TEST", "SE", "PAM_ROWS", "B1_ROWS", "PAM_AT", "B1_AT", "merged_curve", "b1_curve",
