@@ -52,11 +52,12 @@ def _current(setup, sweeps: list | None = None) -> tuple[sweep_files.SweepFile, 
 
 def sweep_alpha_options(options: list[float], setup) -> list[float]:
     """The alpha slider's options plus the swept alphas of the current sweep, so that the slider
-    can stand exactly on a measured alpha."""
+    can stand exactly on a swept alpha (every one: one without figures at the sweep's own
+    tolerance may have them at the sweep section's)."""
     current = _current(setup)
     if current is None:
         return options
-    return sorted(set(options) | {float(p["alpha"]) for p in current[1]["points"] if "flops" in p})
+    return sorted(set(options) | {float(p["alpha"]) for p in current[1]["points"]})
 
 
 def _use_alpha(alpha: float) -> None:

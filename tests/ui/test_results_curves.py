@@ -160,3 +160,25 @@ def test_strict_json_inf_alpha_and_overrides_are_read_as_numbers(runs_root):
     plant_run(runs_root, "20270101-000000-inf", report)
     at = page()
     assert any("alpha inf bits, per-layer overrides: `conv1=inf, fc1=0.5`" in c.value for c in at.caption)
+
+
+def test_the_explorers_sweep_section_reads_the_same_curves_at_its_tolerance(runs_root):
+    """The explorer's sweep section, alpha slider on 0.5: at tolerance 0.5 PAM at alpha 0.5 has no
+    checkpoint above the floor, so the nearest measured alpha is 0.1 and it is recommended; at 1.0
+    alpha 0.5 is measured, on the frontier and recommended (curve_fixtures.published_sweep)."""
+    from tests.ui.apptest import fresh
+
+    (runs_root / "curves-sweep").mkdir(parents=True)
+    (runs_root / "curves-sweep" / "sweep.json").write_text(json.dumps(F.published_sweep(0.5)))
+    at = fresh()
+    at.select_slider[0].set_value(0.5).run()  # the explorer's alpha (the swept alphas are options)
+    measured = next(df.value for df in at.dataframe if str(df.value.index[0]).startswith("PAM (alpha"))
+    assert measured.index[0] == "PAM (alpha 0.1)"
+    assert measured.loc["B2", "floor met"] == "no checkpoint above the floor in seeds 0, 1"
+    assert any(b.label == "Use recommended alpha (0.1 bits)" for b in at.button)
+    at.select_slider(key="sweep_tolerance").set_value(1.0).run()
+    assert not at.exception, at.exception
+    measured = next(df.value for df in at.dataframe if str(df.value.index[0]).startswith("PAM (alpha"))
+    assert measured.index[0] == "PAM (alpha 0.5)" and measured.iloc[0]["floor met"] == "yes"
+    assert any(b.label == "Use recommended alpha (0.5 bits)" for b in at.button)
+    assert any("figures read off at tolerance 1 points" in c.value for c in at.caption)
