@@ -79,11 +79,11 @@ def uploads_hash(arch: str, files: Mapping[str, bytes | tuple[str, bytes]]) -> s
 # --------------------------------------------------------------------------- explorer cache
 @st.cache_resource(show_spinner=False, max_entries=MAX_EXPLORERS)
 def _explorer(key: tuple, _nets: Sequence | None) -> Explorer:
-    """The Explorer of a setup key (preset, MI settings, checkpoints), shared by every session,
+    """The Explorer of a setup key (preset, MI settings, checkpoints, content), shared by every session,
     the least recently used dropped beyond MAX_EXPLORERS; computed once per key (Streamlit holds a
     lock per key). The progress bar lives inside: on a cache hit Streamlit replays it as the
     empty element it ends as."""
-    preset, mi = key[0], key[1]  # (preset, MI settings, checkpoints, project content key)
+    preset, mi = key[0], key[1]
     bar = st.progress(0.8, text=f"Loading the networks, data and MI trajectories of {preset} "
                                 "(shipped or cached trajectories load in about a second) ...")
 
