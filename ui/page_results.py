@@ -121,6 +121,7 @@ def _tables(report: dict, shown: dict, slot: str) -> None:
     g = R.gains_display(shown)
     if g is not None:
         st.table(g)
+        st.caption(R.gains_caption(shown))
         st.plotly_chart(R.fig_gains(shown), key=f"gains_{slot}")
 
 

@@ -82,8 +82,8 @@ def _scheme_traces(name: str, view: Mapping, delta: float, label: str) -> list[d
     raw = [(s, p) for s, c in seeds.items() for p in c["raw"]]
     if raw:
         traces.append(dict(type="scatter", mode="markers", x=[p["flops"] for _, p in raw],
-                           y=[p["y"] for _, p in raw], **group, opacity=0.6,
-                           marker=dict(color=color, size=6),
+                           y=[p["y"] for _, p in raw], **group, opacity=0.75,
+                           marker=dict(color=color, size=7),
                            error_y=dict(type="data", array=[p["se"] or 0 for _, p in raw], thickness=1,
                                         width=2),
                            text=[_hover(s, p) for s, p in raw], hoverinfo="text",

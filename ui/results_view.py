@@ -232,17 +232,27 @@ def missing_lines(report: Mapping) -> list[str]:
     return out
 
 
+CI_TEXT = {"t": "t-interval: fewer than 5 seeds", "bootstrap": "percentile bootstrap", "none": "no interval"}
+
+
 def ci_method(report: Mapping) -> str:
-    """How the report's 95 % CIs over seeds were made: a t-interval below 5 seeds (reports of the
-    published schedule say so in their gains' ``ci_method``), else a percentile bootstrap (older
-    reports used it for any number of seeds)."""
+    """How the report's 95 % CIs over its seeds were made: reports of the published schedule use
+    a t-interval below 5 seeds and a percentile bootstrap from 5 (runs.stats.ci_method); older
+    reports used the bootstrap for any number of seeds."""
+    if "schedule" not in report:
+        return CI_TEXT["bootstrap"]
+    from pam_explorer.runs.stats import ci_method as method  # what the writer used for n seeds
+
+    return CI_TEXT[method(len(report.get("seeds") or []))]
+
+
+def gains_caption(report: Mapping) -> str:
+    """How the gains were paired and their CIs made (their ``ci_method``, else the report's)."""
     methods = {g.get("ci_method") for g in (report.get("gains") or {}).values() if isinstance(g, Mapping)}
-    if not methods - {None} and "schedule" in report:
-        from pam_explorer.runs.stats import ci_method as method  # what the writer used for n seeds
-        methods = {method(len(report.get("seeds") or []))}
-    if "t" in methods:
-        return "t-interval: fewer than 5 seeds"
-    return "percentile bootstrap" if "bootstrap" in methods or not methods - {None} else "no interval"
+    methods = [CI_TEXT[m] for m in sorted(methods - {None}) if m in CI_TEXT]
+    return ("PAM's gains c_baseline / c_PAM, average and peak over task subsets, paired by seed (a seed "
+            "counts where PAM and the baseline both have figures); 95 % CI: "
+            + (", ".join(methods) if methods else ci_method(report)) + ".")
 
 
 def table1_caption(report: Mapping, tolerance: float | None) -> str:
@@ -348,10 +358,11 @@ def sharing_after(widths: Mapping) -> pd.DataFrame | None:
 def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figure | None:
     pam = schemes_of(report).get("PAM") or {}
     df = sharing_after(pam.get("widths"))
-    if df is None:
+    if df is None or ("flops" in pam and pam["flops"] is None):  # no checkpoint above the floor
         return None
     seeds = report.get("seeds") or []
-    fig = _fig("PAM sharing ratio per layer" + (f" (seed {seeds[0]})" if len(seeds) > 1 else "")
+    seed = pam.get("widths_seed", seeds[0] if seeds else None)  # the read-off's seed (runs/tolerance.py)
+    fig = _fig("PAM sharing ratio per layer" + (f" (seed {seed})" if len(seeds) > 1 else "")
                + (" · quick run" if report.get("quick") else ""),
                yaxis=dict(range=[0, 1.12], tickformat=".0%"), barmode="group")
     b = sharing_after(pam.get("groups_before_pruning") or {})
@@ -364,6 +375,7 @@ def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figu
 
 
 __all__ = ["table1", "table1_display", "latency_display", "pm", "gains_table", "gains_display",
-           "config_lines", "floor_misses", "missing_lines", "subsets_of", "ci_method", "table1_caption",
+           "config_lines", "floor_misses", "missing_lines", "subsets_of", "ci_method", "gains_caption",
+           "table1_caption", "CI_TEXT",
            "unstructured", "flops_label", "fig_gains", "fig_flops_bars", "sharing_after", "fig_sharing_after",
            "schemes_of", "shared_key", "VERDICT_TEXT"]

@@ -111,7 +111,8 @@ def _figures(r: Mapping, tasks: Sequence[str]) -> dict:
     seed), floor; dashes where the scheme has no figures."""
     if "flops" not in r:
         return {"floor met": floor_text(r)}
-    row = {f"FLOPs {s} (M)": f"{r['flops'][s] / 1e6:.3f} ± {_half(r['flops_ci95'][s]) / 1e6:.3f}"
+    row = {f"FLOPs {s} (M)": f"{r['flops'][s] / 1e6:.3f}" + (  # one seed: no interval
+        f" ± {_half(r['flops_ci95'][s]) / 1e6:.3f}" if _half(r["flops_ci95"][s]) > 0 else "")
            for s in r["flops"]}
     row.update({f"acc {t} (%)": f"{r['accuracy'][t]:.2f} (min {r['accuracy_min'][t]:.2f})" for t in tasks})
     row["floor met"] = floor_text(r)

@@ -79,8 +79,8 @@ def report_at(report: Mapping, delta: float) -> dict:
     """The report as if the run had used tolerance ``delta``: ``schemes``, ``gains``, ``missing``
     ({scheme: [seeds without a checkpoint above the floor]}), ``floor_check``, ``floor`` and
     ``delta`` read off the curves; a scheme's ``widths`` are those of its read-off checkpoint
-    (the first seed that has one). Latency is kept at the run's own delta only. A report without
-    curves is returned as it is."""
+    (the first seed that has one, ``widths_seed``). Latency is kept at the run's own delta only.
+    A report without curves is returned as it is."""
     if not has_curves(report):
         return dict(report)
     records, tasks = _seed_records(report), list(report["tasks"])
@@ -103,7 +103,7 @@ def _readoff_widths(schemes: dict, records: Mapping[str, Mapping], per_seed: Seq
     """Each scheme's ``widths`` from its read-off checkpoint (first seed with one): the record's
     own widths are those read off at the run's delta."""
     for name, row in schemes.items():
-        for recs, figs in zip(records.values(), per_seed):
+        for (seed, recs), figs in zip(records.items(), per_seed):
             rec, fig = recs.get(name), figs.get(name)
             if fig is None or not isinstance(rec, Mapping) or "curve" not in rec:
                 continue
@@ -115,7 +115,7 @@ def _readoff_widths(schemes: dict, records: Mapping[str, Mapping], per_seed: Seq
                 widths = curve[points].get("widths") if isinstance(points, int) else None
                 ok = widths is not None
             if ok:
-                schemes[name] = {**row, "widths": widths}
+                schemes[name] = {**row, "widths": widths, "widths_seed": seed}
             break
 
 

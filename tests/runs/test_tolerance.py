@@ -43,6 +43,7 @@ def test_report_at_a_tolerance_gives_the_hand_read_offs(delta):
     assert "vs_B2" not in shown["gains"]  # B2 has no checkpoint above the floor in any seed
     i = F.PAM_AT[delta]
     assert shown["schemes"]["PAM"]["widths"] == {"fc1": {"A": i, "B": i, "A+B": 10 - i}}  # the read-off's
+    assert shown["schemes"]["PAM"]["widths_seed"] == "0"
     worst_test = min(F.PAM_ROWS[i][1])  # test accuracy falls as validation does
     assert shown["floor_check"]["PAM"]["meets"] == (worst_test >= -delta)
 
@@ -55,7 +56,8 @@ def j(x):
 def no_widths(schemes: dict) -> dict:
     """Widths apart: the report keeps each record's own (read off at the run's delta), the page
     shows those of the checkpoint read off at the slider's."""
-    return {n: {k: v for k, v in s.items() if k != "widths"} for n, s in j(schemes).items()}
+    drop = ("widths", "widths_seed")
+    return {n: {k: v for k, v in s.items() if k not in drop} for n, s in j(schemes).items()}
 
 
 def test_the_stored_tolerances_and_the_runs_own_delta_are_reproduced():

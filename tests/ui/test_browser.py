@@ -210,12 +210,14 @@ def test_results_curves_and_a_sweep_are_not_clipped(tmp_path, screens):
         assert not found["covered"] and not found["tables"] and not found["labels"], found
         driver.save_screenshot(str(screens / "results_curves.png"))
         before = B.slider_value(driver)
-        B.press_on_slider(driver, Keys.ARROW_RIGHT, 10)  # 0.05 a step: 0.5 -> 1
+        assert before == "1 (the run's)"  # the recorded run's own tolerance
+        B.press_on_slider(driver, Keys.ARROW_LEFT, 10)  # 0.05 a step: 1 -> 0.5
         B.wait_settled(driver, lambda s: s.get("slider") not in (None, before), timeout_s=60)
-        assert B.slider_value(driver).startswith("1") and not exceptions(driver)
-        assert "tolerance 1 points" in driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+        B.wait_settled(driver, timeout_s=60)
+        assert B.slider_value(driver) == "0.5" and not exceptions(driver)
+        assert "tolerance 0.5 points" in driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
         assert not driver.execute_script(CLIPPED_JS)["covered"]
-        driver.save_screenshot(str(screens / "results_curves_tolerance_1.png"))
+        driver.save_screenshot(str(screens / "results_curves_tolerance_05.png"))
         choose(driver, 0, f"{sweep} (done)")
         text = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
         assert "Alpha sweep" in text and "without writing report.json" not in text and not exceptions(driver)

@@ -182,3 +182,30 @@ def test_the_explorers_sweep_section_reads_the_same_curves_at_its_tolerance(runs
     assert measured.index[0] == "PAM (alpha 0.5)" and measured.iloc[0]["floor met"] == "yes"
     assert any(b.label == "Use recommended alpha (0.5 bits)" for b in at.button)
     assert any("figures read off at tolerance 1 points" in c.value for c in at.caption)
+
+
+def test_a_recorded_report_reads_off_its_own_curves(runs_root):
+    """The recorded two-seed report (tests/ui/fixtures/README.md): PAM's seed 1 has no checkpoint
+    above the floor at any tolerance, seed 0 from 1 point; at 0.5 no PAM figures, gains or
+    sharing chart. The CIs over its two seeds are t-intervals, and the caption says so."""
+    from tests.ui.apptest import FIXTURES
+
+    report = json.loads((FIXTURES / "report_published_two_seeds.json").read_text())
+    rid = plant_run(runs_root, RID, report)
+    at = page()
+    assert at.select_slider(key=f"tol_single_{rid}").value == 1.0
+    line = ("PAM: no checkpoint above the floor (original - 1 on validation) in seed 1; its figures and "
+            "gains are over the other seeds.")
+    assert any(w.value == L.plain(line) for w in at.warning)
+    assert any("(t-interval: fewer than 5 seeds)" in c.value for c in at.caption)
+    sharing = [s for s in plotly_specs(at) if s["layout"]["title"]["text"].startswith("PAM sharing ratio")]
+    assert len(sharing) == 1 and "(seed 0)" in sharing[0]["layout"]["title"]["text"]
+    at.select_slider(key=f"tol_single_{rid}").set_value(0.5).run()
+    assert not at.exception, at.exception
+    want = at_tolerance(report, 0.5)
+    assert want["schemes"]["PAM"]["flops"] is None and want["missing"]["PAM"] == ["0", "1"]
+    assert set(at.table[0].value.loc["PAM"]) == {L.DASH} and not want["gains"]
+    assert not [s for s in plotly_specs(at) if s["layout"]["title"]["text"].startswith("PAM sharing ratio")]
+    b1 = want["schemes"]["B1"]
+    cell = R.pm(b1["flops"]["A+B"], b1["flops_ci95"]["A+B"], "{:,.0f}")
+    assert at.table[0].value.loc["B1", "FLOPs A+B"] == cell
