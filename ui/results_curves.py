@@ -136,8 +136,8 @@ def fig_curves(report: Mapping, views: Mapping[str, Mapping], subset: str, delta
     low, high, _ = y_range(views, delta)
     quick = " · quick run" if report.get("quick") else ""
     return _figure(f"Accuracy vs FLOPs of {subset}, tolerance {delta:g} points{quick}", traces,
-                   xaxis=dict(title=f"FLOPs of {subset} (batch 1)"), height=560,
-                   yaxis=dict(title="validation accuracy - original (points)", range=[low, high]),
+                   xaxis=dict(title=dict(text=f"FLOPs of {subset} (batch 1)")), height=560,
+                   yaxis=dict(title=dict(text="validation accuracy - original (points)"), range=[low, high]),
                    margin=dict(l=10, r=10, t=60, b=10), hovermode="closest",
                    legend=dict(orientation="h", yanchor="top", y=-0.16, xanchor="left", x=0))
 

@@ -70,6 +70,9 @@ def test_the_tolerance_slider_moves_costs_and_gains_as_at_tolerance_computes(run
     assert diamonds["y"] == pytest.approx([min(change)] * 2)
     floor = next(t for t in _curve_spec(at)["data"] if t.get("name", "").startswith("floor"))
     assert floor["y"] == [-delta, -delta]
+    layout = _curve_spec(at)["layout"]  # axis titles as objects: plotly.js drops a bare string
+    assert layout["yaxis"]["title"]["text"] == "validation accuracy - original (points)"
+    assert layout["xaxis"]["title"]["text"] == "FLOPs of A+B (batch 1)"
 
 
 def _curve_spec(at: AppTest) -> dict:
