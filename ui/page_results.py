@@ -231,7 +231,9 @@ def main() -> None:
     picks = results_index.default_picks(runs, 2)  # the newest runs with results, not cancelled
     compare = st.toggle("Compare two runs side by side", value=False)
     if not compare:
-        rid = st.selectbox("Run", ids, index=picks[0], format_func=labels.get, key="res_run")
+        # a run picked on the Runs page is in the session state (an index too: Streamlit logs a warning)
+        default = {} if "res_run" in st.session_state else {"index": picks[0]}
+        rid = st.selectbox("Run", ids, format_func=labels.get, key="res_run", **default)
         show_run(next(r for r in runs if r["run_id"] == rid), "single")
         return
     cols = st.columns(2)

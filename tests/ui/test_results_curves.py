@@ -154,6 +154,10 @@ def test_the_page_opens_on_runs_with_results_and_compares_two_of_them(runs_root)
     at.toggle[0].set_value(True).run()
     assert not at.exception, at.exception
     assert [at.selectbox(key=f"res_run_{i}").value for i in (0, 1)] == [RID, "20270101-000000-old"]
+    at = AppTest.from_file(RESULTS, default_timeout=60)
+    at.session_state["res_run"] = "20270101-000000-old"  # as the Runs page's "Open its results" sets it
+    at.run()
+    assert at.selectbox(key="res_run").value == "20270101-000000-old" and not at.exception
 
 
 def test_strict_json_inf_alpha_and_overrides_are_read_as_numbers(runs_root):
