@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ui.labels import number
+
 PAPER_SHRINK = "5.7-20x"
 LOW_HEADROOM = 3.0  # PAM shrunk less than this by pruning: little redundancy for merging to expose
 
@@ -48,10 +50,11 @@ def next_steps(report: Mapping) -> str | None:
     quick = ["a full run instead of this quick one (it prunes only a few steps)"]
     tries = quick if report.get("quick") else []
     tries += [t for t in (_headroom(report),) if t]
-    delta = ((report.get("config") or {}).get("prune_config") or {}).get("delta")
+    delta = report.get("delta")  # the tolerance shown (the Results slider's), else the run's own
+    delta = delta if _num(delta) else ((report.get("config") or {}).get("prune_config") or {}).get("delta")
     tries.append("a looser accuracy tolerance" + (f" than delta = {delta:g} points" if _num(delta) else ""))
-    alpha = report.get("alpha")
-    tries.append("another alpha" + (f" than {alpha:g} bits" if _num(alpha) else "")
+    alpha = number(report.get("alpha"))  # strict JSON writes an infinite alpha as "inf"
+    tries.append("another alpha" + (f" than {alpha:g} bits" if alpha is not None else "")
                  + " (a sweep measures every alpha where the grouping changes)")
     said = ", ".join(f"{v:.3g}x {k.replace('_', ' ')}" for k, v in losing.items())
     return f"PAM does not pay here ({said}). To try next: " + "; ".join(tries) + "."

@@ -60,9 +60,23 @@ def mi_text(mi: MIConfig) -> str:
             f"{mi.pooling} pooling, {mi.label_mode} labels, {mi.bound} bound, seed {mi.seed})")
 
 
+def number(value: Any) -> float | None:
+    """A number of a JSON file as a float: JSON numbers, and the strings "inf", "-inf" and "nan"
+    that strict JSON writes for non-finite ones (core/io.py); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value in ("inf", "-inf", "nan")):
+        return float(value)
+    return None
+
+
 def overrides_text(overrides: Mapping[str, float] | tuple) -> str:
+    """'conv1=0.1, fc1=inf' (a value may be strict JSON's string "inf"); 'none'."""
     items = dict(overrides)
-    return ", ".join(f"{k}={v:g}" for k, v in items.items()) if items else "none"
+    def text(v: Any) -> str:
+        x = number(v)
+        return f"{x:g}" if x is not None else str(v)
+    return ", ".join(f"{k}={text(v)}" for k, v in items.items()) if items else "none"
 
 
 def regroup_text(cfg: RegroupConfig) -> str:
@@ -164,6 +178,6 @@ def progress_text(p: Mapping) -> str:
 
 
 __all__ = ["DASH", "FLOPS_DEF", "plain", "code", "QUICK", "BEFORE_PRUNING_WHY", "NOT_MONOTONE", "dash",
-           "mi_text", "overrides_text",
+           "mi_text", "number", "overrides_text",
            "regroup_text", "setup_caption", "preset_description", "is_quick", "run_label", "progress_text",
            "model_stage", "accuracy_text", "cost_table"]

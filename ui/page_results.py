@@ -1,26 +1,54 @@
-"""Results of finished runs: Table 1 (mean ± 95 % CI over seeds), gains with their verdict, sharing
-after pruning, pruning logs, sparsity; the configuration that produced them; quick runs marked.
+"""Results of finished runs: Table 1 (mean ± 95 % CI over seeds), gains with their verdict, the
+accuracy-FLOPs curves, sharing after pruning, pruning logs, sparsity; the configuration that
+produced them; quick runs marked. A run of the published schedule has a tolerance slider: every
+figure is read off the stored curves at that tolerance (cached, never recomputed). A sweep shows
+its frontier and per-alpha figures.
 
 A failed run shows its state and log tail, plus whatever it produced. Two runs can be compared
-side by side.
+side by side. The page opens on the newest run with results that was not cancelled.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from pam_explorer.core.errors import PamError
-from pam_explorer.runs import jobs
+from pam_explorer.runs import curve_view, jobs, results_index, run_folders
+from pam_explorer.runs import tolerance as TOL
 from pam_explorer.runs.report_schema import read_report
 from ui import advice
 from ui import labels as L
+from ui import results_curves as C
 from ui import results_latency as T
 from ui import results_logs as G
+from ui import results_sweep as S
 from ui import results_view as R
 from ui.state import runs_roots
 
 
+def _mtime(rid: str, root: str) -> int:
+    try:
+        return (run_folders.run_dir(rid, root) / "report.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _report(rid: str, root: str, mtime_ns: int) -> dict | None:
+    return read_report(rid, root)  # checked once per file version (PamError is not cached)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _report_at(rid: str, root: str, mtime_ns: int, delta: float) -> dict:
+    return TOL.report_at(_report(rid, root, mtime_ns), delta)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _curves(rid: str, root: str, mtime_ns: int, subset: str, delta: float) -> dict:
+    return curve_view.curves_view(_report(rid, root, mtime_ns), subset, delta)
+
+
 def show_run(r: dict, slot: str) -> None:
-    rid, state, root = r["run_id"], r["state"], r["root"]
+    rid, state, root = r["run_id"], r["state"], str(r["root"])
     st.markdown(f"**{rid}** · state {L.code(state)}"  # run ids are [A-Za-z0-9_.-] (run_folders)
                 + (" · **quick run**" if L.is_quick(r) else ""))
     if state in ("failed", "cancelled"):  # the message comes from a file: shown as text
@@ -28,48 +56,107 @@ def show_run(r: dict, slot: str) -> None:
             f"Run {state}" + (f" (exit code {L.plain(r.get('exit_code'))})" if r.get("exit_code") is not None
                               else "") + (f": {L.plain(r['message'])}" if r.get("message") else ""))
         st.code(jobs.log_tail(rid, 30, root) or "(empty log)", language=None)
+    mtime = _mtime(rid, root)
     try:
-        report = read_report(rid, root)
+        report = _report(rid, root, mtime)
     except PamError as exc:  # malformed: one line, no traceback
         st.warning(f"Cannot show this run's results: {L.plain(exc)}")
         return
     if report is None:
-        if state == "done":
+        if results_index.result_file(r) == "sweep.json":
+            S.show_sweep(r["dir"], slot)
+        elif state == "done":
             st.info("This run wrote no report.json (a merge or training run: its model is on the Export "
                     "page)." if (r.get("job") or {}).get("command") in ("merge", "train")
                     else "The run ended without writing report.json.")
         return
+    delta = _header(report, f"{slot}_{rid}")
+    shown = report if delta is None else _report_at(rid, root, mtime, delta)
+    _tables(report, shown, slot)
+    if report.get("per_seed") and report.get("tasks"):
+        curves_section(report, shown, (rid, root, mtime), slot)
+    _details(shown, slot)
+
+
+def _header(report: dict, key: str) -> float | None:
+    """Quick-run notice, configuration, schedule and the tolerance slider (its value; None for a
+    report without curves)."""
     if L.is_quick(report):
         st.warning(f"**Quick run** ({L.QUICK}): tiny data and few steps, so accuracies and FLOPs are "
                    "far from a real run's.")
     st.caption("  \n".join(R.config_lines(report)))
-    for line in R.floor_misses(report):
+    own = TOL.own_delta(report)
+    published, text = C.schedule_text(report, own)
+    if not published:
+        st.info(text, icon=":material/history:")
+        return None
+    st.caption(text)
+    options = TOL.tolerance_options(report)
+    return st.select_slider(
+        "Accuracy tolerance delta (points below the original networks' validation accuracy)", options,
+        value=own if own in options else 0.5, key=f"tol_{key}",
+        format_func=lambda d: f"{d:g}" + (" (the run's)" if TOL.same(d, own) else ""),
+        help="Moves the read-off points, the per-subset costs and the gains below.")
+
+
+def _tables(report: dict, shown: dict, slot: str) -> None:
+    """Missing read-offs, floor misses, the guide, Table 1, latency (at the run's tolerance
+    only) and gains, all at the shown tolerance."""
+    for line in R.missing_lines(shown) + R.floor_misses(shown):
         st.warning(L.plain(line))
-    guide = advice.next_steps(report)
+    guide = advice.next_steps(shown)
     if guide:
         st.info(L.plain(guide), icon=":material/lightbulb:")
-    t1 = R.table1_display(report)
+    t1 = R.table1_display(shown)
+    curves = TOL.has_curves(report)
     if t1 is not None:  # st.table wraps its cells: no column is ever hidden off the right edge
         st.table(t1)
-        seeds = report.get("seeds") or []
-        st.caption(("Mean ± half-width of the 95 % bootstrap CI over seeds " + str(list(seeds))
-                    + "; (worst seed) accuracy. " if len(seeds) > 1 else "One seed. ")
-                   + f"Accuracy: test, %. {R.flops_label(report)}: after pruning, batch 1"
-                   + (" (effective: multiply-adds with a non-zero weight)" if R.unstructured(report) else "")
-                   + f". {L.FLOPS_DEF}. {L.DASH}: no value (the original networks have accuracies only).")
-        latency_section(report)
-    g = R.gains_display(report)
+        st.caption(R.table1_caption(shown, shown.get("delta") if curves else None))
+        own = TOL.own_delta(report)
+        if curves and not TOL.same(shown.get("delta"), own):
+            st.caption(f"Latency was measured on the networks read off at the run's own tolerance ({own:g} "
+                       "points): move the slider there to see it.")
+        else:
+            latency_section(shown)
+    g = R.gains_display(shown)
     if g is not None:
         st.table(g)
-        st.plotly_chart(R.fig_gains(report), key=f"gains_{slot}")
-    fig = R.fig_flops_bars(report)
+        st.caption(R.gains_caption(shown))
+        st.plotly_chart(R.fig_gains(shown), key=f"gains_{slot}")
+
+
+def curves_section(report: dict, shown: dict, source: tuple, slot: str) -> None:
+    """Accuracy vs FLOPs per task subset: bands over seeds, read-offs at the slider's tolerance,
+    and every seed's read-off with standard errors."""
+    st.subheader("Accuracy vs FLOPs")
+    subsets = C.subsets(report["tasks"])
+    subset = st.radio("Task subset (x: its FLOPs)", subsets, index=len(subsets) - 1, horizontal=True,
+                      key=f"curve_subset_{slot}")
+    delta = float(shown.get("delta") if TOL.has_curves(report) else TOL.own_delta(report) or 0.5)
+    views = _curves(*source, subset, delta)
+    fig = C.fig_curves(report, views, subset, delta)
+    if fig is None:
+        st.info("This report keeps no per-seed figures to draw.")
+        return
+    st.plotly_chart(fig, key=f"curves_{slot}")
+    cut = C.y_range(views, delta)[2]
+    st.caption(C.caption(report, subset, delta, cut))
+    table = C.readoff_table(report, delta)
+    if table is not None:
+        st.table(table)
+        st.caption("Per seed: the read-off checkpoint (#index, its share of the starting FLOPs; B1: one "
+                   "per task network), its FLOPs and its accuracies, % ± standard error.")
+
+
+def _details(shown: dict, slot: str) -> None:
+    fig = R.fig_flops_bars(shown)
     if fig is not None:
         st.plotly_chart(fig, key=f"flops_{slot}")
-    fig = R.fig_sharing_after(report)
+    fig = R.fig_sharing_after(shown)
     if fig is not None:
         st.plotly_chart(fig, key=f"share_{slot}")
-    log_section(report, slot)
-    sparse_section(report, slot)
+    log_section(shown, slot)
+    sparse_section(shown, slot)
 
 
 def latency_section(report: dict) -> None:
@@ -136,20 +223,24 @@ def main() -> None:
     if not runs:
         st.info("No finished runs yet: launch one on the Runs page.")
         return
-    labels = {r["run_id"]: L.run_label(r) for r in runs}
+    labels = {r["run_id"]: L.run_label(r) + ("" if results_index.has_results(r) else " · no results")
+              for r in runs}
     ids = list(labels)
     if st.session_state.get("res_run") not in ids:  # e.g. a run picked on the Runs page, now gone
         st.session_state.pop("res_run", None)
+    picks = results_index.default_picks(runs, 2)  # the newest runs with results, not cancelled
     compare = st.toggle("Compare two runs side by side", value=False)
     if not compare:
-        rid = st.selectbox("Run", ids, format_func=labels.get, key="res_run")
+        # a run picked on the Runs page is in the session state (an index too: Streamlit logs a warning)
+        default = {} if "res_run" in st.session_state else {"index": picks[0]}
+        rid = st.selectbox("Run", ids, format_func=labels.get, key="res_run", **default)
         show_run(next(r for r in runs if r["run_id"] == rid), "single")
         return
     cols = st.columns(2)
     for i, col in enumerate(cols):
         with col:
-            rid = st.selectbox(f"Run {i + 1}", ids, index=min(i, len(ids) - 1), format_func=labels.get,
-                               key=f"res_run_{i}")
+            rid = st.selectbox(f"Run {i + 1}", ids, index=picks[min(i, len(picks) - 1)],
+                               format_func=labels.get, key=f"res_run_{i}")
             show_run(next(r for r in runs if r["run_id"] == rid), f"col{i}")
 
 

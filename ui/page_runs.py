@@ -22,7 +22,7 @@ from pam_explorer.core.errors import PamError, QueueFull
 from pam_explorer.data import get_preset, list_presets
 from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import list_pruners
-from pam_explorer.runs import jobs, slurm_queue
+from pam_explorer.runs import jobs, results_index, slurm_queue
 from pam_explorer.zoo.pretrained import has_pretrained
 from ui import labels as L
 from ui.run_args import (
@@ -37,7 +37,7 @@ from ui.run_args import (
     run_differences,
     slurm_sweep_job,
 )
-from ui.state import current_setup, regroup_config, runs_root, runs_roots
+from ui.state import current_setup, regroup_config, runs_root, runs_roots, slurm_unavailable
 from ui.sweep_section import runs_sweep_section  # sweep (issue 16)
 from ui.sweep_view import sweep_job
 
@@ -185,7 +185,7 @@ def run_panel(r: dict, position: int | None = None) -> None:
         c1, c2 = st.columns([5, 1])
         c1.markdown(f"**{rid}** · `{state}` · {_duration(r)}" + (" · **quick**" if L.is_quick(r) else "")
                     + (f" · resumes {r['resumed_from']}" if r.get("resumed_from") else "")
-                    + f"  \n`{jobs.describe(r)}`")
+                    + f"  \n{L.code(jobs.describe(r))}")
         if state in jobs.ACTIVE:  # the callback runs before the (fragment) rerun shows the new state
             c2.button("Cancel", key=f"cancel_{rid}", on_click=jobs.cancel, args=(rid, root))
         if state in jobs.RESUMABLE and "job" in r:
@@ -198,9 +198,9 @@ def run_panel(r: dict, position: int | None = None) -> None:
             st.caption(f"Waiting in the queue (position {position})." if position
                        else "Waiting in the queue.")
         elif isinstance(frac, (int, float)) and state in ("running", "done"):
-            st.progress(min(max(float(frac), 0.0), 1.0), text=L.progress_text(p) or state)
-        if state == "failed":
-            st.error(f"Run failed (exit code {r.get('exit_code')}). {r.get('message', '')}")
+            st.progress(min(max(float(frac), 0.0), 1.0), text=L.plain(L.progress_text(p) or state))
+        if state == "failed":  # the message and the progress come from files: shown as text
+            st.error(f"Run failed (exit code {L.plain(r.get('exit_code'))}). {L.plain(r.get('message', ''))}")
         if state == "running":
             st.code(jobs.log_tail(rid, 15, root) or "(no output yet)", language=None)
         elif state in jobs.FINAL:
@@ -215,7 +215,7 @@ def links(r: dict) -> None:
     rid, folder = r["run_id"], Path(r["dir"])
     command = (r.get("job") or {}).get("command")
     c = st.columns(3)
-    if (folder / "report.json").is_file() and c[0].button("Open its results", key=f"results_{rid}"):
+    if results_index.has_results(r) and c[0].button("Open its results", key=f"results_{rid}"):
         st.session_state["res_run"] = rid
         st.switch_page("ui/page_results.py")
     if (folder / "model.zip").is_file() and c[1].button("Export its model", key=f"export_{rid}"):
@@ -262,17 +262,12 @@ def slurm_section(default_preset: str) -> None:
     """Sweeps on a Slurm cluster (issue 29): launched from here when this machine submits Slurm
     jobs; each job's Slurm state and log. The run itself is the driver: a background run here."""
     st.subheader("Sweeps on Slurm")
-    why = _slurm_unavailable()
+    why = slurm_unavailable()  # cached 30 s: sinfo takes up to 3 s without a controller
     if why:
         st.caption(f"Slurm: {why}. Sweeps run on this machine (executor local).")
     else:
         slurm_launch_form(default_preset)
     slurm_jobs_view()
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def _slurm_unavailable() -> str | None:
-    return slurm_queue.unavailable()  # sinfo: up to 3 s when the controller does not answer
 
 
 def slurm_launch_form(default_preset: str) -> None:

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from ui import results_latency as T
 from ui.figures import PALETTE, SCHEME_COLORS, _fig
-from ui.labels import DASH, code, overrides_text
+from ui.labels import DASH, FLOPS_DEF, code, number, overrides_text
 
 SCHEME_ORDER = ("B1", "B2", "PAM")
 
@@ -28,6 +28,13 @@ def schemes_of(report: Mapping) -> dict:
     if not isinstance(s, Mapping):
         return {}
     return {k: s[k] for k in [*SCHEME_ORDER, *[k for k in s if k not in SCHEME_ORDER]] if k in s}
+
+
+def subsets_of(schemes: Mapping) -> list[str]:
+    """The task subsets of the first scheme with FLOPs (a scheme with no checkpoint above the
+    floor has none)."""
+    return next((list(s["flops"]) for s in schemes.values()
+                 if isinstance(s, Mapping) and isinstance(s.get("flops"), Mapping)), [])
 
 
 def unstructured(report: Mapping) -> bool:
@@ -89,7 +96,7 @@ def table1_display(report: Mapping) -> pd.DataFrame | None:
     tasks = list(report.get("tasks") or next(iter(schemes.values())).get("accuracy", {}))
     label = flops_label(report)
     several = len(report.get("seeds") or []) > 1
-    subsets = list(next(iter(schemes.values())).get("flops") or {})
+    subsets = subsets_of(schemes)
     cols = [f"acc {t} (%)" for t in tasks] + [f"{label} {k}" for k in subsets]
     rows: dict[str, dict] = {}
     ref = report.get("reference_accuracy")
@@ -100,7 +107,9 @@ def table1_display(report: Mapping) -> pd.DataFrame | None:
         for t in tasks:
             cell = pm((s.get("accuracy") or {}).get(t), (s.get("accuracy_ci95") or {}).get(t))
             worst = (s.get("accuracy_min") or {}).get(t)
-            row[f"acc {t} (%)"] = cell + (f" (worst {worst:.2f})" if several and worst is not None else "")
+            se = (s.get("accuracy_se") or {}).get(t)  # one seed: the standard error of its test split
+            row[f"acc {t} (%)"] = cell + (f" (worst {worst:.2f})" if several and worst is not None else "") \
+                + (f" (SE {se:.2f})" if not several and isinstance(se, (int, float)) and cell != DASH else "")
         for k in subsets:
             row[f"{label} {k}"] = pm((s.get("flops") or {}).get(k), (s.get("flops_ci95") or {}).get(k),
                                      "{:,.0f}")
@@ -117,7 +126,7 @@ def latency_display(report: Mapping) -> pd.DataFrame | None:
     if not T.has_latency(report):
         return None
     schemes = schemes_of(report)
-    subsets = list(next(iter(schemes.values())).get("flops") or {})
+    subsets = subsets_of(schemes)
     def older(s: Mapping, k: str) -> str:  # a report without the interleaved measurement
         return pm((s.get("latency_ms") or {}).get(k), (s.get("latency_ms_ci95") or {}).get(k), "{:.3f}")
     rows = {name: {T.ms_column(k): T.ms_cell(report, name, k, older(s, k)) for k in subsets}
@@ -188,9 +197,9 @@ def config_lines(report: Mapping) -> list[str]:
     lines = [f"preset {code(report.get('preset'))} · pruning {code(report.get('prune'))}"
              + (f" (rank {code(cfg['rank'])}, floor {code(cfg.get('floor'))})" if "rank" in cfg else "")
              + (f" · target sparsity {report['target_sparsity']}" if "target_sparsity" in report else "")]
-    alpha = report.get("alpha")
+    alpha = number(report.get("alpha"))  # strict JSON writes an infinite alpha as "inf"
     lines.append("PAM regrouping: " + (f"profile {code(cfg['regroup'])}, " if "regroup" in cfg else "")
-                 + (f"alpha {alpha:g} bits" if isinstance(alpha, (int, float)) else "alpha ?")
+                 + (f"alpha {alpha:g} bits" if alpha is not None else "alpha ?")
                  + f", per-layer overrides: {code(overrides_text(rg.get('overrides') or ()))}"
                  + (f", both_picked {code(rg['both_picked'])}" if "both_picked" in rg else "")
                  + (f", MI profile {code(mi['profile'])} (N={mi.get('n_samples')}, "
@@ -202,6 +211,61 @@ def config_lines(report: Mapping) -> list[str]:
                  + (f" · torch threads {report['torch_threads']}" if "torch_threads" in report else "")
                  + (" · **quick run**" if report.get("quick") else ""))
     return lines
+
+
+def missing_lines(report: Mapping) -> list[str]:
+    """One line per scheme with seeds that have no checkpoint above the floor at the report's
+    tolerance (the published schedule; ``missing``): its figures and gains are over the other
+    seeds, or absent (a dash) when no seed has one."""
+    schemes, out = schemes_of(report), []
+    delta = report.get("delta")
+    floor = f"(original - {delta:g} on validation)" if isinstance(delta, (int, float)) \
+        else "(original - delta)"
+    for name, seeds in (report.get("missing") or {}).items():
+        if not isinstance(seeds, list) or not seeds:
+            continue
+        which = ", ".join(str(s) for s in seeds)
+        none = (schemes.get(name) or {}).get("flops") is None
+        out.append(f"{name}: no checkpoint above the floor {floor} in seed{'s' if len(seeds) > 1 else ''} "
+                   f"{which}; " + ("no figures or gains at this tolerance." if none
+                                   else "its figures and gains are over the other seeds."))
+    return out
+
+
+CI_TEXT = {"t": "t-interval: fewer than 5 seeds", "bootstrap": "percentile bootstrap", "none": "no interval"}
+
+
+def ci_method(report: Mapping) -> str:
+    """How the report's 95 % CIs over its seeds were made: reports of the published schedule use
+    a t-interval below 5 seeds and a percentile bootstrap from 5 (runs.stats.ci_method); older
+    reports used the bootstrap for any number of seeds."""
+    if "schedule" not in report:
+        return CI_TEXT["bootstrap"]
+    from pam_explorer.runs.stats import ci_method as method  # what the writer used for n seeds
+
+    return CI_TEXT[method(len(report.get("seeds") or []))]
+
+
+def gains_caption(report: Mapping) -> str:
+    """How the gains were paired and their CIs made (their ``ci_method``, else the report's)."""
+    methods = {g.get("ci_method") for g in (report.get("gains") or {}).values() if isinstance(g, Mapping)}
+    methods = [CI_TEXT[m] for m in sorted(methods - {None}) if m in CI_TEXT]
+    return ("PAM's gains c_baseline / c_PAM, average and peak over task subsets, paired by seed (a seed "
+            "counts where PAM and the baseline both have figures); 95 % CI: "
+            + (", ".join(methods) if methods else ci_method(report)) + ".")
+
+
+def table1_caption(report: Mapping, tolerance: float | None) -> str:
+    """What Table 1 shows: over how many seeds and how, what the accuracies and FLOPs are, and the
+    tolerance they were read off at (None: a report without curves)."""
+    seeds = report.get("seeds") or []
+    head = (f"Mean ± half-width of the 95 % CI over seeds {list(seeds)} ({ci_method(report)}); (worst seed) "
+            "accuracy. " if len(seeds) > 1 else "One seed; (SE): the standard error of its test accuracy. ")
+    effective = " (effective: multiply-adds with a non-zero weight)" if unstructured(report) else ""
+    at = f" Read off the curves at tolerance {tolerance:g} points." if tolerance is not None else ""
+    return (f"{head}Accuracy: test, %. {flops_label(report)}: after pruning, batch 1{effective}. "
+            f"{FLOPS_DEF}. {DASH}: no value (the original networks have accuracies only; a scheme with "
+            f"no checkpoint above the floor has no figures).{at}")
 
 
 def floor_misses(report: Mapping) -> list[str]:
@@ -294,10 +358,11 @@ def sharing_after(widths: Mapping) -> pd.DataFrame | None:
 def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figure | None:
     pam = schemes_of(report).get("PAM") or {}
     df = sharing_after(pam.get("widths"))
-    if df is None:
+    if df is None or ("flops" in pam and pam["flops"] is None):  # no checkpoint above the floor
         return None
     seeds = report.get("seeds") or []
-    fig = _fig("PAM sharing ratio per layer" + (f" (seed {seeds[0]})" if len(seeds) > 1 else "")
+    seed = pam.get("widths_seed", seeds[0] if seeds else None)  # the read-off's seed (runs/tolerance.py)
+    fig = _fig("PAM sharing ratio per layer" + (f" (seed {seed})" if len(seeds) > 1 else "")
                + (" · quick run" if report.get("quick") else ""),
                yaxis=dict(range=[0, 1.12], tickformat=".0%"), barmode="group")
     b = sharing_after(pam.get("groups_before_pruning") or {})
@@ -310,6 +375,7 @@ def fig_sharing_after(report: Mapping, before: Mapping | None = None) -> go.Figu
 
 
 __all__ = ["table1", "table1_display", "latency_display", "pm", "gains_table", "gains_display",
-           "config_lines", "floor_misses",
+           "config_lines", "floor_misses", "missing_lines", "subsets_of", "ci_method", "gains_caption",
+           "table1_caption", "CI_TEXT",
            "unstructured", "flops_label", "fig_gains", "fig_flops_bars", "sharing_after", "fig_sharing_after",
            "schemes_of", "shared_key", "VERDICT_TEXT"]

@@ -178,7 +178,16 @@ def runs_roots() -> list[Path]:
     return paths.runs_roots()
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def slurm_unavailable() -> str | None:
+    """Why this machine cannot submit Slurm jobs, or None (runs.slurm_queue.unavailable; sinfo
+    takes up to 3 s when the controller does not answer, so the answer is kept 30 s)."""
+    from pam_explorer.runs import slurm_queue
+
+    return slurm_queue.unavailable()
+
+
 __all__ = ["Setup", "current_setup", "preset_arch", "nets_from_uploads", "uploads_hash",
            "open_explorer", "explorer_or_stop", "regroup_config", "apply_setup",
            "full_done", "effective_config", "runs_root", "runs_roots", "DEFAULT_PRESET",
-           "measured_relatedness"]
+           "measured_relatedness", "slurm_unavailable"]

@@ -15,18 +15,17 @@ from pam_explorer.data import get_preset, list_presets
 from pam_explorer.prune import list_pruners
 from pam_explorer.runs import jobs, sweep_files
 from pam_explorer.runs.estimate import estimate
-from pam_explorer.runs.executors import EXECUTORS
 from ui import advice
 from ui import labels as L
+from ui import results_sweep as RS
 from ui import sweep_view as V
-from ui.state import runs_root, runs_roots
+from ui.state import runs_root, runs_roots, slurm_unavailable
 
 SEEDS = "0,1,2"
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
 def _load(path: str, mtime_ns: int) -> dict:
-    return sweep_files.load_sweep(path)
+    return RS.load(path, mtime_ns)  # cached by (path, mtime)
 
 
 def _sweeps(setup) -> list[tuple[sweep_files.SweepFile, dict]]:
@@ -53,11 +52,12 @@ def _current(setup, sweeps: list | None = None) -> tuple[sweep_files.SweepFile, 
 
 def sweep_alpha_options(options: list[float], setup) -> list[float]:
     """The alpha slider's options plus the swept alphas of the current sweep, so that the slider
-    can stand exactly on a measured alpha."""
+    can stand exactly on a swept alpha (every one: one without figures at the sweep's own
+    tolerance may have them at the sweep section's)."""
     current = _current(setup)
     if current is None:
         return options
-    return sorted(set(options) | {float(p["alpha"]) for p in current[1]["points"] if "flops" in p})
+    return sorted(set(options) | {float(p["alpha"]) for p in current[1]["points"]})
 
 
 def _use_alpha(alpha: float) -> None:
@@ -81,23 +81,35 @@ def sweep_section(exp, setup, cfg) -> None:
         folders = [f.folder for f, _ in sweeps]
         st.selectbox("Sweep", folders, key="sweep_folder", format_func=lambda d: d.rsplit("/", 1)[-1])
     f, sweep = _current(setup, sweeps)
-    probs = V.probabilities(exp.tasks, st.session_state, exp.preset.name)
+    delta = RS.sweep_tolerance(sweep, "sweep_tolerance")  # None: a floor-greedy sweep, at its own delta
+    sweep = RS.sweep_at(f.path, f.mtime_ns, delta)  # read off at the slider's tolerance (cached)
     point = V.nearest_point(sweep, cfg.alpha)
+    at = f" at tolerance {sweep['delta']:g} points" if isinstance(sweep.get("delta"), (int, float)) else ""
+    if point is None:
+        st.info(f"Sweep {L.code(f.folder)}: no swept alpha has a checkpoint above the floor{at} for PAM "
+                "in any seed; move the tolerance up.")
+        return
+    state = "complete" if sweep.get("complete") else "in progress or partial"
+    alphas = ", ".join(f"{a:.3g}" for a in sweep["alphas"])
+    st.caption(f"Sweep {L.code(f.folder)} ({state}){advice.quick_label(sweep.get('config'))}: pruning "
+               f"{L.code(sweep['prune'])}, seeds {L.plain(sweep['seeds'])}, alphas {alphas}; figures read "
+               f"off{at}. Shown: alpha {point['alpha']:.4g}, the swept alpha nearest the slider "
+               f"({cfg.alpha:.4g}); error bars: 95 % CI over seeds.")
+    st.plotly_chart(V.fig_measured_flops(sweep, point), key="sweep_fig_flops")
+    st.dataframe(V.measured_table(sweep, point))  # full width: in a column the last ones were cut off
+    st.caption("PAM's FLOPs gains at this alpha, paired by seed")
+    st.dataframe(V.gains_table(point))
+    _recommendation(sweep, V.probabilities(exp.tasks, st.session_state, exp.preset.name), cfg.alpha)
+
+
+def _recommendation(sweep: dict, probs: dict, alpha: float) -> None:
+    """The frontier across alphas and the recommended alpha for the page's probabilities."""
     try:
         rec = V.live_recommendation(sweep, probs)
     except PamError as exc:  # probabilities that are not a distribution
         st.warning(f"Recommended alpha: {exc}")
         rec = {"alpha": None, "reason": str(exc)}
-    state = "complete" if sweep.get("complete") else "in progress or partial"
-    st.caption(f"Sweep {L.code(f.folder)} ({state}){advice.quick_label(sweep.get('config'))}: pruning "
-               f"{L.code(sweep['prune'])}, seeds {L.plain(sweep['seeds'])}, alphas "
-               f"{', '.join(f'{a:.3g}' for a in sweep['alphas'])}. Shown: alpha {point['alpha']:.4g}, the "
-               f"swept alpha nearest the slider ({cfg.alpha:.4g}); error bars: 95 % CI over seeds.")
-    st.plotly_chart(V.fig_measured_flops(sweep, point), key="sweep_fig_flops")
-    st.dataframe(V.measured_table(sweep, point))  # full width: in a column the last ones were cut off
-    st.caption("PAM's FLOPs gains at this alpha, paired by seed")
-    st.dataframe(V.gains_table(point))
-    st.plotly_chart(V.fig_frontier(sweep, cfg.alpha, probs, rec["alpha"]), key="sweep_fig_frontier")
+    st.plotly_chart(V.fig_frontier(sweep, alpha, probs, rec["alpha"]), key="sweep_fig_frontier")
     if rec["alpha"] is None:
         st.info(f"No recommended alpha for these task-usage probabilities: {L.plain(rec['reason'])}.")
         guide = advice.sweep_next_steps(sweep)
@@ -157,8 +169,11 @@ def runs_sweep_section(default_preset: str) -> None:
         alphas = c[2].text_input("alphas (bits)", "auto", help="auto: where the grouping changes, at most 8 "
                                  "log-spaced values; or comma-separated values such as 0.01,0.1,0.5")
         seeds = c[3].text_input("seeds", SEEDS)
-        executor = c[4].selectbox("Executor", EXECUTORS, key="sweep_executor",
-                                  help="slurm needs submitit and sbatch on this machine")
+        why = slurm_unavailable()  # slurm is offered only where this machine can submit Slurm jobs
+        executor = c[4].selectbox("Executor", V.offered_executors(why), key="sweep_executor",
+                                  help="local: this machine's worker pool; submitit-local: through "
+                                  "submitit on this machine; slurm: sbatch jobs"
+                                  + (f" (not offered: {why})" if why else ""))
         workers = c[5].number_input("workers", min_value=0, value=0, help="0: cores // threads")
         quick = c[5].checkbox("quick", value=False, key="sweep_quick")
         if st.form_submit_button("Launch sweep"):

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from pam_explorer.cli.commands import parse_alphas, parse_ints
 from pam_explorer.core.subsets import all_subsets, subset_key
 from pam_explorer.runs import job_spec
+from pam_explorer.runs.executors import EXECUTORS
 from pam_explorer.runs.sweep_report import recommend, uniform_mix
 from ui.figures import plot_title
 
@@ -35,6 +36,12 @@ def _figure(title: str, traces: list[dict], **layout) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- launching
+def offered_executors(slurm_unavailable: str | None) -> list[str]:
+    """The executors the sweep form offers: every one, but "slurm" only when this machine can
+    submit Slurm jobs (``slurm_unavailable`` is None: runs.slurm_queue.unavailable's answer)."""
+    return [e for e in EXECUTORS if e != "slurm" or slurm_unavailable is None]
+
+
 def sweep_job(preset: str, prune: str, alphas: str, seeds: str, executor: str, workers: int | None,
               quick: bool) -> dict:
     """The job spec of a dashboard sweep run; ConfigError for bad alphas or seeds text."""
@@ -86,20 +93,62 @@ def _half(ci: Sequence[float]) -> float:
     return (ci[1] - ci[0]) / 2
 
 
+NONE_ABOVE = "no checkpoint above the floor"
+
+
+def floor_text(r: Mapping) -> str:
+    """Whether a scheme or point meets the floor in every seed; the seeds with no checkpoint above
+    the floor (published schedule) named."""
+    below = r.get("below_floor") or []
+    seeds = f" in seed{'s' if len(below) > 1 else ''} {', '.join(map(str, below))}" if below else ""
+    if "flops" not in r:
+        return f"{NONE_ABOVE}{seeds}" if below else "not measured yet"
+    return "yes" if r.get("meets_floor") else "no" + (f" ({NONE_ABOVE}{seeds})" if below else "")
+
+
+def _figures(r: Mapping, tasks: Sequence[str]) -> dict:
+    """FLOPs per subset (M, mean ± 95 % CI half-width), test accuracy per task (mean, worst
+    seed), floor; dashes where the scheme has no figures."""
+    if "flops" not in r:
+        return {"floor met": floor_text(r)}
+    row = {f"FLOPs {s} (M)": f"{r['flops'][s] / 1e6:.3f}" + (  # one seed: no interval
+        f" ± {_half(r['flops_ci95'][s]) / 1e6:.3f}" if _half(r["flops_ci95"][s]) > 0 else "")
+           for s in r["flops"]}
+    row.update({f"acc {t} (%)": f"{r['accuracy'][t]:.2f} (min {r['accuracy_min'][t]:.2f})" for t in tasks})
+    row["floor met"] = floor_text(r)
+    return row
+
+
 def measured_table(sweep: Mapping, point: Mapping) -> pd.DataFrame:
     """PAM at ``point`` and B1, B2: FLOPs per subset (M, mean ± 95 % CI half-width), test accuracy
-    per task (mean, worst seed), whether it meets the floor in every seed."""
-    rows = {}
-    for name, r in [(f"PAM (alpha {point['alpha']:.4g})", point), *sweep["baselines"].items()]:
-        if "flops" not in r:
-            continue
-        row = {f"FLOPs {s} (M)": f"{r['flops'][s] / 1e6:.3f} ± {_half(r['flops_ci95'][s]) / 1e6:.3f}"
-               for s in r["flops"]}
-        row.update({f"acc {t} (%)": f"{r['accuracy'][t]:.2f} (min {r['accuracy_min'][t]:.2f})"
-                    for t in sweep["tasks"]})
-        row["floor met"] = "yes" if r.get("meets_floor") else "no"
-        rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    per task (mean, worst seed), whether it meets the floor in every seed (or which seeds have no
+    checkpoint above it)."""
+    rows = {name: _figures(r, sweep["tasks"])
+            for name, r in [(f"PAM (alpha {point['alpha']:.4g})", point), *sweep["baselines"].items()]}
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=_columns(sweep["tasks"])).fillna("—")
+
+
+def alphas_table(sweep: Mapping) -> pd.DataFrame:
+    """One row per baseline and swept alpha: :func:`measured_table`'s figures, PAM's average
+    gain vs B1 and B2 (mean [95 % CI], paired by seed), frontier and recommended marks."""
+    rec, front = (sweep.get("recommended") or {}).get("alpha"), set(sweep.get("frontier") or ())
+    rows = {name: _figures(b, sweep["tasks"]) for name, b in sweep["baselines"].items()}
+    for p in sweep["points"]:
+        row = _figures(p, sweep["tasks"])
+        for vs in ("vs_B1", "vs_B2"):
+            g = (p.get("gains") or {}).get(vs)
+            row[f"gain vs {vs[3:]}"] = "—" if not g else f"{g['average']:.3f}" + (
+                f" {_ci(g.get('average_ci95'))}" if g.get("n", 1) > 1 else "")
+        row["frontier"] = "yes" if p["alpha"] in front else ""
+        row["recommended"] = "yes" if p["alpha"] == rec else ""
+        rows[f"PAM alpha {p['alpha']:.4g}"] = row
+    cols = _columns(sweep["tasks"]) + ["gain vs B1", "gain vs B2", "frontier", "recommended"]
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=cols).fillna("—")
+
+
+def _columns(tasks: Sequence[str]) -> list[str]:
+    return [f"FLOPs {subset_key(s)} (M)" for s in all_subsets(list(tasks))] \
+        + [f"acc {t} (%)" for t in tasks] + ["floor met"]
 
 
 def gains_table(point: Mapping) -> pd.DataFrame:
@@ -176,5 +225,6 @@ def fig_frontier(sweep: Mapping, alpha: float, probs: Mapping[str, float],
                    legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
 
 
-__all__ = ["sweep_job", "points_table", "probabilities", "nearest_point", "live_recommendation",
-           "measured_table", "gains_table", "fig_measured_flops", "fig_frontier"]
+__all__ = ["sweep_job", "offered_executors", "points_table", "probabilities", "nearest_point",
+           "live_recommendation", "NONE_ABOVE", "floor_text", "measured_table", "alphas_table", "gains_table",
+           "fig_measured_flops", "fig_frontier"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from pam_explorer.core import config as C
 from pam_explorer.data.catalogue import builtin_preset_names
@@ -14,8 +16,16 @@ data"). Machine-readable outputs (--json) follow the contract in docs/architectu
 goes to stderr so stdout stays parseable."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pam_explorer", description=DESCRIPTION)
+def program_name(argv0: str | None = None) -> str:
+    """How the user called the CLI, for its usage lines: ``pam-explorer`` (the console script,
+    ``pam-explorer.exe`` on Windows) or ``python -m pam_explorer`` (``argv0`` is then the path of
+    ``__main__.py``). Default: ``sys.argv[0]``."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return "pam-explorer" if name.startswith("pam-explorer") else "python -m pam_explorer"
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog or program_name(), description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_train, _regroup, _merge, _experiment, _sweep, _export, _bench, _project):
         add(sub)
@@ -265,4 +275,4 @@ def _mi_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true")
 
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "program_name"]

@@ -57,3 +57,14 @@ def test_bench_greedy_says_it_takes_a_while_and_shows_progress(capsys):
     first, *rest = err.strip().splitlines()
     assert "takes a while" in first and "a few minutes" in first
     assert [l.strip()[:3] for l in rest] == ["1/3", "1/3", "2/3", "3/3"]
+
+
+@pytest.mark.parametrize("argv0, usage", [
+    ("/venv/bin/pam-explorer", "usage: pam-explorer "),  # the console script of pyproject.toml
+    ("C:/venv/Scripts/pam-explorer.exe", "usage: pam-explorer "),
+    (str(REPO / "pam_explorer" / "__main__.py"), "usage: python -m pam_explorer ")])
+def test_usage_names_the_command_the_user_typed(argv0, usage):
+    """``pam-explorer --help`` printed ``usage: python -m pam_explorer`` (issue 26 item 7's script)."""
+    code = f"import sys; sys.argv[0] = {argv0!r}; from pam_explorer.cli import main; main(['--help'])"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith(usage), proc.stdout[:200]

@@ -172,3 +172,55 @@ def test_nothing_is_clipped_covered_or_fetched(tmp_path, screens):
         assert "broke ![x](http://127.0.0.1:9/pixel.png)" in text  # shown as the text it is
         assert "⚠ unreliable" in text or "unreliable" in text
         driver.save_screenshot(str(screens / "narrow_results.png"))
+
+
+# --------------------------------------------------------------- issue 23 (curves), issue 26 point 3 (sweeps)
+CURVES_REPORT, CURVES_SWEEP = "report_published_two_seeds.json", "sweep_published_one_seed.json"
+
+
+def plant_curves(root: Path) -> tuple[str, str]:
+    """A real report of the published schedule (two seeds, curves) and, older, a real sweep (both
+    recorded: tests/ui/fixtures/README.md)."""
+    import json
+
+    from tests.ui.apptest import FIXTURES
+    from tests.ui.test_results_curves import plant_sweep
+    from tests.ui.test_results_truth import plant_run
+
+    sweep = plant_sweep(root, "20270101-000000-sweep", json.loads((FIXTURES / CURVES_SWEEP).read_text()),
+                        created=1.8e9)
+    report = plant_run(root, "20270102-000000-curves", json.loads((FIXTURES / CURVES_REPORT).read_text()),
+                       created=1.8e9 + 1)
+    return report, sweep
+
+
+def test_results_curves_and_a_sweep_are_not_clipped(tmp_path, screens):
+    """The Results page of a published-schedule report (tolerance slider, curves, read-off table)
+    and of a sweep, in a laptop-sized window: no table hides a column, no chart title meets the
+    toolbar or the legend; the keyboard moves the tolerance and the read-offs follow."""
+    runs = tmp_path / "runs"
+    report, sweep = plant_curves(runs)
+    with B.streamlit_server(tmp_path, {"PAM_RUNS_ROOT": str(runs)}) as url, \
+            B.chromium(tmp_path, width=1280, height=4200) as driver:
+        driver.get(f"{url}/results")
+        B.wait_settled(driver, lambda s: s.get("slider") is not None, timeout_s=120)
+        main = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]')
+        assert report in main.text and "Accuracy vs FLOPs" in main.text and not exceptions(driver)
+        found = driver.execute_script(CLIPPED_JS)
+        assert not found["covered"] and not found["tables"] and not found["labels"], found
+        driver.save_screenshot(str(screens / "results_curves.png"))
+        before = B.slider_value(driver)
+        assert before == "1 (the run's)"  # the recorded run's own tolerance
+        B.press_on_slider(driver, Keys.ARROW_LEFT, 10)  # 0.05 a step: 1 -> 0.5
+        B.wait_settled(driver, lambda s: s.get("slider") not in (None, before), timeout_s=60)
+        B.wait_settled(driver, timeout_s=60)
+        assert B.slider_value(driver) == "0.5" and not exceptions(driver)
+        assert "tolerance 0.5 points" in driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+        assert not driver.execute_script(CLIPPED_JS)["covered"]
+        driver.save_screenshot(str(screens / "results_curves_tolerance_05.png"))
+        choose(driver, 0, f"{sweep} (done)")
+        text = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+        assert "Alpha sweep" in text and "without writing report.json" not in text and not exceptions(driver)
+        found = driver.execute_script(CLIPPED_JS)
+        assert not found["covered"] and not found["tables"], found
+        driver.save_screenshot(str(screens / "results_sweep.png"))
