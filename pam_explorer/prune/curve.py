@@ -38,11 +38,8 @@ def fitted_accuracy(points: Sequence[Point], tasks: Sequence[str], key: str = "v
     return {t: monotone([float(p[key][t]) for p in points]) for t in tasks}  # type: ignore[index]
 
 
-def readoff(points: Sequence[Point], reference: Mapping[str, float], delta: float) -> int | None:
-    """Index of the most-pruned point whose monotone validation accuracy is >= reference - delta
-    on EVERY task of ``reference``; None when even the first point fails."""
-    if not points:
-        return None
+def _last_passing(points: Sequence[Point], reference: Mapping[str, float], delta: float) -> int | None:
+    """The last index whose monotone fit passes on every task (the passing ones are a prefix)."""
     fits = fitted_accuracy(points, list(reference))
     best = None
     for i in range(len(points)):
@@ -51,6 +48,26 @@ def readoff(points: Sequence[Point], reference: Mapping[str, float], delta: floa
         else:
             break  # the fits are non-increasing: no later point passes
     return best
+
+
+def readoff(points: Sequence[Point], reference: Mapping[str, float], delta: float) -> int | None:
+    """Index of the most-pruned point whose monotone validation accuracy is >= reference - delta
+    on EVERY task of ``reference``; None when no point passes.
+
+    Points marked ``"finetuned": False`` (a schedule's first point: the net as given, before any
+    training) are a different measurement from the finetuned checkpoints, so they are left out of
+    the fit (an untrained merged net far below its finetuned checkpoints would otherwise pool
+    them under the floor); such a point is the read-off only when no finetuned checkpoint passes
+    and it passes on its own accuracy (B1's: the original network, exactly at its reference)."""
+    trained = [i for i, p in enumerate(points) if p.get("finetuned", True)]
+    best = _last_passing([points[i] for i in trained], reference, delta) if trained else None
+    if best is not None:
+        return trained[best]
+    for i, p in enumerate(points):
+        if not p.get("finetuned", True) and all(
+                float(p["val_accuracy"][t]) >= reference[t] - delta - 1e-9 for t in reference):  # type: ignore[index]
+            return i
+    return None
 
 
 def readoffs(points: Sequence[Point], reference: Mapping[str, float], deltas: Sequence[float]

@@ -48,9 +48,15 @@ def _raw_points(curve: Sequence[Mapping], judged: Sequence[str], ref: Mapping[st
 
 
 def _fit_drops(curve: Sequence[Mapping], judged: Sequence[str], ref: Mapping[str, float]) -> list[float]:
-    """Per checkpoint, the worst judged task's monotone validation change (non-increasing)."""
-    fits = fitted_accuracy(curve, list(judged))
-    return [min(fits[t][i] - ref[t] for t in judged) for i in range(len(curve))]
+    """Per checkpoint, the worst judged task's monotone validation change (non-increasing over
+    the finetuned checkpoints; a point marked ``"finetuned": False``, the net as given, is not
+    fitted, as in the read-off (prune.curve.readoff), and keeps its measured change)."""
+    trained = [i for i, p in enumerate(curve) if p.get("finetuned", True)]
+    fits = fitted_accuracy([curve[i] for i in trained], list(judged))
+    out = [min(float(p["val_accuracy"][t]) - ref[t] for t in judged) for p in curve]
+    for j, i in enumerate(trained):
+        out[i] = min(fits[t][j] - ref[t] for t in judged)
+    return out
 
 
 def _merged_curve(record: Mapping, subset: str, tasks: Sequence[str], delta: float) -> dict:
@@ -58,8 +64,9 @@ def _merged_curve(record: Mapping, subset: str, tasks: Sequence[str], delta: flo
     fit = _fit_drops(curve, tasks, ref)
     xs = [float(p["flops"][subset]) for p in curve]
     i = readoff(curve, {t: ref[t] for t in tasks}, delta)
+    line = [(x, y) for j, (x, y) in enumerate(zip(xs, fit)) if curve[j].get("finetuned", True) or j == i]
     return {"raw": _raw_points(curve, tasks, ref, lambda p: float(p["flops"][subset])),
-            "fit": list(zip(xs, fit)), "readoff": None if i is None else
+            "fit": line, "readoff": None if i is None else
             {"flops": xs[i], "y": fit[i], "points": i, "fraction": curve[i].get("fraction")}}
 
 

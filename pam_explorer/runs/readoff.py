@@ -24,7 +24,7 @@ def _point_figures(point: Mapping, tasks: Sequence[str]) -> dict:
             "accuracy": {t: point["test_accuracy"][t] for t in tasks},
             "val_accuracy": {t: point["val_accuracy"][t] for t in tasks},
             "accuracy_se": {t: point["test_se"][t] for t in tasks},
-            "val_se": {t: point["val_se"][t] for t in tasks}}
+            "val_se": {t: point["val_se"][t] for t in tasks}, "widths": point.get("widths")}
 
 
 def _separate(curves: Mapping[str, Sequence[Mapping]], reference: Mapping[str, float], delta: float,
@@ -41,13 +41,15 @@ def _separate(curves: Mapping[str, Sequence[Mapping]], reference: Mapping[str, f
     for name, src in (("accuracy", "test_accuracy"), ("val_accuracy", "val_accuracy"),
                       ("accuracy_se", "test_se"), ("val_se", "val_se")):
         out[name] = {t: points[t][src][t] for t in tasks}
+    out["widths"] = {t: points[t].get("widths") for t in tasks}
     return out
 
 
 def figures_at(record: Mapping, delta: float, tasks: Sequence[str]) -> dict | None:
     """The record's figures at tolerance ``delta`` (points below the originals' validation
-    accuracy): {"flops", "params", "accuracy", "val_accuracy", "accuracy_se", "val_se", "points"
-    (the read-off index, per task for B1)}; None when no checkpoint passes. A record without a
+    accuracy): {"flops", "params", "accuracy", "val_accuracy", "accuracy_se", "val_se", "widths"
+    (of the read-off net; B1: per task), "points" (the read-off index, per task for B1)}; None when
+    no checkpoint passes. A record without a
     curve: its own figures."""
     curve = record.get("curve")
     if curve is None:

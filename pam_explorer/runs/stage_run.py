@@ -140,9 +140,18 @@ def _from_cache(cache: StageCache, key: str, folder: Path, tag: str) -> dict | N
 
 def record_problem(record: object) -> str | None:
     """What makes ``record`` no stage record (what the reports read: ``flops`` per subset and
-    ``accuracy`` per task, numbers), or None."""
+    ``accuracy`` per task, numbers; a published schedule's record instead has its curve, a list
+    or {task: list}, and then ``flops``/``accuracy`` are null when no checkpoint passes), or None."""
     if not isinstance(record, dict):
         return f"holds a JSON {type(record).__name__}, not a stage record (an object)"
+    curve = record.get("curve")
+    if curve is not None:
+        lists = list(curve.values()) if isinstance(curve, dict) else [curve]
+        if not lists or not all(isinstance(c, list) and c and all(isinstance(p, dict) for p in c)
+                                for c in lists):
+            return "has a malformed 'curve' (a list of checkpoints, or one per task)"
+        if record.get("flops") is None and record.get("accuracy") is None:
+            return None  # no checkpoint above the floor at the record's delta
     for field in ("flops", "accuracy"):
         value = record.get(field)
         if not (isinstance(value, dict) and value and all(

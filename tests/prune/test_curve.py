@@ -45,3 +45,16 @@ def test_readoff_never_picks_a_checkpoint_where_only_task_b_is_below_its_floor()
     curve = points((97.0, 96.0), (97.0, 95.6), (97.0, 95.4), (97.0, 95.0))  # A always fine
     assert readoff(curve, ref, 0.5) == 1
     assert readoff(curve, {"A": 97.0}, 0.5) == 3  # judged on A alone, everything passes
+
+
+def test_an_unfinetuned_start_is_left_out_of_the_fit_and_is_the_fallback():
+    ref = {"A": 97.0, "B": 96.0}
+    start = {"val_accuracy": {"A": 91.5, "B": 88.8}, "flops": {"A+B": 100}, "finetuned": False}
+    trained = points((97.0, 96.0), (96.8, 95.7), (95.0, 93.0))
+    # pooled with the start, the first two checkpoints would fall under the floor; left out, they pass
+    assert readoff([start, *trained], ref, 0.5) == 2
+    assert readoff([start, *trained], ref, 0.0) == 1  # point 1 (97.0/96.0) is the last at the reference
+    original = {"val_accuracy": {"A": 97.0, "B": 96.0}, "flops": {"A+B": 100}, "finetuned": False}
+    failing = points((95.0, 94.0), (94.0, 93.0))
+    assert readoff([original, *failing], ref, 0.5) == 0  # B1's start is the original: always passes
+    assert readoff([start, *failing], ref, 0.5) is None
