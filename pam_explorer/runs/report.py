@@ -3,7 +3,8 @@ over B1 and B2 paired by seed, and the paper's Table-1 layout in markdown.
 
 Gains (paper Sec. 6.1): average = mean over task subsets of c_baseline / c_PAM, peak = max. They
 are computed per seed (the same seed's B1, B2 and PAM) and then summarised over seeds (mean,
-std, percentile-bootstrap 95 % CI, and whether the CI excludes 1 = "no difference").
+std, 95 % CI (:func:`pam_explorer.runs.stats.ci`: Student t below 5 seeds, percentile bootstrap
+from 5), and whether the CI excludes 1 = "no difference").
 """
 from __future__ import annotations
 
@@ -143,7 +144,8 @@ def _header(report: Mapping) -> list[str]:
                 if "regroup" in cfg else "")
              + (f"; at most {cfg['max_steps']} pruning turns per scheme" if cfg.get("max_steps") else "")
              + (f"; pruning finetune lr {cfg['prune_lr']:g}" if cfg.get("prune_lr") else "")
-             + (f"; seeds {seeds} (mean ± half-width of the 95 % bootstrap CI)" if len(seeds) > 1 else "")
+             + (f"; seeds {seeds} (mean ± half-width of the 95 % CI: Student t below 5 values, "
+                "percentile bootstrap from 5)" if len(seeds) > 1 else "")
              + (f"; torch threads {report['torch_threads']}" if "torch_threads" in report else "") + "."]
     if report.get("schedule") == "published":
         lines.append(f"Published schedule: costs read off each scheme's accuracy-FLOPs curve at tolerance "
