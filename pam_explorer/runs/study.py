@@ -251,7 +251,7 @@ class _Study:
         for cell in self.cfg.cells:
             exp = self.cfg.experiment(cell)
             out += [ex.Task.make("sweep-stage", StageJob(exp, seed, name, f"_s{seed}", cache),
-                                 self.root / cell.folder, f"{cell.folder}/{name}_s{seed}", name)
+                                 self.root / cell.folder, _label(cell, seed, name), name)
                     for seed, name in missing_stages(self.root, cell)]
         return out
 
@@ -279,7 +279,7 @@ class _Study:
         return slurm.SubmititExecutor(cluster, self.root / "submitit", o.resources, o.workers, o.threads)
 
     def _on_done(self, job: scheduler.Job) -> list:
-        cell = next(c for c in self.cfg.cells if job.task.label.startswith(c.folder + "/"))
+        cell = next(c for c in self.cfg.cells if job.task.label.startswith(c.folder + "."))
         if not missing_stages(self.root, cell):
             self.claims[cell.folder].close()  # release the folder: the report takes it again
             self.finish(cell)
@@ -315,6 +315,11 @@ class _Study:
         write_json_atomic(self.root / "map.json", rmap)
         write_text_atomic(self.root / "map.md", rm.markdown(rmap))
         return rmap
+
+
+def _label(cell: Cell, seed: int, name: str) -> str:
+    """A stage's job label (its log file under ROOT/logs/ is named after it)."""
+    return f"{cell.folder}.{name}_s{seed}"
 
 
 def _newer(out: Path) -> bool:

@@ -44,7 +44,7 @@ def test_a_budget_that_ran_out_starts_nothing(tmp_path):
     opts = st.StudyOptions(executor="inline", budget_hours=1e-9, cache=None)
     time.sleep(0.01)
     rmap = st.run_study(cfg, tmp_path, opts, say=lambda _: None)
-    labels = [f"digits-2task_taylor/{n}_s0" for n in ("B1", "B2", "PAM")]
+    labels = [f"digits-2task_taylor.{n}_s0" for n in ("B1", "B2", "PAM")]
     assert sorted(rmap["execution"]["not_started"]) == labels
     assert rmap["cells"][0]["seeds"] == []
     assert not list((tmp_path / QUICK_CELL.folder / "stages").glob("*.json"))
