@@ -37,6 +37,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rank", choices=["published", "flops-aware"], required=True,
                    help="the neuron ranking of every scheme in every cell (recorded in each cell's config)")
     p.add_argument("--delta", type=float, default=0.5)
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda[:i] (part of every stage's key)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local")
     p.add_argument("--workers", type=int, default=2, help="stages at once (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per stage (default 1)")
@@ -54,7 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
-        cfg = st.StudyConfig(rank=args.rank, delta=args.delta).select(args.cells)
+        cfg = st.StudyConfig(rank=args.rank, delta=args.delta, device=args.device).select(args.cells)
         opts = st.StudyOptions(executor=args.executor, workers=args.workers, threads=args.threads,
                                budget_hours=args.budget_hours,
                                resources=slurm.Resources(partition=args.slurm_partition,
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             out = st.dry_run(cfg, args.out)
         elif args.map_only:
-            out = rm.regime_map(args.out, cfg.delta, [c.folder for c in cfg.cells])
+            out = st.write_map(cfg, args.out)
         else:
             out = st.run_study(cfg, args.out, opts)
     except PamError as exc:

@@ -77,6 +77,7 @@ class StudyConfig:
     delta: float = 0.5
     schedule: str = "published"
     arch: str = "lenet5"
+    device: str = "auto"  # part of every stage's key: "cpu" reuses stages an `experiment --device cpu` cached
     quick: bool = False  # tiny data and few steps in every cell (tests)
 
     def __post_init__(self) -> None:
@@ -90,7 +91,8 @@ class StudyConfig:
 
     def experiment(self, cell: Cell) -> ExperimentConfig:
         return ExperimentConfig(preset=cell.preset, prune=cell.prune, seeds=tuple(cell.seeds), rank=self.rank,
-                                delta=self.delta, schedule=self.schedule, arch=self.arch, quick=self.quick)
+                                delta=self.delta, schedule=self.schedule, arch=self.arch, device=self.device,
+                                quick=self.quick)
 
     def select(self, patterns: Sequence[str]) -> StudyConfig:
         """Only the cells whose folder name matches one of the shell ``patterns`` (all if none)."""
@@ -209,6 +211,18 @@ def dry_run(cfg: StudyConfig, root: str | Path) -> dict:
             "cpu_hours_left_known_part": round(total, 2)}
 
 
+def write_map(cfg: StudyConfig, root: str | Path, execution: dict | None = None) -> dict:
+    """ROOT/map.json and map.md of the cells' records as they are now (``execution``: how this
+    run went, kept in map.json); returns the map."""
+    root = Path(root)
+    rmap = rm.regime_map(root, cfg.delta, [c.folder for c in cfg.cells])
+    if execution is not None:
+        rmap["execution"] = execution
+    write_json_atomic(root / "map.json", rmap)
+    write_text_atomic(root / "map.md", rm.markdown(rmap))
+    return rmap
+
+
 def run_study(cfg: StudyConfig, root: str | Path, opts: StudyOptions = StudyOptions(),
               say: Say | None = None) -> dict:
     """Run (or resume) the study into ``root``; returns map.json. ConfigError / RunConflict
@@ -304,17 +318,13 @@ class _Study:
             self.say(f"study: {cell.folder}: {exc}")
 
     def write(self) -> dict:
-        rmap = rm.regime_map(self.root, self.cfg.delta, [c.folder for c in self.cfg.cells])
-        rmap["execution"] = {
+        return write_map(self.cfg, self.root, {
             "executor": self.opts.executor, "workers": self.opts.workers, "torch_threads": self.opts.threads,
             "rank": self.cfg.rank, "wall_seconds_this_run": round(time.monotonic() - self.t0, 1),
             "jobs": [j.row() for j in self.jobs],
             "not_started": [j.task.label for j in self.jobs if j.message == SKIPPED],
             "failed": [{"label": j.task.label, "message": j.message, "log": j.log} for j in self.jobs
-                       if j.state == "failed" and j.message != SKIPPED]}
-        write_json_atomic(self.root / "map.json", rmap)
-        write_text_atomic(self.root / "map.md", rm.markdown(rmap))
-        return rmap
+                       if j.state == "failed" and j.message != SKIPPED]})
 
 
 def _label(cell: Cell, seed: int, name: str) -> str:
@@ -349,4 +359,4 @@ def _stderr(message: str) -> None:
 
 
 __all__ = ["Cell", "StudyConfig", "StudyOptions", "regime_cells", "run_study", "missing_stages",
-           "stage_labels", "check_networks", "dry_run", "HEADLINE", "SKIPPED"]
+           "stage_labels", "check_networks", "dry_run", "write_map", "HEADLINE", "SKIPPED"]
