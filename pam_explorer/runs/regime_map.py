@@ -25,7 +25,7 @@ from pam_explorer.runs import report as rep
 from pam_explorer.runs import stats
 from pam_explorer.runs.experiment_config import SCHEMES
 from pam_explorer.runs.readoff import figures_at
-from pam_explorer.runs.stage_run import read_record
+from pam_explorer.runs.stage_run import RECORD_META
 
 MAP_FORMAT = "pam-explorer-regime-map/1"
 GAINS = ("vs_B1", "vs_B2")
@@ -55,8 +55,23 @@ def cell_records(folder: Path) -> tuple[dict, dict[int, dict[str, dict]]]:
         for name in SCHEMES:
             path = folder / "stages" / f"{name}_s{seed}.json"
             if path.is_file():
-                records.setdefault(int(seed), {})[name] = read_record(path)
+                records.setdefault(int(seed), {})[name] = _read(path)
     return config, records
+
+
+def _read(path: Path) -> dict:
+    """A stage record as it is, without its key and version. Unlike ``stage_run.read_record`` it
+    accepts a published-schedule record whose figures are null (no checkpoint above the floor):
+    that is a result of the map (the scheme missed the floor in that seed), not a broken file."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"stage record {path} cannot be read ({exc}); delete it to recompute that "
+                        "stage") from None
+    if not isinstance(record, dict):
+        raise DataError(f"stage record {path} holds a JSON {type(record).__name__}, not a stage record")
+    record.pop(RECORD_META, None)
+    return record
 
 
 def b1_compression(record: Mapping, delta: float, tasks: Sequence[str]) -> dict[str, float] | None:

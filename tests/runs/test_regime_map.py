@@ -195,3 +195,16 @@ def test_the_committed_maps_gains_equal_those_recomputed_from_their_records():
                     row[f"{kind}_ci95"], rel=1e-9), folder
         checked += 1
     assert checked >= 1
+
+
+def test_a_scheme_that_never_passes_the_floor_is_missing_not_an_error(tmp_path):
+    """A published-schedule record whose figures are null (no checkpoint above the floor, as PAM
+    on the width-1 control) is a result: that seed is left out of the gains and listed."""
+    records = _cell(tmp_path / "c", (0, 1, 2))
+    failed = _merged(2e6, [(90.0, 80.0), (89.0, 79.0)], 0.55)
+    write_json_atomic(tmp_path / "c" / "stages" / "PAM_s1.json", {**failed, "flops": None, "accuracy": None,
+                                                                   "above_floor": False})
+    cell = rm.regime_map(tmp_path, 0.5)["cells"][0]
+    assert cell["missing"] == {"PAM": ["1"]} and cell["gains"]["vs_B1"]["n"] == 2
+    want = recomputed_gains({s: records[s] for s in (0, 2)}, 0.5)
+    assert cell["gains"]["vs_B1"]["average"] == pytest.approx(want["vs_B1"]["average"], rel=1e-9)
