@@ -14,6 +14,10 @@ by (largest single-network FLOPs / PAM's starting all-task FLOPs); budget (minib
 and everything else stay. It writes the PAM stage record to --out and prints PAM's gains against
 the B1 and B2 records of the same seed in --cell (the study's cell folder), both as the study
 recorded them and with this PAM. Nothing in the study folder is changed.
+
+``--scale-budget`` also gives PAM as many removal events (of ``every`` minibatches each) as it
+needs to remove FLOPs at B1's pace per event (events / scale): a larger training budget than the
+other schemes, so a measurement of what the equal budget costs PAM, not a fair comparison.
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--cell", required=True, help="the study's cell folder with B1/B2 records of the seed")
     p.add_argument("--out", required=True)
+    p.add_argument("--scale-budget", action="store_true", help="PAM gets events / scale removal events")
     args = p.parse_args(argv)
     cfg = ExperimentConfig(preset=args.preset, prune=args.prune, seeds=(args.seed,), rank=args.rank,
                            device=args.device)
@@ -63,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = cfg.scheme_settings(args.seed, ctx.reference(cfg.floor), ctx.layers)
     plan = settings.prune.plan
     plan = dataclasses.replace(plan, end_fraction=plan.end_fraction * scale, grid_step=plan.grid_step * scale)
+    if args.scale_budget:
+        plan = dataclasses.replace(plan, events=int(round(plan.events / scale)))
     settings = dataclasses.replace(settings, prune=dataclasses.replace(settings.prune, plan=plan))
     print(f"largest single net {single / 1e6:.3f} MFLOPs, PAM starts at {start / 1e6:.3f}: end_fraction "
-          f"{plan.end_fraction:.4f}, grid_step {plan.grid_step:.4f} of PAM's start", file=sys.stderr)
+          f"{plan.end_fraction:.4f}, grid_step {plan.grid_step:.4f} of PAM's start, {plan.events} events",
+          file=sys.stderr)
     out = Path(args.out)
     (out / "stages").mkdir(parents=True, exist_ok=True)
     record, _ = run_pam(settings, ctx.nets, ctx.tasks, ctx.data, lambda m, w=None: print(m, file=sys.stderr),
