@@ -181,6 +181,17 @@ MUTATIONS: list[Mutation] = [
     Mutation("export-weights-float16", PB + "export/archive.py",
              "state = {k: v.detach().cpu().contiguous()", "state = {k: v.detach().cpu().half().float()",
              (T + "export/test_archive.py::test_export_round_trip_reproduces_outputs",)),
+    # --------------------------------------------------------------- the regime map (issue 24)
+    Mutation("regime-map-tolerance", PB + "runs/regime_map.py",
+             "records[s] for s in complete}, delta, tasks)",
+             "records[s] for s in complete}, 2 * delta, tasks)",
+             (T + "runs/test_regime_map.py::test_a_cells_gains_equal_those_recomputed_from_its_records",)),
+    Mutation("regime-map-incomplete-seeds", PB + "runs/regime_map.py",
+             "if set(records.get(s, {})) >= set(SCHEMES)]", "if records.get(s)]",
+             (T + "runs/test_regime_map.py::test_a_cells_gains_equal_those_recomputed_from_its_records",)),
+    Mutation("regime-map-b1-compression-index", PB + "runs/regime_map.py",
+             'curves[t][0]["flops"][t] / curves[t][figures', 'curves[t][1]["flops"][t] / curves[t][figures',
+             (T + "runs/test_regime_map.py::test_b1_compression_and_the_heat_map_grid",)),
 ]
 
 

@@ -6,7 +6,9 @@
 * ``runs_roots()``: where runs are read from, new first: ``$PAM_RUNS_ROOT`` alone when it is set,
   else ``<repo>/runs`` and then ``<repo>/cache/runs`` (``legacy_runs_root()``, where run folders
   lived before; read, never written);
-* ``assets_root()``: committed pre-trained networks: ``$PAM_ASSETS_ROOT``, else ``<repo>/assets``.
+* ``assets_root()``: committed pre-trained networks: ``$PAM_ASSETS_ROOT``, else ``<repo>/assets``;
+* ``results_root()``: committed study results (stage records, JSON): ``$PAM_RESULTS_ROOT``, else
+  ``<repo>/results``.
 
 Read at call time, so a test or a deployment can point them elsewhere by setting the variable.
 Standard library only: ``runs/jobs.py`` loads this file by path when it runs as the detached
@@ -47,4 +49,8 @@ def assets_root() -> Path:
     return _env_or("PAM_ASSETS_ROOT", REPO / "assets")
 
 
-__all__ = ["REPO", "cache_root", "runs_root", "legacy_runs_root", "runs_roots", "assets_root"]
+def results_root() -> Path:
+    return _env_or("PAM_RESULTS_ROOT", REPO / "results")
+
+
+__all__ = ["REPO", "cache_root", "runs_root", "legacy_runs_root", "runs_roots", "assets_root", "results_root"]

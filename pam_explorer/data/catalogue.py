@@ -95,6 +95,57 @@ class Preset:
         return int(task)
 
 
+@dataclass(frozen=True)
+class SizedPreset(Preset):
+    """A preset whose pictures are composed at ``size`` pixels instead of its data set's natural
+    side (e.g. Multi-Label MNIST at 28 px: 2x2 grids of 14-px digits, a quarter of the FLOPs).
+    A subclass, so the fields, and with them the trajectory keys, of every other preset stay."""
+
+    size: int = 0  # picture side in pixels (>= 16: a 2x2 grid)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 16:
+            raise ConfigError(f"Preset {self.name!r}: size must be an integer >= 16, got {self.size!r}")
+
+    @property
+    def image_size(self) -> int:
+        return self.size
+
+
+# The regime map's series (docs/regime_map.md): task A predicts digits 0-4 and task B five
+# digits shifted by OVERLAPS[k] into A's, so both tasks keep 5 labels of the same per-label
+# frequency (every digit is equally likely in every cell) and only their joint distribution
+# changes; I(Y^A; Y^B) in bits for uniform digits (exact, by enumerating the 10^4 cell draws).
+OVERLAPS = (0, 2, 4)
+OVERLAP_MI = {0: 0.622, 1: 1.270, 2: 2.023, 3: 2.837, 4: 3.687}
+HEADROOM_WIDTHS = {"": 1.0, "-wide": 4.0}  # preset infix -> LeNet-5 width of its committed networks
+REGIME_SIZE = 28  # pixels: 2x2 grids of 14-px MNIST digits
+
+
+def overlap_labels(k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Label columns of tasks A and B sharing ``k`` labels (0 <= k <= 5): A = 0-4, B = 5-k .. 9-k."""
+    return _r(0, 4), _r(5 - k, 9 - k)
+
+
+def overlap_name(k: int, infix: str = "") -> str:
+    """The preset of overlap ``k`` whose networks have the width of ``infix`` (HEADROOM_WIDTHS)."""
+    return f"mnist28{infix}-overlap-{k}"
+
+
+def _overlap_family() -> list[Preset]:
+    out: list[Preset] = []
+    for infix, width in HEADROOM_WIDTHS.items():
+        room = "the width-1 control, no headroom" if width == 1 else f"width {width:g}, headroom"
+        for k in OVERLAPS:
+            a, b = overlap_labels(k)
+            out.append(SizedPreset(
+                overlap_name(k, infix), "mnist", ("A", "B"), (a, b),
+                f"Multi-Label MNIST at {REGIME_SIZE} px; A: digits 0-4, B: digits {b[0]}-{b[-1]} ({k} shared "
+                f"label(s), I(Y^A;Y^B) ~ {OVERLAP_MI[k]:.2f} bits); LeNet-5s at {room}", size=REGIME_SIZE))
+    return out
+
+
 def _r(lo: int, hi: int) -> tuple[int, ...]:
     return tuple(range(lo, hi + 1))
 
@@ -107,7 +158,8 @@ def builtin_presets() -> tuple[Preset, ...]:
                    "Multi-Label Fashion-MNIST; A: classes 0-4, B: classes 5-9"),
             Preset("celeba-2task", "celeba", ("A", "B"), (_r(0, 19), _r(20, 39)),
                    "CelebA attributes; A: attributes 0-19, B: attributes 20-39"),
-            *_digit_family("mnist", "mnist", "Multi-Label MNIST (56x56); "))
+            *_digit_family("mnist", "mnist", "Multi-Label MNIST (56x56); "),
+            *_overlap_family())
 
 
 def builtin_preset_names() -> list[str]:
@@ -137,5 +189,6 @@ def _digit_family(prefix: str, dataset: str, note: str) -> list[Preset]:
     return out
 
 
-__all__ = ["Preset", "builtin_presets", "builtin_preset_names", "DATASET_NUM_LABELS",
+__all__ = ["Preset", "SizedPreset", "builtin_presets", "overlap_labels", "overlap_name", "OVERLAPS",
+           "OVERLAP_MI", "HEADROOM_WIDTHS", "REGIME_SIZE", "builtin_preset_names", "DATASET_NUM_LABELS",
            "DATASET_IN_CHANNELS", "DATASET_IMAGE_SIZE"]
