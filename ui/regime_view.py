@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ui.figures import _figure
+from ui.labels import DASH
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 METHODS = {"taylor": "P2 (Taylor)", "vib": "P1 (VIB)"}
 BASELINES = {"vs_B1": "vs B1 (no merging)", "vs_B2": "vs B2 (MTZ)"}
-KIND_NAMES = {"average": "average over task subsets", "peak": "peak (best task subset)"}
+KIND_NAMES = {"average": "average", "peak": "peak"}
 VERDICTS = {"above": "above 1", "below": "below 1", "no difference": "no difference",
             "single seed": "single seed"}
 NOT_RUN = "not run"
@@ -25,6 +26,7 @@ NO_SEED = "no seed finished"
 HOWTO = ("No regime map here yet: compute it with `python scripts/regime_map.py --rank flops-aware` "
          "(it writes results/regime_map/).")
 # diverging around parity (gain 1): red = PAM costs more, blue = PAM costs less
+GAP_COLOR = "#EEEEEE"  # a cell without a finished seed
 COLORSCALE = [[0.0, "#D6604D"], [0.5, "#F7F7F7"], [1.0, "#4393C3"]]
 
 
@@ -54,21 +56,26 @@ def map_title(grid: Mapping, delta: float) -> str:
 
 def fig_regime_map(grid: Mapping, delta: float) -> go.Figure:
     """Rows = headroom (LeNet-5 width), columns = relatedness (shared labels, I(Y^A;Y^B)),
-    colour = PAM's mean gain (white at parity 1), every cell annotated with :func:`cell_text`."""
+    colour = PAM's mean gain (white at parity 1), grey where no seed finished, every cell
+    annotated with :func:`cell_text`."""
     rows, cols = row_labels(grid), column_labels(grid)
     means = [v for row in grid["mean"] for v in row if v is not None]
     span = max([abs(v - 1) for v in means] + [0.25])  # symmetric around 1, at least 0.75 .. 1.25
-    heat = {"type": "heatmap", "z": grid["mean"], "x": cols, "y": rows, "colorscale": COLORSCALE,
-            "zmin": 1 - span, "zmax": 1 + span, "xgap": 3, "ygap": 3, "hoverongaps": False,
+    cells = {"type": "heatmap", "x": cols, "y": rows, "xgap": 3, "ygap": 3}
+    gaps = {**cells, "name": NO_SEED, "z": [[0 if v is None else None for v in row] for row in grid["mean"]],
+            "colorscale": [[0, GAP_COLOR], [1, GAP_COLOR]], "showscale": False, "hoverinfo": "skip"}
+    heat = {**cells, "name": "mean gain", "z": grid["mean"], "colorscale": COLORSCALE, "zmin": 1 - span,
+            "zmax": 1 + span, "hoverongaps": False,
             "colorbar": {"title": {"text": "mean gain"}, "thickness": 14},
             "hovertemplate": "%{y} · %{x}<br>mean gain %{z:.3f}<extra></extra>"}
     notes = [{"x": cols[j], "y": rows[i], "text": cell_text(grid, i, j), "showarrow": False,
               "font": {"size": 13, "color": "#111111"}, "bgcolor": "rgba(255,255,255,0.75)", "borderpad": 3}
              for i in range(len(rows)) for j in range(len(cols))]
-    return _figure(map_title(grid, delta), [heat], annotations=notes, height=150 + 130 * max(1, len(rows)),
-                   xaxis={"title": {"text": "relatedness: labels B shares with A (I(Y^A;Y^B))"},
-                          "type": "category", "side": "bottom"},
-                   yaxis={"title": {"text": "headroom: LeNet-5 width"}, "type": "category"})
+    axis = {"type": "category", "showgrid": False}
+    return _figure(map_title(grid, delta), [gaps, heat], annotations=notes,
+                   height=150 + 130 * max(1, len(rows)),
+                   xaxis={**axis, "title": {"text": "relatedness: labels B shares with A (I(Y^A;Y^B))"}},
+                   yaxis={**axis, "title": {"text": "headroom: LeNet-5 width"}})
 
 
 def cell_choices(grid: Mapping) -> dict[str, str]:
@@ -83,7 +90,7 @@ def cell_choices(grid: Mapping) -> dict[str, str]:
 
 def _gain_text(g: Mapping | None, kind: str) -> str:
     if not g:
-        return "-"
+        return DASH
     lo, hi = g[f"{kind}_ci95"]
     return f"{g[kind]:.3f} [{lo:.3f}, {hi:.3f}] {VERDICTS.get(g[f'{kind}_verdict'], g[f'{kind}_verdict'])}"
 
@@ -97,7 +104,7 @@ def missing_text(cell: Mapping) -> str:
         parts.append(f"seed{'s' if len(left) > 1 else ''} {', '.join(map(str, left))} not finished")
     for scheme, seeds in (cell.get("missing") or {}).items():
         parts.append(f"{scheme} missed the floor in seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}")
-    return "; ".join(parts) or "-"
+    return "; ".join(parts) or DASH
 
 
 def cells_table(rmap: Mapping, prune: str, vs: str, kind: str) -> pd.DataFrame | None:
@@ -107,9 +114,9 @@ def cells_table(rmap: Mapping, prune: str, vs: str, kind: str) -> pd.DataFrame |
     for c in rmap["cells"]:
         if c["prune"] != prune:
             continue
-        row = {"cell": c["folder"], "width": f"{c['width']:g}" if c["width"] else "-",
+        row = {"cell": c["folder"], "width": f"{c['width']:g}" if c["width"] else DASH,
                "shared labels (bits)": f"{c['overlap']} ({c['mi_bits']:.2f})" if c["overlap"] is not None
-               else "-", "seeds": f"{len(c['seeds'])} of {len(c['seeds_planned'])}"}
+               else DASH, "seeds": f"{len(c['seeds'])} of {len(c['seeds_planned'])}"}
         for task, v in (c.get("b1_compression") or {}).items():
             row[f"B1 compression {task}"] = f"{v['mean']:.2f}× (min {v['min']:.2f}×)"
         row[f"gain {vs.replace('_', ' ')} ({kind})"] = _gain_text(c["gains"].get(vs), kind)
@@ -117,7 +124,7 @@ def cells_table(rmap: Mapping, prune: str, vs: str, kind: str) -> pd.DataFrame |
         rows.append(row)
     if not rows:
         return None
-    frame = pd.DataFrame(rows).fillna("-").set_index("cell")
+    frame = pd.DataFrame(rows).fillna(DASH).set_index("cell")
     b1 = [c for c in frame.columns if c.startswith("B1 ")]
     rest = [c for c in frame.columns if c not in b1]
     return frame[rest[:3] + b1 + rest[3:]]  # width, labels, seeds, B1 per task, gain, missing

@@ -48,7 +48,9 @@ def controls() -> tuple[str, str, str, float]:
     c = st.columns(4)
     prune = c[0].selectbox("Pruning method", list(V.METHODS), format_func=V.METHODS.get, key="regime_prune")
     vs = c[1].selectbox("PAM's gain", list(V.BASELINES), format_func=V.BASELINES.get, key="regime_vs")
-    kind = c[2].selectbox("Gain", list(V.KIND_NAMES), format_func=V.KIND_NAMES.get, key="regime_kind")
+    kind = c[2].selectbox("Gain", list(V.KIND_NAMES), format_func=V.KIND_NAMES.get, key="regime_kind",
+                          help="Average: the mean over task subsets of c_baseline / c_PAM; peak: the "
+                               "largest.")
     delta = c[3].selectbox("Tolerance delta (points)", list(TOLERANCES), index=list(TOLERANCES).index(0.5),
                            format_func=lambda d: f"{d:g}", key="regime_delta",
                            help="Every scheme's cost is read off its curves at this accuracy tolerance.")
