@@ -15,6 +15,7 @@ from pam_explorer.data import get_preset
 from pam_explorer.regroup.view import AlphaView, alpha_view, expected_costs
 from ui import figures as F
 from ui import labels as L
+from ui.headroom_view import headroom_section
 from ui.state import current_setup, explorer_or_stop, full_done, regroup_config
 from ui.sweep_section import sweep_alpha_options, sweep_section  # sweep (issue 16)
 
@@ -203,6 +204,7 @@ def explorer_section(exp, setup) -> None:
     st.caption(f"{L.mi_text(exp.mi)} · {L.regroup_text(cfg)}")
     if cfg.algorithm == "full":
         cfg = full_gate(exp, setup, cfg)
+    headroom_section(exp, setup)  # how far pruning can shrink these networks: where PAM pays
     view = alpha_view(exp, cfg)  # the one backend call: everything below draws it
     range_notice(view)
     if view.problem is not None:

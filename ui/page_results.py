@@ -20,6 +20,7 @@ from ui import labels as L
 from ui import results_curves as C
 from ui import results_latency as T
 from ui import results_logs as G
+from ui import results_regime as M
 from ui import results_sweep as S
 from ui import results_view as R
 from ui.state import runs_roots
@@ -217,8 +218,20 @@ def sparse_section(report: dict, slot: str) -> None:
         st.plotly_chart(G.fig_sparsity(frame, label, frozen), key=f"sparsity_{slot}")
 
 
+VIEWS = ("Runs", "Regime map (study)")
+
+
 def main() -> None:
     st.header("Results")
+    shown = st.radio("Results of", VIEWS, horizontal=True, key="res_view", label_visibility="collapsed")
+    if shown == VIEWS[1]:
+        M.regime_section(show_run)
+        return
+    runs_section()
+
+
+def runs_section() -> None:
+    """One finished run, or two side by side."""
     runs = [r for r in jobs.poll(runs_roots()) if r["state"] in jobs.FINAL][::-1]
     if not runs:
         st.info("No finished runs yet: launch one on the Runs page.")

@@ -217,6 +217,7 @@ def links(r: dict) -> None:
     c = st.columns(3)
     if results_index.has_results(r) and c[0].button("Open its results", key=f"results_{rid}"):
         st.session_state["res_run"] = rid
+        st.session_state["res_view"] = "Runs"  # the Results page's runs, not its regime map
         st.switch_page("ui/page_results.py")
     if (folder / "model.zip").is_file() and c[1].button("Export its model", key=f"export_{rid}"):
         st.session_state["export_run"] = rid

@@ -224,3 +224,39 @@ def test_results_curves_and_a_sweep_are_not_clipped(tmp_path, screens):
         found = driver.execute_script(CLIPPED_JS)
         assert not found["covered"] and not found["tables"], found
         driver.save_screenshot(str(screens / "results_sweep.png"))
+
+
+# --------------------------------------------------------------- issue 24 (regime map, headroom)
+ANNOTATIONS_JS = "return Array.from(document.querySelectorAll('.js-plotly-plot .annotation-text'))" \
+                 ".map(a => a.textContent);"
+
+
+def test_the_regime_map_and_the_headroom_box_are_drawn_whole(tmp_path, screens):
+    """The Results page's regime map in a laptop-sized window: every cell of the heat map
+    annotated, its title clear of the toolbar, the cells' table with no hidden column; a cell's
+    report opens below it. The explorer shows the headroom box and its estimate button."""
+    from tests.ui.regime_fixture import HEADLINE, regime_results
+
+    results = tmp_path / "results"
+    regime_results(results)
+    with B.streamlit_server(tmp_path, {"PAM_RESULTS_ROOT": str(results)}) as url, \
+            B.chromium(tmp_path, width=1280, height=2400) as driver:
+        driver.get(url)
+        B.wait_settled(driver, lambda s: B.metric_text(s, "sharing"), timeout_s=120)
+        main = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+        assert "Estimate headroom (about" in main and "Far above 1" in main and not exceptions(driver)
+        driver.save_screenshot(str(screens / "explorer_headroom.png"))
+        driver.get(f"{url}/results")
+        B.wait_settled(driver, timeout_s=60)
+        show_view(driver, "Regime map")
+        notes = driver.execute_script(ANNOTATIONS_JS)
+        assert len(notes) == 4 and sum(n == "not run" for n in notes) == 2, notes
+        assert any("n = 3" in n for n in notes), notes
+        found = driver.execute_script(CLIPPED_JS)
+        assert not found["covered"] and not found["tables"] and not exceptions(driver), found
+        driver.save_screenshot(str(screens / "regime_map.png"))
+        choose(driver, 4, f"width 4 · K = 0 (0.62 bits) · {HEADLINE}")
+        main = driver.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text
+        assert "Accuracy vs FLOPs" in main and not exceptions(driver)
+        assert not driver.execute_script(CLIPPED_JS)["covered"]
+        driver.save_screenshot(str(screens / "regime_cell.png"))

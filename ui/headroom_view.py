@@ -1,0 +1,105 @@
+"""The explorer's headroom figure beside the alpha slider: how far the loaded networks can be
+pruned alone (B1's compression, :mod:`pam_explorer.runs.headroom`), and what that means for
+merging.
+
+Measured from B1 records when there are some; else the cost of a quick estimate and a button that
+runs it (never on page load: it takes tens of seconds). Both live in the session state, keyed by
+the setup, so a slider move recomputes nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import streamlit as st
+
+from pam_explorer.core.errors import PamError
+from pam_explorer.cost.estimate import duration_text
+from pam_explorer.prune import PruneConfig
+from pam_explorer.runs import headroom as hr
+from ui import labels as L
+from ui.state import Setup, preset_arch
+
+DELTA = PruneConfig().delta  # the experiments' default tolerance, points
+
+
+def compression_text(fig: Mapping) -> str:
+    """'B1 compresses task A 7.12×, B 6.95× at 0.5 points' of a figure or an estimate."""
+    parts = [f"{t} {x:.2f}×" for t, x in fig["compression"].items()]
+    return f"B1 compresses task {', '.join(parts)} at {fig['delta']:g} points"
+
+
+def measured_text(fig: Mapping) -> str:
+    n = fig["records"]
+    return f"{compression_text(fig)} (measured from {n} record{'s' if n != 1 else ''})"
+
+
+def estimate_text(est: Mapping) -> str:
+    return (f"Quick estimate: {compression_text(est)} (a short P2 schedule on "
+            f"{est['data']['n_train']:,} pictures, {est['seconds']:g} s; the published budget measures it)")
+
+
+def _sources_help(fig: Mapping) -> str:
+    ranks = ", ".join(fig.get("ranks") or [])
+    more = len(fig["sources"]) - 5
+    return ("Read off B1 stage records of these networks (P2, published schedule"
+            + (f", neuron ranking {ranks}" if ranks else "") + "): "
+            + "; ".join(L.plain(s) for s in fig["sources"][:5]) + (f"; and {more} more" if more > 0 else ""))
+
+
+def _key(setup: Setup) -> tuple:
+    return (setup.key, DELTA)
+
+
+def _figure(exp, setup: Setup) -> dict | None:
+    """The headroom figure of this setup, computed once per session (None: it cannot be had)."""
+    store = st.session_state.setdefault("headroom_figures", {})
+    key = _key(setup)
+    if key not in store:
+        arch = setup.arch or preset_arch(setup.preset) or "lenet5"
+        try:
+            store[key] = hr.headroom_figure(setup.preset, exp.nets, arch, DELTA)
+        except PamError as exc:  # e.g. a project preset the backend cannot read off
+            store[key] = {"error": str(exc)}
+    return store[key]
+
+
+def headroom_section(exp, setup: Setup) -> None:
+    """B1's compression of these networks (measured, estimated on request, or its cost) and the
+    sentence on what it means for merging."""
+    fig = _figure(exp, setup)
+    with st.container(border=True):
+        if "error" in fig:
+            st.caption(f"Headroom (B1's compression) unavailable: {L.plain(fig['error'])}")
+            return
+        if fig["measured"]:
+            st.markdown(f"**Headroom:** {measured_text(fig)}", help=_sources_help(fig))
+        else:
+            _estimate(exp, setup, fig)
+        st.caption(fig["meaning"])
+
+
+def _estimate(exp, setup: Setup, fig: Mapping) -> None:
+    """The estimate of this session if one was run, else its cost and the button that runs it."""
+    done = st.session_state.setdefault("headroom_estimates", {})
+    key = _key(setup)
+    if key in done:
+        st.markdown(f"**Headroom:** {estimate_text(done[key])}")
+        return
+    slot = st.empty()  # the cost and the button, replaced by the estimate once it ran
+    with slot.container():
+        st.markdown(f"**Headroom:** {fig['estimate_text']}.")
+        clicked = st.button(f"Estimate headroom ({duration_text(fig['estimate_seconds'])})",
+                            key="headroom_estimate", help="Prunes each network alone on a short P2 schedule "
+                            f"(a fifth of the published budget, {hr.QUICK_DATA.n_train:,} pictures).")
+    if not clicked:
+        return
+    with st.spinner("Pruning each network alone on a short P2 schedule ..."):
+        try:
+            done[key] = hr.estimate_headroom(setup.preset, exp.nets, DELTA)
+        except PamError as exc:
+            st.error(f"The headroom estimate failed: {exc}")
+            return
+    slot.markdown(f"**Headroom:** {estimate_text(done[key])}")
+
+
+__all__ = ["headroom_section", "compression_text", "measured_text", "estimate_text"]
