@@ -2,12 +2,14 @@
 
 A picture costs ``FLOPs`` (2 x MACs, batch 1, :func:`forward_flops`) forward, and about three
 times that forward + backward. The CPU throughput of PyTorch training grows with the network's
-size (small layers are overhead-bound): measured on the 2-core test machine, loaded, as
-``rate = CPU_RATE_1MFLOP * (FLOPs / 1e6) ** 0.25`` FLOP/s for 2 threads (LeNet-5 at 32 px ~2 GFLOP/s,
-a width-1/8 ResNet-18 at 56 px ~5, a ResNet-18 at 224 px ~15; BENCHMARKS.md "Time estimates"),
-scaled by threads / 2. A CUDA device is not modelled: the CPU figure is given and called an
-upper bound. A 224-px ResNet-18 (3.6 GFLOPs) finetuned 10 epochs on 10,000 pictures is about
-15 h by this rule, about a day on a busy machine.
+size (small layers are overhead-bound) about as FLOPs ** 0.25:
+``rate = CPU_RATE_1MFLOP * (FLOPs / 1e6) ** 0.25`` FLOP/s for 2 threads, scaled by threads / 2.
+The constant sits between two measurements on the 2-core machine (BENCHMARKS.md "Time
+estimates"): batch 128 on one thread beside another job gave 11 GFLOP/s x (FLOPs / 1e6) ** 0.25
+(LeNet-5 at 32 px 10.5, ResNet-18 at 224 px 66), and the first calibration, 2 threads under a load
+of 7-9, 2.5 GFLOP/s; the rule is slower than the first on purpose (a busy machine). A CUDA device
+is not modelled: the CPU figure is given and called an upper bound. A 224-px ResNet-18 (3.6
+GFLOPs) finetuned 10 epochs on 10,000 pictures is about 4 h by this rule.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-CPU_RATE_1MFLOP = 2.5e9  # FLOP/s of training a 1-MFLOP network on 2 CPU threads (see above)
+CPU_RATE_1MFLOP = 1.0e10  # FLOP/s of training a 1-MFLOP network on 2 CPU threads (see above)
 RATE_EXPONENT = 0.25
 BACKWARD = 3.0  # forward + backward ~ 3 forward passes
 

@@ -16,16 +16,17 @@ def test_forward_flops_of_lenet5_by_hand():
 
 def test_seconds_follow_the_rule():
     f = 4e6  # FLOPs per picture
-    expected = (3 * 1000 + 200) * f / (2.5e9 * 4 ** 0.25)
+    expected = (3 * 1000 + 200) * f / (1.0e10 * 4 ** 0.25)
     assert seconds([Work(f, trained=1000, evaluated=200)]) == pytest.approx(expected)
     assert rate(f, threads=4) == pytest.approx(2 * rate(f, threads=2))
 
 
-def test_a_224px_resnet18_finetuned_10_epochs_is_about_a_day():
+def test_a_224px_resnet18_finetuned_10_epochs_takes_hours():
     flops = forward_flops(build_model("resnet18", 5, 3, 224), 3, 224)
     assert flops == pytest.approx(3.64e9, rel=0.01)  # torchvision's 1.82 GMACs
     hours = seconds([Work(flops, trained=10 * 10_000)]) / 3600
-    assert 10 < hours < 36, hours
+    # measured: 6 pictures/s trained on one thread beside another job, so 4.6 h (BENCHMARKS.md)
+    assert 2 < hours < 8, hours
 
 
 @pytest.mark.parametrize("s,text", [(12.4, "about 12 s"), (600, "about 10 min"),
