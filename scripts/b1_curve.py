@@ -11,6 +11,7 @@ at the read-off). BENCHMARKS.md ("Issue 23") uses it for the engine-strength fig
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pam_explorer.data import get_preset, load_preset_data  # noqa: E402
 from pam_explorer.merge.build import from_single  # noqa: E402
 from pam_explorer.prune import TaskData  # noqa: E402
+from pam_explorer.prune.config import VIB_PACES, ScheduleConfig  # noqa: E402
 from pam_explorer.prune.schedule import run_schedule  # noqa: E402
 from pam_explorer.runs.experiment_config import ExperimentConfig  # noqa: E402
 from pam_explorer.zoo.pretrained import load_pretrained  # noqa: E402
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rank", choices=["published", "flops-aware"], default="flops-aware")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vib-pace", choices=VIB_PACES, default=ScheduleConfig().vib_pace,
+                    help="P1: events stop at the FLOPs trajectory, or mask every gate past the threshold")
     ap.add_argument("--json", default=None, help="also write the curve and read-offs here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -49,7 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     sub = TaskData(*((s[0], {task: s[1][task]}) for s in (data.train, data.val, data.test)))
     net = from_single(load_pretrained(args.preset, preset.task_names, args.arch)[i], task)
     t0 = time.perf_counter()
-    res = run_schedule(args.prune, net, sub, cfg.prune_config(args.seed, None))
+    prune = cfg.prune_config(args.seed, None)
+    prune = dataclasses.replace(prune, plan=dataclasses.replace(prune.plan, vib_pace=args.vib_pace))
+    res = run_schedule(args.prune, net, sub, prune)
     curve, picks = res.extra["curve"], res.extra["readoffs"]
     start = curve[0]["flops"][task]
     for p in curve:

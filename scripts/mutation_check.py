@@ -164,6 +164,11 @@ MUTATIONS: list[Mutation] = [
              "if v >= 0 and bool(masks.keep[g][pos])", "if v > 0 and bool(masks.keep[g][pos])",
              (T + "prune/test_schedule.py::test_vib_event_masks_exactly_the_gates_at_or_above_log_alpha_zero",
               )),
+    Mutation("vib-pace-overshoots", PB + "prune/schedule_select.py",
+             "if target is not None and all_task_flops(net, widths) <= target:",
+             "if target is not None and all_task_flops(net, widths) < 0.9 * target:",
+             (T + "prune/test_schedule.py::"
+              "test_a_flops_paced_vib_event_masks_the_largest_log_alphas_and_stops_at_its_target",)),
     Mutation("readoff-any-task", PB + "prune/curve.py",
              "if all(fits[t][i] >= reference[t] - delta", "if any(fits[t][i] >= reference[t] - delta",
              (T + "prune/test_curve.py::"

@@ -13,8 +13,9 @@ RANKS = {"published": 0.0, "flops-aware": 1.0}  # rank name -> PruneConfig.flops
 # "published": pruning while training continues, checkpoints on a FLOPs grid (a curve; DESIGN
 # "Pruning, fair comparison"); "floor-greedy": the accept/reject loop of prune/base.py
 SCHEDULES = ("published", "floor-greedy")
-TOLERANCES = (0.25, 0.5, 1.0, 2.0)
-PACES = ("flops", "neurons")  # accuracy points: the read-offs every report gives
+TOLERANCES = (0.25, 0.5, 1.0, 2.0)  # accuracy points: the read-offs every report gives
+PACES = ("flops", "neurons")
+VIB_PACES = ("flops", "threshold")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class ScheduleConfig:
     kl_end: float = 1e-3  # P1: KL factor at the last minibatch (geometric rise: one run, a curve)
     init_logvar: float = -9.0  # P1: initial log sigma^2 of the gates (VIBNet); mu ~ N(1, 0.01)
     hw_weighting: bool = True  # P1: a conv gate's KL counts once per output position (VIBNet)
+    # P1: "threshold" masks every gate with log alpha >= 0 at once (VIBNet's literal rule; on digits
+    # the first event took 60-89 % of the FLOPs, skipping the grid); "flops" masks them, largest
+    # first, only down to the event's FLOPs target as P2 does (one seed: docs/pruning.md)
+    vib_pace: str = "threshold"
 
     def __post_init__(self) -> None:
         for name in ("every", "events", "checkpoint_epochs"):
@@ -56,6 +61,7 @@ class ScheduleConfig:
             v.finite_positive(self, name)
         v.finite(self, "init_logvar")
         v.boolean(self, "hw_weighting")
+        v.choice(self, "vib_pace", VIB_PACES)
         if self.kl_end < self.kl_start:
             v.fail(self, "kl_end", f"must be >= kl_start ({self.kl_start}), got {self.kl_end}")
 
@@ -191,5 +197,5 @@ class PruneConfig:
         v.device(self)
 
 
-__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "ScheduleConfig",
+__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "ScheduleConfig",
            "AdapMTLConfig", "PruneConfig"]

@@ -204,7 +204,9 @@ def _event(run: _Run) -> int:
     """One removal event; returns the number of neurons masked."""
     plan = run.plan
     if run.method == "vib":
-        removed = vib_event(run.net, run.masks, run.gates)
+        target = (run.start_flops * (1 - (1 - plan.end_fraction) * (run.event + 1) / plan.events)
+                  if plan.vib_pace == "flops" else None)
+        removed = vib_event(run.net, run.masks, run.gates, target)
     else:
         n = max(1, run.window_batches)
         window = {g: run.window.get(g, torch.zeros(k.numel(), device=k.device))

@@ -12,8 +12,9 @@ trajectory in the same number of minibatches. ``flops_weight`` > 0 divides the i
 (FLOPs saved)^w, the "flops-aware" rank.
 
 P1 (VIBNet): every event masks the neurons whose gates have log alpha = log(sigma^2 / mu^2) >= 0
-(all gated module layers of a coupled neuron layer agree), largest first; the rising KL factor,
-not a FLOPs target, sets how many.
+(all gated module layers of a coupled neuron layer agree), largest first; the rising KL factor
+sets how many are eligible. With a FLOPs target (``vib_pace="flops"``) the event stops there, so
+the curve gets its grid points; without one (``"threshold"``, VIBNet's literal rule) it masks all.
 
 No neuron is masked whose removal would leave a task or a group without a path to the input.
 """
@@ -82,9 +83,9 @@ def taylor_event(net: MergedNet, masks: NeuronMasks, task: str, score: Mapping[G
     return removed
 
 
-def vib_event(net: MergedNet, masks: NeuronMasks, gates: VIBGates) -> int:
-    """Mask the live neurons every gate of which has log alpha >= 0 (largest first); returns how
-    many were masked."""
+def vib_event(net: MergedNet, masks: NeuronMasks, gates: VIBGates, target: float | None = None) -> int:
+    """Mask the live neurons every gate of which has log alpha >= 0 (largest first), stopping
+    once the all-task FLOPs are <= ``target`` (None: no stop); returns how many were masked."""
     per_group: dict[GroupId, torch.Tensor] = {}
     for position in gates.positions:
         la = log_alpha(*gates.params(position)).detach()
@@ -95,6 +96,8 @@ def vib_event(net: MergedNet, masks: NeuronMasks, gates: VIBGates) -> int:
     widths = masks.widths(net)
     removed = 0
     for _, (layer, key), pos in order:
+        if target is not None and all_task_flops(net, widths) <= target:
+            break
         if masks.removable(net, widths, (layer, key)):
             masks.mask((layer, key), [pos])
             widths[layer][key] -= 1

@@ -200,6 +200,39 @@ def test_vib_event_masks_exactly_the_gates_at_or_above_log_alpha_zero():
         assert keep.tolist() == [False, False] + [True] * (keep.numel() - 2)
 
 
+def test_a_flops_paced_vib_event_masks_the_largest_log_alphas_and_stops_at_its_target():
+    net = from_single(tiny_nets()[0], "A")
+    gates, masks = VIBGates(net), NeuronMasks(net)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for g in gates.positions:
+            mu, logvar = gates.params(g)
+            mu.fill_(1.0)
+            # fc neurons: log alpha in [-1, 3), most eligible; conv channels not (a conv channel
+            # moves the FLOPs in steps too coarse to tell where the event stopped)
+            fc = g[0].startswith("fc")
+            logvar.copy_(torch.rand(logvar.shape) * 4 - 1 if fc else -torch.ones(logvar.shape))
+    start = all_task_flops(net, masks.widths(net))
+    everything = NeuronMasks(net)
+    vib_event(net, everything, gates, None)  # the literal rule: every eligible gate
+    target = (start + all_task_flops(net, everything.widths(net))) / 2
+    removed = vib_event(net, masks, gates, target)
+    widths = masks.widths(net)
+    assert removed > 0 and all_task_flops(net, widths) <= target
+    la = {(g, i): float(v) for g in gates.positions
+          for i, v in enumerate((gates.params(g)[1] - gates.params(g)[0].pow(2).log()).tolist())}
+    masked = [k for k in la if not bool(masks.keep[(gates.owner[k[0]], k[0][1])][k[1]])]
+    kept = [k for k in la if k not in masked and la[k] >= 0]
+    assert len(masked) == removed and all(la[k] >= 0 for k in masked)
+    assert min(la[k] for k in masked) >= max((la[k] for k in kept), default=-1.0)  # largest first
+    # minimal: one removal fewer is still above the target (plain count of the FLOPs by hand)
+    last = min(masked, key=lambda k: la[k])
+    group = (gates.owner[last[0]], last[0][1])
+    widths[group[0]][group[1]] += 1
+    assert all_task_flops(net, widths) > target
+    assert int(sum((~k).sum() for k in everything.keep.values())) > removed  # the literal rule masks all
+
+
 @pytest.mark.parametrize("method", ["taylor", "vib"])
 def test_an_interrupted_schedule_resumes_exactly(tmp_path, data, method):
     """Same machine, same threads: the resumed curve equals the uninterrupted one exactly."""
