@@ -1,6 +1,6 @@
 """The regime map study (issue 24): PAM vs B1 and B2 over headroom x relatedness.
 
-    python scripts/regime_map.py --rank published --workers 2                 # run / resume every cell
+    python scripts/regime_map.py --workers 2                                  # run / resume every cell
     python scripts/regime_map.py --cells 'mnist28-wide-overlap-0_*' --budget-hours 4
     python scripts/regime_map.py --dry-run                                    # cells, stages left, CPU hours
     python scripts/regime_map.py --map-only                                   # map.json/md from the records
@@ -34,8 +34,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="the study folder (default results/regime_map: committed)")
     p.add_argument("--cells", action="append", default=[], metavar="PATTERN",
                    help="only cells whose folder (<preset>_<method>) matches this shell pattern; repeatable")
-    p.add_argument("--rank", choices=["published", "flops-aware"], required=True,
-                   help="the neuron ranking of every scheme in every cell (recorded in each cell's config)")
+    p.add_argument("--rank", choices=["published", "flops-aware"], default="flops-aware",
+                   help="the neuron ranking of every scheme in every cell (recorded in each cell's config; "
+                        "default flops-aware, the experiment's)")
     p.add_argument("--delta", type=float, default=0.5)
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:i] (part of every stage's key)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local")
