@@ -16,6 +16,7 @@ SCHEDULES = ("published", "floor-greedy")
 TOLERANCES = (0.25, 0.5, 1.0, 2.0)  # accuracy points: the read-offs every report gives
 PACES = ("flops", "neurons")
 VIB_PACES = ("flops", "threshold")
+END_UNITS = ("original", "own")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,12 @@ class ScheduleConfig:
     events: int = 40  # removal events from the start to end_fraction (P2: paced linearly)
     pace: str = "flops"  # P2: each event brings the all-task FLOPs ("flops") or live neurons ("neurons")
     # to its share of the way to end_fraction
-    end_fraction: float = 0.1  # the schedule's last FLOPs target, a fraction of the start
+    end_fraction: float = 0.1  # the schedule's last FLOPs target, a fraction of the unit below
+    # "original": the end (end_fraction x) and the grid below the unit are in units of the largest
+    # original network's FLOPs, the same absolute end for every scheme; above it the grid steps by
+    # grid_step of the net's own start. "own": both in units of the pruned net's own start (the
+    # first version: a merged PAM net, 3-4x one network, ran out of schedule with accuracy to spare)
+    end_unit: str = "original"
     momentum: float = 0.9  # running average of the per-event importance (Molchanov et al.)
     grid_step: float = 0.05  # a checkpoint whenever the FLOPs cross a multiple of this fraction
     checkpoint_epochs: int = 2  # the converging finetune of every checkpoint (lr -> lr_end, cosine)
@@ -66,6 +72,7 @@ class ScheduleConfig:
         v.finite(self, "init_logvar")
         v.boolean(self, "hw_weighting")
         v.choice(self, "vib_pace", VIB_PACES)
+        v.choice(self, "end_unit", END_UNITS)
         if self.kl_end < self.kl_start:
             v.fail(self, "kl_end", f"must be >= kl_start ({self.kl_start}), got {self.kl_end}")
 
@@ -142,6 +149,9 @@ class PruneConfig:
     gradient summed over the batch, times the gate, squared; averaged over score_batches
     minibatches. "sample": the same per sample, squared, averaged over the samples.
     reference_accuracy: {task: %} accuracy floor reference instead of the measured unpruned one.
+    unit_flops: the all-task FLOPs of the largest original single-task network (set per stage by
+    the schemes): the published schedule's end and its grid below it are measured in it when
+    ``plan.end_unit`` is "original" (None: the pruned net's own start).
     adapmtl: an AdapMTLConfig for the "adapmtl" method (None: its defaults).
     schedule: "published" (default: P1/P2 prune while training continues and leave a curve of
     finetuned checkpoints, ``plan`` sets it; delta is then only the default read-off tolerance)
@@ -170,6 +180,7 @@ class PruneConfig:
     flops_weight: float = 1.0
     taylor_mode: str = "batch"
     reference_accuracy: Mapping[str, float] | None = None
+    unit_flops: int | None = None
     adapmtl: AdapMTLConfig | None = None
     schedule: str = "published"
     plan: ScheduleConfig = ScheduleConfig()
@@ -192,6 +203,8 @@ class PruneConfig:
         if ref is not None and (not isinstance(ref, Mapping) or not all(
                 isinstance(k, str) and v.is_number(a) for k, a in ref.items())):
             v.fail(self, "reference_accuracy", f"must be None or {{task: accuracy in %}}, got {ref!r}")
+        if self.unit_flops is not None:
+            v.positive_int(self, "unit_flops")
         if self.adapmtl is not None and not isinstance(self.adapmtl, AdapMTLConfig):
             v.fail(self, "adapmtl", f"must be None (defaults) or an AdapMTLConfig, got {self.adapmtl!r}")
         v.choice(self, "schedule", SCHEDULES)
@@ -201,5 +214,5 @@ class PruneConfig:
         v.device(self)
 
 
-__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "ScheduleConfig",
-           "AdapMTLConfig", "PruneConfig"]
+__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "END_UNITS",
+           "ScheduleConfig", "AdapMTLConfig", "PruneConfig"]

@@ -93,13 +93,14 @@ class _Run:
     optim: torch.optim.Optimizer
     start_flops: int
     start_neurons: int
+    unit_flops: int  # the end and the grid below it are in these FLOPs (<= start_flops)
     scales: dict[str, float]  # task-averaged gradients of shared groups (train.finetune)
     window: dict[GroupId, torch.Tensor] = dataclasses.field(default_factory=dict)
     window_batches: int = 0
     ema: dict[GroupId, torch.Tensor] = dataclasses.field(default_factory=dict)
     step: int = 0
     event: int = 0
-    grid: int = 0  # the next grid point: a checkpoint when FLOPs <= (1 - grid * grid_step) * start
+    grid: int = 0  # the next grid point (1-based index into grid_levels): a checkpoint at or below it
     below: int = 0  # checkpoints in a row more than stop_margin under the reference
     points: list[dict] = dataclasses.field(default_factory=list)
     stopped: str = ""
@@ -107,6 +108,11 @@ class _Run:
     @property
     def plan(self):
         return self.config.plan
+
+    @property
+    def end_flops(self) -> float:
+        """The FLOPs the schedule ends at: end_fraction of the unit."""
+        return self.plan.end_fraction * self.unit_flops
 
     def attach(self) -> None:
         self.masks.attach(self.net)
@@ -130,8 +136,10 @@ def _new_run(method: str, net: MergedNet, data: TaskData, config: PruneConfig,
         params.append({"params": list(gates.parameters()), "lr": config.vib_lr})
     masks = NeuronMasks(net)
     stream = BatchStream(data.train[0].shape[0], config.batch_size, config.seed)
+    start = all_task_flops(net, masks.widths(net))
+    unit = min(start, config.unit_flops or start) if config.plan.end_unit == "original" else start
     return _Run(method, net, masks, gates, data, config, reference, stream, torch.optim.Adam(params),
-                all_task_flops(net, masks.widths(net)), live_neurons(masks.widths(net)), grad_scales(net))
+                start, live_neurons(masks.widths(net)), unit, grad_scales(net))
 
 
 def _state(run: _Run) -> ss.ScheduleState:
@@ -146,7 +154,7 @@ def _state(run: _Run) -> ss.ScheduleState:
     if run.gates is not None:
         tensors.update({f"gates/{k}": v.detach().cpu() for k, v in run.gates.state_dict().items()})
     meta = {"method": run.method, "optim_groups": groups, "reference": run.reference,
-            "start_flops": run.start_flops, "start_neurons": run.start_neurons,
+            "start_flops": run.start_flops, "start_neurons": run.start_neurons, "unit_flops": run.unit_flops,
             "window_batches": run.window_batches, "step": run.step,
             "event": run.event, "grid": run.grid, "below": run.below, "points": run.points}
     return ss.ScheduleState(net, tensors, meta)
@@ -165,6 +173,7 @@ def _resumed(state: ss.ScheduleState, data: TaskData, config: PruneConfig, devic
     run.ema, run.window = ss.read_groups("ema", tensors, device), ss.read_groups("window", tensors, device)
     for name in ("start_flops", "start_neurons", "window_batches", "step", "event", "grid", "below"):
         setattr(run, name, int(meta[name]))
+    run.unit_flops = int(meta.get("unit_flops", run.start_flops))  # states saved before the unit
     run.points = list(meta["points"])
     torch.set_rng_state(tensors["rng"])
     return run
@@ -200,12 +209,17 @@ def _train_step(run: _Run) -> None:
     run.step += 1
 
 
+def _flops_target(run: _Run) -> float:
+    """The all-task FLOPs the current event brings the net to: linear in the events from the start
+    to the end."""
+    return run.start_flops - (run.start_flops - run.end_flops) * (run.event + 1) / run.plan.events
+
+
 def _event(run: _Run) -> int:
     """One removal event; returns the number of neurons masked."""
     plan = run.plan
     if run.method == "vib":
-        target = (run.start_flops * (1 - (1 - plan.end_fraction) * (run.event + 1) / plan.events)
-                  if plan.vib_pace == "flops" else None)
+        target = _flops_target(run) if plan.vib_pace == "flops" else None
         removed = vib_event(run.net, run.masks, run.gates, target)
     else:
         n = max(1, run.window_batches)
@@ -217,11 +231,13 @@ def _event(run: _Run) -> int:
             m = plan.momentum if g in run.ema else 0.0
             run.ema[g] = m * run.ema.get(g, 0.0) + (1 - m) * w / n
         task = run.net.tasks[run.event % len(run.net.tasks)]
-        progress = (1 - plan.end_fraction) * (run.event + 1) / plan.events
-        start = run.start_flops if plan.pace == "flops" else run.start_neurons
+        if plan.pace == "flops":
+            target = _flops_target(run)
+        else:
+            target = run.start_neurons * (1 - (1 - plan.end_fraction) * (run.event + 1) / plan.events)
         removed = 0
-        if all_task_flops(run.net, run.masks.widths(run.net)) > plan.end_fraction * run.start_flops:
-            removed = taylor_event(run.net, run.masks, task, run.ema, dead, start * (1 - progress),
+        if all_task_flops(run.net, run.masks.widths(run.net)) > run.end_flops:
+            removed = taylor_event(run.net, run.masks, task, run.ema, dead, target,
                                    run.config.flops_weight, plan.pace)
         run.window, run.window_batches = {}, 0
     run.event += 1
@@ -270,11 +286,23 @@ def _checkpoint(run: _Run, store: CheckpointStore, emit: Progress) -> None:
     emit({"phase": "checkpoint", **{k: point[k] for k in ("index", "fraction", "flops", "val_accuracy")}})
 
 
+def grid_levels(start: float, unit: float, step: float) -> list[float]:
+    """The FLOPs of the grid points, descending: every ``step`` of ``start`` down to ``unit``, then
+    the unit itself (when below the start) and every ``step`` of it, down to zero. With the unit
+    at the start: every multiple of ``step`` of the start, the first version's grid."""
+    above = [start * (1 - g * step) for g in range(1, math.ceil(1 / step) + 1)
+             if start * (1 - g * step) > unit * (1 + 1e-12)]
+    below = [unit * (1 - k * step) for k in range(0 if unit < start else 1, math.ceil(1 / step) + 1)
+             if k * step < 1 - 1e-9]
+    return above + below
+
+
 def _due(run: _Run) -> bool:
-    """True when the FLOPs crossed the next grid point (grid point g is at 1 - g * grid_step of
-    the start); every point crossed at once is passed over."""
-    fraction = all_task_flops(run.net, run.masks.widths(run.net)) / run.start_flops
-    crossed = math.floor((1 - fraction) / run.plan.grid_step + 1e-9)  # the last grid point crossed
+    """True when the FLOPs reached the next grid point (:func:`grid_levels`); every point reached
+    at once is passed over."""
+    flops = all_task_flops(run.net, run.masks.widths(run.net))
+    levels = grid_levels(run.start_flops, run.unit_flops, run.plan.grid_step)
+    crossed = sum(1 for lv in levels if flops <= lv + 1e-9 * run.plan.grid_step * run.start_flops)
     if crossed < run.grid:
         return False
     run.grid = crossed + 1

@@ -69,8 +69,9 @@ def _joint_finetune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say,
 
 
 def _prune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: str,
-           store: FolderStore | None = None):
-    """Prune with the method (resuming from ``store``'s last checkpoint, if any); progress:
+           store: FolderStore | None = None, unit: int | None = None):
+    """Prune with the method (resuming from ``store``'s last checkpoint, if any; ``unit``: the
+    largest original network's FLOPs, :func:`original_unit`); progress:
     schedule checkpoints (published), prune steps (out of at most ``max_steps``; the run may
     stop earlier, when every task is frozen) or AdapMTL epochs, then the final finetuning."""
     steps = max(1, s.prune.max_steps)
@@ -103,7 +104,15 @@ def _prune(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, label: s
     resume = store.resume_state() if store is not None else None
     if resume is not None:
         say(f"{label}: resuming from checkpoint {len(resume.meta['points']) - 1}")
-    return get_pruner(s.method).prune(net, data, s.prune, progress=cb, store=store, resume=resume)
+    config = dataclasses.replace(s.prune, unit_flops=unit) if unit is not None else s.prune
+    return get_pruner(s.method).prune(net, data, config, progress=cb, store=store, resume=resume)
+
+
+def original_unit(nets: Sequence, tasks: Sequence[str]) -> int:
+    """The all-task FLOPs of the largest original network (each alone on its task): the unit of
+    every scheme's schedule end (``ScheduleConfig.end_unit``)."""
+    singles = [from_single(net, task) for net, task in zip(nets, tasks)]
+    return max(int(subset_costs(n)[subset_key(n.tasks)]["flops"]) for n in singles)
 
 
 def _store(s: SchemeSettings, folder: Path, label: str, nets: Sequence) -> FolderStore | None:
@@ -120,11 +129,12 @@ def run_b1(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskDa
            folder: Path, tag: str) -> tuple[dict, dict[str, Path]]:
     """Each task's own network pruned alone; a subset costs the sum of its tasks' networks."""
     t0, pruned, results, files, stores = time.perf_counter(), {}, {}, {}, []
+    unit = original_unit(nets, tasks)
     for i, (net, task) in enumerate(zip(nets, tasks)):
         sub = TaskData(*((split[0], {task: split[1][task]}) for split in (data.train, data.val, data.test)))
         store = _store(s, folder / f"B1{tag}.work" / task, f"B1 {task}", [net])
         res = _prune(s, from_single(net, task), sub, _span(say, i / len(tasks), (i + 1) / len(tasks)),
-                     f"B1 {task}", store)
+                     f"B1 {task}", store, unit)
         meta = {"scheme": "B1", "task": task}
         if rec_.scheduled(res):
             files.update(rec_.tolerance_files(folder, f"B1_{task}", tag, res, meta))
@@ -193,7 +203,7 @@ def _pruned_merged(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, 
     if s.prune.schedule != "published" or not get_pruner(s.method).structured:
         rec["finetuned_val_accuracy"] = _joint_finetune(s, net, data, _span(say, 0.2, 0.35), label)
     store = _store(s, folder / f"{label}{tag}.work", label, nets)
-    res = _prune(s, net, data, _span(say, lo, 1.0), label, store)
+    res = _prune(s, net, data, _span(say, lo, 1.0), label, store, original_unit(nets, net.tasks))
     if rec_.unstructured(res):
         meta.update(sparse_flops=res.extra["sparse_flops"], sparsity=res.extra["sparsity"])
     if rec_.scheduled(res):
@@ -251,4 +261,4 @@ def run_pam(s: SchemeSettings, nets: Sequence, tasks: Sequence[str], data: TaskD
 
 SCHEME_FNS = {"B1": run_b1, "B2": run_b2, "PAM": run_pam}
 
-__all__ = ["SchemeSettings", "SCHEME_FNS", "run_b1", "run_b2", "run_pam"]
+__all__ = ["SchemeSettings", "SCHEME_FNS", "run_b1", "run_b2", "run_pam", "original_unit"]

@@ -17,7 +17,7 @@ from pam_explorer.prune import PruneConfig, TaskData, get_pruner
 from pam_explorer.prune.base import apply_removal
 from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.masks import NeuronMasks
-from pam_explorer.prune.schedule import MemoryStore, run_schedule
+from pam_explorer.prune.schedule import MemoryStore, grid_levels, run_schedule
 from pam_explorer.prune.schedule_select import all_task_flops, vib_event
 from pam_explorer.prune.vib_gates import VIBGates, kl_divergence
 from pam_explorer.runs.checkpoints import FolderStore
@@ -163,6 +163,33 @@ def test_events_follow_the_flops_pace_and_every_scheme_trains_the_same_budget(da
                                                                                       data.test))),
                                         cfg(reference_accuracy={"B": 0.0}))
     assert single.extra["trained_batches"] == PLAN.total_batches  # the same budget, whatever the scheme
+
+
+def test_grid_levels_by_hand():
+    # the unit at the start: every 5 % of the start (the first version's grid)
+    assert grid_levels(1000.0, 1000.0, 0.05) == pytest.approx([1000.0 * (1 - g / 20) for g in range(1, 20)])
+    # a merged net 4x the largest original: every 10 % of its start down to the unit, then the unit
+    # and every 10 % of it
+    assert grid_levels(400.0, 100.0, 0.1) == pytest.approx(
+        [360, 320, 280, 240, 200, 160, 120, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10])
+
+
+@pytest.mark.parametrize("end_unit", ["original", "own"])
+def test_a_merged_net_ends_at_a_tenth_of_the_largest_original(data, end_unit):
+    net = merged_net()
+    start = subset_costs(net)["A+B"]["flops"]
+    unit = start // 3  # as a merged net several times one original network
+    plan = dataclasses.replace(PLAN, end_unit=end_unit)
+    res = get_pruner("taylor").prune(net, data, cfg(reference_accuracy={"A": 0.0, "B": 0.0}, plan=plan,
+                                                    unit_flops=unit))
+    curve = res.extra["curve"]
+    end = PLAN.end_fraction * (unit if end_unit == "original" else start)
+    assert res.extra["stopped"] == "end"
+    assert curve[-1]["flops"]["A+B"] <= end + 1e-6  # reached the end the unit sets
+    assert curve[-1]["flops"]["A+B"] >= 0.5 * end  # and not far past it (one event's overshoot)
+    levels = grid_levels(start, unit if end_unit == "original" else start, PLAN.grid_step)
+    for p in curve[2:-1]:  # every checkpoint but the last sits at or just below a grid level
+        assert any(p["flops"]["A+B"] <= lv + 1e-6 for lv in levels)
 
 
 def test_vib_kl_counts_a_conv_gate_once_per_output_position():
