@@ -169,6 +169,13 @@ MUTATIONS: list[Mutation] = [
              "if target is not None and all_task_flops(net, widths) < 0.9 * target:",
              (T + "prune/test_schedule.py::"
               "test_a_flops_paced_vib_event_masks_the_largest_log_alphas_and_stops_at_its_target",)),
+    Mutation("schedule-end-own-start", PB + "prune/schedule.py",
+             'unit = min(start, config.unit_flops or start) if config.plan.end_unit == "original" else start',
+             'unit = start',
+             (T + "prune/test_schedule.py::test_a_merged_net_ends_at_a_tenth_of_the_largest_original",)),
+    Mutation("grid-below-unit-coarse", PB + "prune/schedule.py",
+             "below = [unit * (1 - k * step)", "below = [start * (1 - k * step)",
+             (T + "prune/test_schedule.py::test_grid_levels_by_hand",)),
     Mutation("readoff-any-task", PB + "prune/curve.py",
              "if all(fits[t][i] >= reference[t] - delta", "if any(fits[t][i] >= reference[t] - delta",
              (T + "prune/test_curve.py::"
