@@ -41,12 +41,18 @@ def _pav(values: list[float]) -> list[float]:
 
 
 def _pick(points: list[dict], tasks, delta: float, ref: dict) -> int | None:
-    fits = {t: _pav([p["val_accuracy"][t] for p in points]) for t in tasks}
+    """The last finetuned point of the fit at or above the floor; the untrained first point (the
+    net as given) stays out of the fit and counts only on its own, when nothing else passes."""
+    trained = [i for i, p in enumerate(points) if p.get("finetuned", True)]
+    fits = {t: _pav([points[i]["val_accuracy"][t] for i in trained]) for t in tasks}
     best = None
-    for i in range(len(points)):
-        if not all(fits[t][i] >= ref[t] - delta - 1e-9 for t in tasks):
+    for j, i in enumerate(trained):
+        if not all(fits[t][j] >= ref[t] - delta - 1e-9 for t in tasks):
             break
         best = i
+    if best is None:
+        best = next((i for i, p in enumerate(points) if not p.get("finetuned", True)
+                     and all(p["val_accuracy"][t] >= ref[t] - delta - 1e-9 for t in tasks)), None)
     return best
 
 
