@@ -174,8 +174,10 @@ MUTATIONS: list[Mutation] = [
              'unit = start',
              (T + "prune/test_schedule.py::test_a_merged_net_ends_at_a_tenth_of_the_largest_original",)),
     Mutation("grid-below-unit-coarse", PB + "prune/schedule.py",
-             "below = [unit * (1 - k * step)", "below = [start * (1 - k * step)",
-             (T + "prune/test_schedule.py::test_grid_levels_by_hand",)),
+             "k = min(math.floor((1 - (flops - tol) / unit) / step + 1e-9), last)",
+             "k = min(math.floor((1 - (flops - tol) / start) / step + 1e-9), last)",
+             (T + "prune/test_schedule.py::"
+              "test_crossed_levels_counts_the_grid_levels_at_or_above_the_flops",)),
     Mutation("readoff-any-task", PB + "prune/curve.py",
              "if all(fits[t][i] >= reference[t] - delta", "if any(fits[t][i] >= reference[t] - delta",
              (T + "prune/test_curve.py::"

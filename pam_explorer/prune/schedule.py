@@ -297,12 +297,25 @@ def grid_levels(start: float, unit: float, step: float) -> list[float]:
     return above + below
 
 
+def crossed_levels(flops: float, start: float, unit: float, step: float) -> int:
+    """How many of :func:`grid_levels` ``flops`` is at or below, counted arithmetically (a grid
+    of 1e9 points is never built)."""
+    tol = 1e-9 * step * start
+    n_above = max(0, math.ceil((1 - unit * (1 + 1e-12) / start) / step) - 1)
+    reached = max(0, math.floor((1 - (flops - tol) / start) / step + 1e-9))
+    if reached < n_above:
+        return reached
+    first = 0 if unit < start else 1
+    last = math.ceil((1 - 1e-9) / step) - 1  # the largest k with k * step < 1 - 1e-9
+    k = min(math.floor((1 - (flops - tol) / unit) / step + 1e-9), last)
+    return n_above + max(0, k - first + 1)
+
+
 def _due(run: _Run) -> bool:
     """True when the FLOPs reached the next grid point (:func:`grid_levels`); every point reached
     at once is passed over."""
     flops = all_task_flops(run.net, run.masks.widths(run.net))
-    levels = grid_levels(run.start_flops, run.unit_flops, run.plan.grid_step)
-    crossed = sum(1 for lv in levels if flops <= lv + 1e-9 * run.plan.grid_step * run.start_flops)
+    crossed = crossed_levels(flops, run.start_flops, run.unit_flops, run.plan.grid_step)
     if crossed < run.grid:
         return False
     run.grid = crossed + 1

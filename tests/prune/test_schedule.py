@@ -17,7 +17,7 @@ from pam_explorer.prune import PruneConfig, TaskData, get_pruner
 from pam_explorer.prune.base import apply_removal
 from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.masks import NeuronMasks
-from pam_explorer.prune.schedule import MemoryStore, grid_levels, run_schedule
+from pam_explorer.prune.schedule import MemoryStore, crossed_levels, grid_levels, run_schedule
 from pam_explorer.prune.schedule_select import all_task_flops, vib_event
 from pam_explorer.prune.vib_gates import VIBGates, kl_divergence
 from pam_explorer.runs.checkpoints import FolderStore
@@ -172,6 +172,20 @@ def test_grid_levels_by_hand():
     # and every 10 % of it
     assert grid_levels(400.0, 100.0, 0.1) == pytest.approx(
         [360, 320, 280, 240, 200, 160, 120, 100, 90, 80, 70, 60, 50, 40, 30, 20, 10])
+
+
+def test_crossed_levels_counts_the_grid_levels_at_or_above_the_flops():
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        start = float(torch.randint(100, 10_000, (1,), generator=rng))
+        unit = start * float(torch.rand(1, generator=rng)) if torch.rand(1, generator=rng) < 0.7 else start
+        step = [0.05, 0.1, 0.25, 0.3][int(torch.randint(0, 4, (1,), generator=rng))]
+        levels = grid_levels(start, unit, step)
+        for flops in [start, unit, 0.0, *levels, *(lv * 0.999 for lv in levels),
+                      float(torch.rand(1, generator=rng)) * start]:
+            want = sum(1 for lv in levels if flops <= lv + 1e-9 * step * start)  # plain count
+            assert crossed_levels(flops, start, unit, step) == want, (start, unit, step, flops)
+    assert crossed_levels(0.5, 1.0, 1.0, 1e-9) > 10 ** 8  # a grid of 1e9 points, never built
 
 
 @pytest.mark.parametrize("end_unit", ["original", "own"])
