@@ -153,8 +153,8 @@ MUTATIONS: list[Mutation] = [
              "out.append((not is_dead[pos],", "out.append((is_dead[pos],",
              (T + "prune/test_schedule.py::test_dead_neurons_go_before_any_live_one",)),
     Mutation("flops-pace-lags-an-event", PB + "prune/schedule.py",
-             "progress = (1 - plan.end_fraction) * (run.event + 1) / plan.events",
-             "progress = (1 - plan.end_fraction) * run.event / plan.events",
+             "(run.start_flops - run.end_flops) * (run.event + 1) / run.plan.events",
+             "(run.start_flops - run.end_flops) * run.event / run.plan.events",
              (T + "prune/test_schedule.py::"
               "test_events_follow_the_flops_pace_and_every_scheme_trains_the_same_budget",)),
     Mutation("vib-kl-without-hw", PB + "prune/vib_gates.py",
