@@ -6,7 +6,10 @@ several at once as one job array named ``pam-sweep``, at most ``workers`` runnin
 under the submitit folder). submitit is imported only here. Its handles give the same
 :class:`Outcome` as the local executor's (runs/executors.py).
 
-On Slurm a job is done when its result pickle exists; one that Slurm reports ended without one
+A job's result comes back as JSON (``<job folder>/result.json``, written by :func:`run_task_json`
+in the job), never by loading submitit's result pickle: a pickle in a folder someone else can
+write could run code in the driver. On Slurm a job is done when that file exists; one that Slurm
+reports ended without one
 (cancelled, timed out, killed) fails with that state and its log (:mod:`.slurm_queue` asks
 squeue, which needs no accounting database). Every job id is recorded in the folder's jobs.json,
 and a driver started again on the same folder re-attaches to its jobs still queued or running.
@@ -20,6 +23,7 @@ is computed.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +37,7 @@ from pam_explorer.runs import slurm_queue
 from pam_explorer.runs.executors import EXECUTORS, Handle, Outcome, Task, one_line, run_task
 
 JOB_NAME = "pam-sweep"  # the sweep's jobs' Slurm name (scancel --name pam-sweep)
-GRACE_S = 15.0  # how long a job Slurm reports ended may take to show its result pickle (submitit's wait)
+GRACE_S = 15.0  # how long a job Slurm reports ended may take to show its result file (submitit's wait)
 
 
 @dataclass(frozen=True)
@@ -79,18 +83,47 @@ class _SubmititHandle:
             self.job.cancel(check=False)
 
 
+RESULT_FILE = "result.json"
+
+
+def run_task_json(t: Task, threads: int | None = None) -> dict:
+    """:func:`run_task` inside a submitit job, its result (or its failure, one line) written as
+    JSON into the job's folder for the driver to read (:func:`_result`); re-raises a failure."""
+    import submitit
+
+    out = Path(submitit.JobEnvironment().paths.folder) / RESULT_FILE
+    try:
+        result = run_task(t, threads)
+    except BaseException as exc:
+        out.write_text(json.dumps({"ok": False, "message": one_line(exc)}))
+        raise
+    out.write_text(json.dumps({"ok": True, "result": result}))
+    return result
+
+
+def _result_path(job: Any) -> Path:
+    return Path(job.paths.folder) / RESULT_FILE
+
+
 def _result(job: Any) -> Outcome:
+    """The job's Outcome from its result JSON (plain data: nothing in it can run)."""
     log = str(job.paths.stderr)
     try:
-        result = job.result()
-    except Exception as exc:  # submitit raises the job's failure (or a missing result)
-        return Outcome(False, one_line(exc), log=log)
-    return Outcome(True, "", result, result.get("seconds"), log)
+        data = json.loads(_result_path(job).read_text())
+    except (OSError, ValueError) as exc:
+        return Outcome(False, f"job {job.job_id} ended without a readable result ({one_line(exc)})", log=log)
+    if not isinstance(data, dict) or not isinstance(data.get("result", {}), dict):
+        return Outcome(False, f"job {job.job_id}: {RESULT_FILE} holds no result object", log=log)
+    if not data.get("ok"):
+        return Outcome(False, str(data.get("message", "failed")), log=log)
+    result = data["result"]
+    seconds = result.get("seconds")
+    return Outcome(True, "", result, seconds if isinstance(seconds, (int, float)) else None, log)
 
 
 class _SlurmHandle:
-    """A Slurm job: done when its result pickle exists (no Slurm call), failed when Slurm says it
-    ended without one (after ``GRACE_S`` for a shared filesystem to show the pickle; at once when
+    """A Slurm job: done when its result JSON exists (no Slurm call), failed when Slurm says it
+    ended without one (after ``GRACE_S`` for a shared filesystem to show the file; at once when
     it was cancelled)."""
 
     def __init__(self, job: Any, t: Task, queue: slurm_queue.SlurmQueue) -> None:
@@ -102,7 +135,7 @@ class _SlurmHandle:
         return str(self.job.job_id)
 
     def poll(self) -> Outcome | None:
-        if self.job.paths.result_pickle.exists():
+        if _result_path(self.job).exists():
             return _result(self.job)
         info = self.queue.info(self.job_id)
         if info is None or info.active:
@@ -183,10 +216,10 @@ class SubmititExecutor:
         if not tasks:
             return []
         if self.kind != "slurm":
-            return [self._ex.submit(run_task, t, self.threads) for t in tasks]
+            return [self._ex.submit(run_task_json, t, self.threads) for t in tasks]
         try:
             with self._ex.batch() if len(tasks) > 1 else contextlib.nullcontext():
-                jobs = [self._ex.submit(run_task, t, self.threads) for t in tasks]
+                jobs = [self._ex.submit(run_task_json, t, self.threads) for t in tasks]
         except Exception as exc:  # sbatch's refusal, as submitit raises it
             raise ConfigError(f"sbatch refused {len(tasks)} job(s): {one_line(exc)}; finished stages are "
                               "kept: fix the resources and rerun the same command") from None

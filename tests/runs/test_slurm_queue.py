@@ -3,7 +3,9 @@ without a cluster: squeue's answers are given as text, as squeue prints them. Th
 runs in tests/runs/test_slurm_cluster.py."""
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -136,7 +138,8 @@ def test_partitions_default_first():
 
 # --------------------------------------------------------------------------- the Slurm handle
 class FakeJob:
-    """A submitit job with its paths under ``folder``; ``result()`` returns ``value``."""
+    """A submitit job with its paths under ``folder``; ``finish()`` writes what the job's
+    ``run_task_json`` writes."""
 
     def __init__(self, folder: Path, job_id: str, value: dict | None = None) -> None:
         from submitit.core.utils import JobPaths
@@ -144,8 +147,12 @@ class FakeJob:
         self.job_id, self.value, self.cancelled = job_id, value, False
         self.paths = JobPaths(folder / "%j", job_id)
 
+    def finish(self) -> None:
+        self.paths.folder.mkdir(parents=True, exist_ok=True)
+        (self.paths.folder / slurm.RESULT_FILE).write_text(json.dumps({"ok": True, "result": self.value}))
+
     def result(self) -> dict:
-        return self.value
+        raise AssertionError("the driver must not load submitit's result pickle")
 
     def cancel(self, check: bool = False) -> None:
         self.cancelled = True
@@ -159,14 +166,33 @@ def handle(tmp_path, state: str, reason: str = "None", value=None):
     return slurm._SlurmHandle(job, t, q), job
 
 
-def test_handle_done_when_the_result_pickle_exists_without_asking_slurm(tmp_path):
+def test_handle_done_when_the_result_json_exists_without_asking_slurm(tmp_path):
     h, job = handle(tmp_path, "RUNNING", value={"source": "computed", "seconds": 2.5})
     assert h.poll() is None
-    job.paths.result_pickle.parent.mkdir(parents=True)
-    job.paths.result_pickle.write_bytes(b"")
+    job.finish()
     calls = len(h.queue._run.calls)
     outcome = h.poll()
-    assert outcome.ok and outcome.seconds == 2.5 and len(h.queue._run.calls) == calls
+    assert outcome.ok and outcome.seconds == 2.5 and outcome.result["source"] == "computed"
+    assert len(h.queue._run.calls) == calls
+
+
+class _Planted:
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["PAM_PLANTED"]),))
+
+
+def test_a_planted_result_pickle_is_never_loaded(tmp_path, monkeypatch):
+    """A pickle written into the job folder by someone else runs nothing in the driver: the
+    result is read from JSON, and a result pickle alone is not a result."""
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("PAM_PLANTED", str(marker))
+    h, job = handle(tmp_path, "RUNNING")
+    job.paths.result_pickle.parent.mkdir(parents=True)
+    job.paths.result_pickle.write_bytes(pickle.dumps(("success", _Planted())))
+    assert h.poll() is None and not marker.exists()
+    (job.paths.folder / slurm.RESULT_FILE).write_text("[1, 2]")
+    outcome = h.poll()
+    assert not outcome.ok and "no result object" in outcome.message and not marker.exists()
 
 
 def test_handle_cancelled_fails_at_once_with_a_note_in_its_log(tmp_path):
