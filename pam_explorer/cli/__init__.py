@@ -22,14 +22,14 @@ from pam_explorer.core.io import dumps_strict, strict_json
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pam_explorer.cli import commands  # torch and the stages: only once there is work to do
+    from pam_explorer.cli import commands, deploy  # torch and the stages: only once there is work to do
     from pam_explorer.core.device import quiet_cuda_probe
 
     quiet_cuda_probe()  # logs hold what the user needs (not torch's CUDA_HOME probe)
     handler = {"train": commands.cmd_train, "regroup": commands.cmd_regroup,
                "merge": commands.cmd_merge, "experiment": commands.cmd_experiment,
-               "sweep": commands.cmd_sweep, "export": commands.cmd_export,
-               "bench": commands.cmd_bench, "project": commands.cmd_project}[args.command]
+               "sweep": commands.cmd_sweep, "export": deploy.cmd_export,
+               "bench": deploy.cmd_bench, "project": commands.cmd_project}[args.command]
     try:
         result = handler(args)
     except PamError as exc:
