@@ -23,7 +23,8 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 def outputs_equal(a: torch.nn.Module, b: torch.nn.Module, channels: int, size: int) -> bool:
     x = torch.rand(3, channels, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        return torch.equal(a.eval()(x), b.eval()(x))
+        # computed floats: equal to rounding (a wrong weight moves them by far more than 1e-5)
+        return torch.allclose(a.eval()(x), b.eval()(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch,options,channels,size", [
