@@ -157,6 +157,10 @@ MUTATIONS: list[Mutation] = [
              "(run.start_flops - run.end_flops) * run.event / run.plan.events",
              (T + "prune/test_schedule.py::"
               "test_events_follow_the_flops_pace_and_every_scheme_trains_the_same_budget",)),
+    Mutation("geometric-pace-lags-an-event", PB + "prune/schedule.py",
+             "return run.start_flops * (run.end_flops / run.start_flops) ** done",
+             "return run.start_flops * (run.end_flops / run.start_flops) ** (run.event / run.plan.events)",
+             (T + "prune/test_schedule.py::test_event_targets_by_hand",)),
     Mutation("vib-kl-without-hw", PB + "prune/vib_gates.py",
              "* (self.hw[g] if hw_weighting else 1)", "* 1",
              (T + "prune/test_schedule.py::test_vib_kl_counts_a_conv_gate_once_per_output_position",)),

@@ -38,6 +38,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="the neuron ranking of every scheme in every cell (recorded in each cell's config; "
                         "default flops-aware, the experiment's)")
     p.add_argument("--delta", type=float, default=0.5)
+    p.add_argument("--pace", choices=["flops", "geometric", "neurons"], default=None,
+                   help="the published schedule's FLOPs pace in every cell (default: the experiment's)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:i] (part of every stage's key)")
     p.add_argument("--executor", choices=["local", "submitit-local", "slurm"], default="local")
     p.add_argument("--workers", type=int, default=2, help="stages at once (default 2)")
@@ -56,7 +58,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
-        cfg = st.StudyConfig(rank=args.rank, delta=args.delta, device=args.device).select(args.cells)
+        pace = {"pace": args.pace} if args.pace else {}
+        cfg = st.StudyConfig(rank=args.rank, delta=args.delta, device=args.device, **pace).select(args.cells)
         opts = st.StudyOptions(executor=args.executor, workers=args.workers, threads=args.threads,
                                budget_hours=args.budget_hours,
                                resources=slurm.Resources(partition=args.slurm_partition,

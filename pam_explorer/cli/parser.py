@@ -129,6 +129,10 @@ def _schedule_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=["published", "floor-greedy"], default="published",
                    help="pruning schedule: prune while training and read the cost off each scheme's "
                         "accuracy-FLOPs curve (published, default), or the accept/reject loop (floor-greedy)")
+    p.add_argument("--pace", choices=["flops", "geometric", "neurons"], default="flops",
+                   help="published schedule: each removal event brings the all-task FLOPs linearly "
+                        "(flops, default) or by the same factor (geometric) to the end, or the neurons "
+                        "linearly (docs/pruning.md section 6)")
     p.add_argument("--delta", type=float, default=0.5,
                    help="the accuracy floor's tolerance in points below the original networks' validation "
                         "accuracy (default 0.5); reports also read the curves off at 0.25, 0.5, 1 and 2")

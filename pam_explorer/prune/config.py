@@ -14,7 +14,7 @@ RANKS = {"published": 0.0, "flops-aware": 1.0}  # rank name -> PruneConfig.flops
 # "Pruning, fair comparison"); "floor-greedy": the accept/reject loop of prune/base.py
 SCHEDULES = ("published", "floor-greedy")
 TOLERANCES = (0.25, 0.5, 1.0, 2.0)  # accuracy points: the read-offs every report gives
-PACES = ("flops", "neurons")
+PACES = ("flops", "geometric", "neurons")
 VIB_PACES = ("flops", "threshold")
 END_UNITS = ("original", "own")
 
@@ -32,9 +32,12 @@ class ScheduleConfig:
     # 100 left PAM under its floor in 2 of 5 digits seeds, 500 recovered both (docs/pruning.md)
     warmup_batches: int = 500
     every: int = 10  # minibatches between removal events (the PAM authors' P2: 10)
-    events: int = 40  # removal events from the start to end_fraction (P2: paced linearly)
-    pace: str = "flops"  # P2: each event brings the all-task FLOPs ("flops") or live neurons ("neurons")
-    # to its share of the way to end_fraction
+    events: int = 40  # removal events from the start to end_fraction (P2: paced by ``pace``)
+    # P2: each event brings the all-task FLOPs ("flops": linearly; "geometric": by the same factor
+    # every event) or the live neurons ("neurons", linearly) to its share of the way to the end.
+    # Linear from a merged net's own start (3-4x one network) to the common end removes 33-45 % of
+    # the remaining FLOPs per event near the end, one network 15-20 % (docs/pruning.md section 6)
+    pace: str = "flops"
     end_fraction: float = 0.1  # the schedule's last FLOPs target, a fraction of the unit below
     # "original": the end (end_fraction x) and the grid below the unit are in units of the largest
     # original network's FLOPs, the same absolute end for every scheme; above it the grid steps by

@@ -210,8 +210,11 @@ def _train_step(run: _Run) -> None:
 
 
 def _flops_target(run: _Run) -> float:
-    """The all-task FLOPs the current event brings the net to: linear in the events from the start
-    to the end."""
+    """The all-task FLOPs the current event brings the net to, from the start to the end: linear
+    in the events, or (``pace="geometric"``) the same factor (end / start)^(1 / events) each."""
+    done = (run.event + 1) / run.plan.events
+    if run.plan.pace == "geometric":
+        return run.start_flops * (run.end_flops / run.start_flops) ** done
     return run.start_flops - (run.start_flops - run.end_flops) * (run.event + 1) / run.plan.events
 
 
@@ -231,14 +234,14 @@ def _event(run: _Run) -> int:
             m = plan.momentum if g in run.ema else 0.0
             run.ema[g] = m * run.ema.get(g, 0.0) + (1 - m) * w / n
         task = run.net.tasks[run.event % len(run.net.tasks)]
-        if plan.pace == "flops":
+        if plan.pace != "neurons":
             target = _flops_target(run)
         else:
             target = run.start_neurons * (1 - (1 - plan.end_fraction) * (run.event + 1) / plan.events)
         removed = 0
         if all_task_flops(run.net, run.masks.widths(run.net)) > run.end_flops:
             removed = taylor_event(run.net, run.masks, task, run.ema, dead, target,
-                                   run.config.flops_weight, plan.pace)
+                                   run.config.flops_weight, "neurons" if plan.pace == "neurons" else "flops")
         run.window, run.window_batches = {}, 0
     run.event += 1
     return removed

@@ -18,7 +18,7 @@ from pam_explorer.core.io import from_strict
 from pam_explorer.data import get_preset
 from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
-from pam_explorer.prune.config import RANKS, SCHEDULES, ScheduleConfig
+from pam_explorer.prune.config import PACES, RANKS, SCHEDULES, ScheduleConfig
 from pam_explorer.runs.schemes import SchemeSettings
 from pam_explorer.zoo.pretrained import DEFAULT_ARCH, pretrained_meta
 from pam_explorer.zoo.registry import list_models
@@ -66,6 +66,9 @@ class ExperimentConfig:
     prune_lr: float | None = None  # Adam lr of pruning and its finetuning (None: PruneConfig's)
     schedule: str = "published"  # "published" (a curve per scheme) | "floor-greedy" (the first loop)
     delta: float = 0.5  # the floor's tolerance (accuracy points): read-off (published) or accept rule
+    # the published schedule's FLOPs pace per removal event (ScheduleConfig.pace: "flops" linear,
+    # "geometric" the same factor per event, "neurons"); part of every stage's key
+    pace: str = "flops"
     # a project (``preset`` = its file): the content key of its data, labels and networks
     # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
     # project's older content is another configuration. None for presets.
@@ -108,6 +111,7 @@ class ExperimentConfig:
         validate.choice(self, "regroup", REGROUP_PROFILES)
         validate.choice(self, "schedule", SCHEDULES)
         validate.finite_non_negative(self, "delta")
+        validate.choice(self, "pace", PACES)
         if self.prune == "adapmtl":
             self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
@@ -120,6 +124,7 @@ class ExperimentConfig:
             raw["seeds"] = [raw.pop("seed")]
         raw = {**LEGACY, **raw} if "floor" not in raw else raw
         raw.setdefault("schedule", "floor-greedy")  # folders written before schedules existed
+        raw.setdefault("pace", "flops")  # folders written before the pace was a setting
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - names)
         if unknown:
@@ -199,10 +204,11 @@ class ExperimentConfig:
         common["schedule"] = self.schedule
         if self.quick:
             return PruneConfig(max_steps=self.max_steps or 4, finetune_batches=3, final_finetune_epochs=1,
-                               score_batches=2, vib_epochs=1, step_fraction=0.2, plan=QUICK_PLAN, **common)
+                               score_batches=2, vib_epochs=1, step_fraction=0.2,
+                               plan=dataclasses.replace(QUICK_PLAN, pace=self.pace), **common)
         if self.max_steps is not None:
             common["max_steps"] = self.max_steps
-        return PruneConfig(**common)
+        return PruneConfig(plan=ScheduleConfig(pace=self.pace), **common)
 
     def mtz(self, seed: int) -> MTZConfig:
         return MTZConfig(n_samples=128, retrain_batches=3, seed=seed, device=self.device) if self.quick \

@@ -76,6 +76,7 @@ class StudyConfig:
     rank: str = "published"
     delta: float = 0.5
     schedule: str = "published"
+    pace: str = ExperimentConfig.pace  # the published schedule's FLOPs pace (ScheduleConfig.pace)
     arch: str = "lenet5"
     device: str = "auto"  # part of every stage's key: "cpu" reuses stages an `experiment --device cpu` cached
     quick: bool = False  # tiny data and few steps in every cell (tests)
@@ -91,7 +92,7 @@ class StudyConfig:
 
     def experiment(self, cell: Cell) -> ExperimentConfig:
         return ExperimentConfig(preset=cell.preset, prune=cell.prune, seeds=tuple(cell.seeds), rank=self.rank,
-                                delta=self.delta, schedule=self.schedule, arch=self.arch, device=self.device,
+                                delta=self.delta, schedule=self.schedule, pace=self.pace, arch=self.arch, device=self.device,
                                 quick=self.quick)
 
     def select(self, patterns: Sequence[str]) -> StudyConfig:

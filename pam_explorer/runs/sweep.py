@@ -69,6 +69,7 @@ class SweepConfig:
     prune_lr: float | None = ExperimentConfig.prune_lr  # pruning's finetuning lr (None: the default)
     schedule: str = ExperimentConfig.schedule  # "published" (curves) | "floor-greedy"
     delta: float = ExperimentConfig.delta  # the floor's tolerance (points)
+    pace: str = ExperimentConfig.pace  # the published schedule's FLOPs pace
     project_key: str | None = None  # a project's content key, filled in as ExperimentConfig's
 
     def __post_init__(self) -> None:
@@ -96,6 +97,7 @@ class SweepConfig:
         if unknown:
             raise ConfigError(f"SweepConfig: unknown field(s) {unknown}")
         raw.setdefault("schedule", "floor-greedy")  # sweeps written before schedules existed
+        raw.setdefault("pace", "flops")  # sweeps written before the pace was a setting
         if isinstance(raw.get("alphas"), list):
             raw["alphas"] = tuple(raw["alphas"])
         if "seeds" in raw:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import types
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from pam_explorer.prune import PruneConfig, TaskData, get_pruner
 from pam_explorer.prune.base import apply_removal
 from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.masks import NeuronMasks
-from pam_explorer.prune.schedule import MemoryStore, crossed_levels, grid_levels, run_schedule
+from pam_explorer.prune.schedule import MemoryStore, _flops_target, crossed_levels, grid_levels, run_schedule
 from pam_explorer.prune.schedule_select import all_task_flops, vib_event
 from pam_explorer.prune.vib_gates import VIBGates, kl_divergence
 from pam_explorer.runs.checkpoints import FolderStore
@@ -163,6 +164,34 @@ def test_events_follow_the_flops_pace_and_every_scheme_trains_the_same_budget(da
                                                                                       data.test))),
                                         cfg(reference_accuracy={"B": 0.0}))
     assert single.extra["trained_batches"] == PLAN.total_batches  # the same budget, whatever the scheme
+
+
+@pytest.mark.parametrize("pace,want", [("flops", [752.5, 505.0, 257.5, 10.0]),
+                                       ("geometric", [1000 / 10 ** 0.5, 100.0, 10 ** 1.5, 10.0])])
+def test_event_targets_by_hand(pace, want):
+    """From 1,000 to 10 FLOPs in 4 events: linear steps of 247.5; geometric a factor 10^-0.5 each."""
+    plan = ScheduleConfig(events=4, pace=pace)
+    run = types.SimpleNamespace(start_flops=1000, end_flops=10.0, plan=plan, event=0)
+    got = []
+    for e in range(4):
+        run.event = e
+        got.append(_flops_target(run))
+    assert got == pytest.approx(want)
+
+
+def test_a_geometric_schedule_removes_the_same_fraction_every_event(data):
+    net = merged_net()
+    plan = dataclasses.replace(PLAN, pace="geometric")
+    res = get_pruner("taylor").prune(net, data, cfg(reference_accuracy={"A": 0.0, "B": 0.0}, plan=plan))
+    start = subset_costs(net)["A+B"]["flops"]
+    end = PLAN.end_fraction * start
+    events = [p for p in res.extra["curve"][2:]]
+    assert events and res.extra["trained_batches"] == PLAN.total_batches
+    for p in events:  # after event e: at most start * (end / start)^(e / events), below the linear pace
+        e = p["event"]
+        assert p["flops"]["A+B"] <= start * math.exp(e / PLAN.events * math.log(end / start)) + 1e-6
+    first = events[0]
+    assert first["event"] == 1 and first["flops"]["A+B"] < start * (1 - (1 - PLAN.end_fraction) / PLAN.events)
 
 
 def test_grid_levels_by_hand():

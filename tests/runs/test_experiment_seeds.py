@@ -2,6 +2,8 @@
 configs, and the statistics it reports (against plain recomputation)."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import statistics
@@ -102,6 +104,16 @@ def test_a_config_from_before_seeds_reads_as_the_code_that_wrote_it():
     assert cfg.mi(4) == MIConfig(n_samples=256, kernel="fixed", null_perms=0, seed=4)
     with pytest.raises(ConfigError, match="unknown field"):
         ExperimentConfig.from_dict({**old, "colour": "red"})
+
+
+def test_the_pace_reaches_every_stage_and_old_configs_read_as_linear():
+    published = {"preset": "digits-2task", "prune": "taylor", "seeds": [0], "schedule": "published"}
+    assert ExperimentConfig.from_dict(published).pace == "flops"  # written before the pace was a setting
+    cfg = ExperimentConfig.from_dict({**published, "pace": "geometric"})
+    assert cfg.prune_config(0, None).plan.pace == "geometric"
+    assert dataclasses.replace(cfg, quick=True).prune_config(0, None).plan.pace == "geometric"
+    with pytest.raises(ConfigError, match="ExperimentConfig.pace"):
+        ExperimentConfig(pace="exponential")
 
 
 def test_bootstrap_ci_against_a_plain_resampling():
