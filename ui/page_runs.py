@@ -138,7 +138,7 @@ def what_will_be_used(plan: ExperimentPlan, same: bool, setup, explorer_cfg) -> 
     regroup = exp.regroup_config()
     st.info(f"**This run**: `python -m pam_explorer {plan.command}`  \n"
             f"PAM regroups at {L.regroup_text(regroup)}; {L.mi_text(exp.mi(exp.seeds[0]))}; seeds "
-            f"{list(exp.seeds)}; floor `{exp.floor}`, rank `{exp.rank}`"
+            f"{list(exp.seeds)}; floor `{exp.floor}`, rank `{exp.rank}`, pace `{exp.pace}`"
             + ("; **quick run**" if exp.quick else "") + f"  \n**Duration**: {L.plain(plan.duration.text)}")
     diffs = run_differences(setup.mi, explorer_cfg, setup.checkpoints, exp.regroup, regroup.both_picked) \
         if same else [f"the explorer shows preset {setup.preset!r}"]

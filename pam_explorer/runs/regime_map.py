@@ -91,6 +91,7 @@ def summarise_cell(config: Mapping, records: Mapping[int, Mapping[str, Mapping]]
     complete = [s for s in planned if set(records.get(s, {})) >= set(SCHEMES)]
     out: dict = {"preset": config["preset"], "prune": config["prune"],
                  "method": METHOD_NAMES.get(config["prune"], config["prune"]), "rank": config.get("rank"),
+                 "pace": config.get("pace", "flops"),
                  **axes_of(config["preset"]), "seeds_planned": planned, "seeds": complete,
                  "complete": complete == planned, "gains": {}, "flops": {}, "missing": {}}
     if not complete:
@@ -152,8 +153,9 @@ def markdown(rmap: Mapping) -> str:
     """The map as a table: a row per cell, PAM's gains with 95 % CIs and verdicts."""
     head = ["cell", "method", "width", "shared labels (bits)", "seeds", "B1 compression A / B"] + [
         f"{k} {vs.replace('_', ' ')}" for vs in GAINS for k in KINDS]
+    paces = sorted({c.get("pace", "flops") for c in rmap["cells"]})
     lines = [f"Regime map at tolerance {rmap['delta']} (gains of PAM, mean [95 % CI] over seeds, "
-             "verdict).", "",
+             f"verdict); schedule pace {' / '.join(paces) or '-'}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in rmap["cells"]:
         comp = c.get("b1_compression", {})

@@ -135,11 +135,16 @@ def _pm(mean: float, ci: Sequence[float], scale: float = 1.0, fmt: str = "{:.3f}
     return f"{fmt.format(mean / scale)} ± {fmt.format((hi - lo) / 2 / scale)}"
 
 
+def _pace(cfg: Mapping) -> str:
+    """The published schedule's pace (configs written before it was a setting ran linear)."""
+    return f", pace `{cfg.get('pace', 'flops')}`" if cfg.get("schedule", "published") == "published" else ""
+
+
 def _header(report: Mapping) -> list[str]:
     cfg = report.get("config", {})
     seeds = report.get("seeds", [])
     lines = [f"Preset `{report['preset']}`, pruning `{report['prune']}`"
-             + (f" (rank `{cfg['rank']}`, floor `{cfg['floor']}`)" if "rank" in cfg else "")
+             + (f" (rank `{cfg['rank']}`, floor `{cfg['floor']}`" + _pace(cfg) + ")" if "rank" in cfg else "")
              + (f", PAM regrouping `{cfg['regroup']}` at alpha {report.get('alpha')}"
                 if "regroup" in cfg else "")
              + (f"; at most {cfg['max_steps']} pruning turns per scheme" if cfg.get("max_steps") else "")

@@ -207,7 +207,7 @@ def dry_run(cfg: StudyConfig, root: str | Path) -> dict:
         rows.append({"cell": cell.folder, "seeds": list(cell.seeds), "stages": len(stage_labels(cell)),
                      "left": [f"{n}_s{s}" for s, n in left], "cpu_hours_left": hours})
     known = all(r["cpu_hours_left"] is not None for r in rows)
-    return {"root": str(root), "rank": cfg.rank, "cells": rows,
+    return {"root": str(root), "rank": cfg.rank, "pace": cfg.pace, "cells": rows,
             "cpu_hours_left": round(total, 2) if known else None,
             "cpu_hours_left_known_part": round(total, 2)}
 
@@ -321,7 +321,8 @@ class _Study:
     def write(self) -> dict:
         return write_map(self.cfg, self.root, {
             "executor": self.opts.executor, "workers": self.opts.workers, "torch_threads": self.opts.threads,
-            "rank": self.cfg.rank, "wall_seconds_this_run": round(time.monotonic() - self.t0, 1),
+            "rank": self.cfg.rank, "pace": self.cfg.pace,
+            "wall_seconds_this_run": round(time.monotonic() - self.t0, 1),
             "jobs": [j.row() for j in self.jobs],
             "not_started": [j.task.label for j in self.jobs if j.message == SKIPPED],
             "failed": [{"label": j.task.label, "message": j.message, "log": j.log} for j in self.jobs
