@@ -130,9 +130,9 @@ def _schedule_arg(p: argparse.ArgumentParser) -> None:
                    help="pruning schedule: prune while training and read the cost off each scheme's "
                         "accuracy-FLOPs curve (published, default), or the accept/reject loop (floor-greedy)")
     p.add_argument("--pace", choices=["flops", "geometric", "neurons"], default="flops",
-                   help="published schedule: each removal event brings the all-task FLOPs linearly "
-                        "(flops, default) or by the same factor (geometric) to the end, or the neurons "
-                        "linearly (docs/pruning.md section 6)")
+                   help="published schedule: FLOPs linear over 40 events to a tenth, a checkpoint every "
+                        "5 %% (flops, default), the same FLOPs factor over 60 events to 3 %%, a checkpoint "
+                        "every 15 %% lower (geometric), or neurons linear (docs/pruning.md section 6)")
     p.add_argument("--delta", type=float, default=0.5,
                    help="the accuracy floor's tolerance in points below the original networks' validation "
                         "accuracy (default 0.5); reports also read the curves off at 0.25, 0.5, 1 and 2")

@@ -17,6 +17,7 @@ TOLERANCES = (0.25, 0.5, 1.0, 2.0)  # accuracy points: the read-offs every repor
 PACES = ("flops", "geometric", "neurons")
 VIB_PACES = ("flops", "threshold")
 END_UNITS = ("original", "own")
+GRIDS = ("linear", "geometric")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class ScheduleConfig:
     end_unit: str = "original"
     momentum: float = 0.9  # running average of the per-event importance (Molchanov et al.)
     grid_step: float = 0.05  # a checkpoint whenever the FLOPs cross a multiple of this fraction
+    # of the start ("linear"), or fall this fraction below the previous checkpoint's level
+    # ("geometric": the same relative resolution at 10 % of the start as at 90 %)
+    grid: str = "linear"
     checkpoint_epochs: int = 2  # the converging finetune of every checkpoint (lr -> lr_end, cosine)
     lr_end: float = 1e-4  # Adam lr at the end of a checkpoint's finetune
     stop_margin: float = 3.0  # stop after 2 checkpoints in a row this many points under the reference
@@ -76,6 +80,7 @@ class ScheduleConfig:
         v.boolean(self, "hw_weighting")
         v.choice(self, "vib_pace", VIB_PACES)
         v.choice(self, "end_unit", END_UNITS)
+        v.choice(self, "grid", GRIDS)
         if self.kl_end < self.kl_start:
             v.fail(self, "kl_end", f"must be >= kl_start ({self.kl_start}), got {self.kl_end}")
 
@@ -217,5 +222,5 @@ class PruneConfig:
         v.device(self)
 
 
-__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "END_UNITS",
+__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "END_UNITS", "GRIDS",
            "ScheduleConfig", "AdapMTLConfig", "PruneConfig"]

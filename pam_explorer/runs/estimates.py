@@ -13,6 +13,8 @@ a busy machine is slower.
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import torch
@@ -76,6 +78,8 @@ def experiment_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads
 def checkpoints(prune) -> int:
     """Checkpoints of a published schedule that runs to its end (fewer when it stops early)."""
     plan = prune.plan
+    if plan.grid == "geometric":
+        return round(math.log(plan.end_fraction) / math.log(1 - plan.grid_step)) + 2
     return round((1 - plan.end_fraction) / plan.grid_step) + 2
 
 

@@ -18,7 +18,7 @@ from pam_explorer.core.io import from_strict
 from pam_explorer.data import get_preset
 from pam_explorer.data.project import ProjectPreset
 from pam_explorer.prune import AdapMTLConfig, PruneConfig, list_pruners
-from pam_explorer.prune.config import PACES, RANKS, SCHEDULES, ScheduleConfig
+from pam_explorer.prune.config import RANKS, SCHEDULES, ScheduleConfig
 from pam_explorer.runs.schemes import SchemeSettings
 from pam_explorer.zoo.pretrained import DEFAULT_ARCH, pretrained_meta
 from pam_explorer.zoo.registry import list_models
@@ -33,6 +33,15 @@ Progress = Callable[[dict], None]
 # values of fields added since a run folder was written, as the code that wrote it behaved
 LEGACY = {"floor": "own", "rank": "flops-aware", "regroup": "legacy"}
 QUICK_PLAN = ScheduleConfig(warmup_batches=4, every=2, events=6, checkpoint_epochs=1, grid_step=0.2)
+# the published schedule's named paces (ExperimentConfig.pace; docs/pruning.md section 6):
+# "flops": linear in FLOPs, 40 events to a tenth of the largest original network, a checkpoint at
+# every 5 % (the first version); "geometric": the same FLOPs factor every event, 60 events to 3 %,
+# a checkpoint every 15 % lower (networks with headroom read off near a tenth: the linear grid's
+# last steps were 30-50 % apart there and the end censored B2 and B1); "neurons": linear in neurons
+PACE_PLANS = {"flops": ScheduleConfig(),
+              "geometric": ScheduleConfig(pace="geometric", events=60, end_fraction=0.03, grid="geometric",
+                                          grid_step=0.15),
+              "neurons": ScheduleConfig(pace="neurons")}
 # validation pictures per data set (at least): MNIST's 5,000 give a standard error of about 0.1
 # points at the floor; the digits presets compose theirs from a few hundred source digits, so more
 # pictures would not make them more independent (their standard errors understate the noise)
@@ -66,8 +75,8 @@ class ExperimentConfig:
     prune_lr: float | None = None  # Adam lr of pruning and its finetuning (None: PruneConfig's)
     schedule: str = "published"  # "published" (a curve per scheme) | "floor-greedy" (the first loop)
     delta: float = 0.5  # the floor's tolerance (accuracy points): read-off (published) or accept rule
-    # the published schedule's FLOPs pace per removal event (ScheduleConfig.pace: "flops" linear,
-    # "geometric" the same factor per event, "neurons"); part of every stage's key
+    # the published schedule's named pace (PACE_PLANS: its events, end and checkpoint grid with
+    # it); part of every stage's key
     pace: str = "flops"
     # a project (``preset`` = its file): the content key of its data, labels and networks
     # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
@@ -111,7 +120,7 @@ class ExperimentConfig:
         validate.choice(self, "regroup", REGROUP_PROFILES)
         validate.choice(self, "schedule", SCHEDULES)
         validate.finite_non_negative(self, "delta")
-        validate.choice(self, "pace", PACES)
+        validate.choice(self, "pace", tuple(PACE_PLANS))
         if self.prune == "adapmtl":
             self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
@@ -205,10 +214,11 @@ class ExperimentConfig:
         if self.quick:
             return PruneConfig(max_steps=self.max_steps or 4, finetune_batches=3, final_finetune_epochs=1,
                                score_batches=2, vib_epochs=1, step_fraction=0.2,
-                               plan=dataclasses.replace(QUICK_PLAN, pace=self.pace), **common)
+                               plan=dataclasses.replace(QUICK_PLAN, pace=PACE_PLANS[self.pace].pace,
+                                                        grid=PACE_PLANS[self.pace].grid), **common)
         if self.max_steps is not None:
             common["max_steps"] = self.max_steps
-        return PruneConfig(plan=ScheduleConfig(pace=self.pace), **common)
+        return PruneConfig(plan=PACE_PLANS[self.pace], **common)
 
     def mtz(self, seed: int) -> MTZConfig:
         return MTZConfig(n_samples=128, retrain_batches=3, seed=seed, device=self.device) if self.quick \

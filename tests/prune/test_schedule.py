@@ -194,6 +194,18 @@ def test_a_geometric_schedule_removes_the_same_fraction_every_event(data):
     assert first["event"] == 1 and first["flops"]["A+B"] < start * (1 - (1 - PLAN.end_fraction) / PLAN.events)
 
 
+def test_a_geometric_grid_takes_a_checkpoint_at_every_level_crossed(data):
+    net = merged_net()
+    plan = dataclasses.replace(PLAN, pace="geometric", grid="geometric", grid_step=0.3, end_fraction=0.1,
+                               events=6)
+    res = get_pruner("taylor").prune(net, data, cfg(reference_accuracy={"A": 0.0, "B": 0.0}, plan=plan))
+    start = subset_costs(net)["A+B"]["flops"]
+    curve = res.extra["curve"]
+    crossed = [crossed_levels(p["flops"]["A+B"], start, start, 0.3, "geometric") for p in curve[2:]]
+    assert crossed and crossed[0] >= 1 and crossed == sorted(set(crossed))  # a new level every time
+    assert curve[-1]["flops"]["A+B"] <= 0.1 * start + 1e-6 and res.extra["stopped"] == "end"
+
+
 def test_grid_levels_by_hand():
     # the unit at the start: every 5 % of the start (the first version's grid)
     assert grid_levels(1000.0, 1000.0, 0.05) == pytest.approx([1000.0 * (1 - g / 20) for g in range(1, 20)])
@@ -215,6 +227,27 @@ def test_crossed_levels_counts_the_grid_levels_at_or_above_the_flops():
             want = sum(1 for lv in levels if flops <= lv + 1e-9 * step * start)  # plain count
             assert crossed_levels(flops, start, unit, step) == want, (start, unit, step, flops)
     assert crossed_levels(0.5, 1.0, 1.0, 1e-9) > 10 ** 8  # a grid of 1e9 points, never built
+
+
+def test_geometric_grid_by_hand_and_counted():
+    # from 1,000, unit 1,000, 20 % steps: 800, 640, 512, ...
+    assert grid_levels(1000.0, 1000.0, 0.2, "geometric", floor=410) == pytest.approx([800, 640, 512])
+    # a merged net 4x the unit: 50 % steps from its start down to the unit, the unit, then below it
+    assert grid_levels(400.0, 100.0, 0.5, "geometric", floor=20) == pytest.approx([200, 100, 50, 25])
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(100):
+        start = float(torch.randint(100, 10_000, (1,), generator=rng))
+        unit = start * float(torch.rand(1, generator=rng)) if torch.rand(1, generator=rng) < 0.7 else start
+        step = [0.05, 0.15, 0.3][int(torch.randint(0, 3, (1,), generator=rng))]
+        floor = 0.01 * unit
+        levels = grid_levels(start, unit, step, "geometric", floor=floor)
+        assert all(a > b for a, b in zip(levels, levels[1:]))
+        for flops in [start, unit, *levels, *(lv * 0.999 for lv in levels), *(lv * 1.001 for lv in levels),
+                      floor + float(torch.rand(1, generator=rng)) * (start - floor)]:
+            if flops <= floor * 1.01:
+                continue
+            want = sum(1 for lv in levels if flops <= lv + 1e-9 * step * start)  # plain count
+            assert crossed_levels(flops, start, unit, step, "geometric") == want, (start, unit, step, flops)
 
 
 @pytest.mark.parametrize("end_unit", ["original", "own"])
