@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -51,6 +50,7 @@ from pam_explorer.prune.base import (
 from pam_explorer.prune.config import TOLERANCES, PruneConfig
 from pam_explorer.prune.curve import readoff
 from pam_explorer.prune.masks import GroupId, NeuronMasks
+from pam_explorer.prune.schedule_grid import crossed_levels, event_target, grid_levels
 from pam_explorer.prune.schedule_select import all_task_flops, live_neurons, taylor_event, vib_event
 from pam_explorer.prune.vib_gates import VIBGates, fold_gates
 from pam_explorer.train.finetune import evaluate, evaluate_se, finetune, grad_scales, scale_gradients
@@ -210,12 +210,8 @@ def _train_step(run: _Run) -> None:
 
 
 def _flops_target(run: _Run) -> float:
-    """The all-task FLOPs the current event brings the net to, from the start to the end: linear
-    in the events, or (``pace="geometric"``) the same factor (end / start)^(1 / events) each."""
-    done = (run.event + 1) / run.plan.events
-    if run.plan.pace == "geometric":
-        return run.start_flops * (run.end_flops / run.start_flops) ** done
-    return run.start_flops - (run.start_flops - run.end_flops) * (run.event + 1) / run.plan.events
+    """The all-task FLOPs the current event brings the net to (:func:`event_target`)."""
+    return event_target(run.start_flops, run.end_flops, run.event, run.plan.events, run.plan.pace)
 
 
 def _event(run: _Run) -> int:
@@ -287,58 +283,6 @@ def _checkpoint(run: _Run, store: CheckpointStore, emit: Progress) -> None:
     run.below = run.below + 1 if low else 0
     store.save(point, net, lambda: _state(run))
     emit({"phase": "checkpoint", **{k: point[k] for k in ("index", "fraction", "flops", "val_accuracy")}})
-
-
-def grid_levels(start: float, unit: float, step: float, grid: str = "linear", floor: float = 0.0) -> list[float]:
-    """The FLOPs of the grid points above ``floor``, descending. "linear": every ``step`` of
-    ``start`` down to ``unit``, then the unit itself (when below the start) and every ``step`` of
-    it, down to zero; with the unit at the start, every multiple of ``step`` of the start (the first
-    version's grid). "geometric": each point ``step`` below the one before: start x (1 - step)^g
-    down to the unit, then the unit and unit x (1 - step)^k (needs ``floor`` > 0)."""
-    if grid == "geometric":
-        q = 1 - step
-        levels, g = [], 1
-        while start * q ** g > unit * (1 + 1e-12) and start * q ** g > floor:
-            levels.append(start * q ** g)
-            g += 1
-        k = 0 if unit < start else 1
-        while unit * q ** k > floor:
-            levels.append(unit * q ** k)
-            k += 1
-        return levels
-    above = [start * (1 - g * step) for g in range(1, math.ceil(1 / step) + 1)
-             if start * (1 - g * step) > unit * (1 + 1e-12)]
-    below = [unit * (1 - k * step) for k in range(0 if unit < start else 1, math.ceil(1 / step) + 1)
-             if k * step < 1 - 1e-9]
-    return above + below
-
-
-def _powers_at_or_above(flops: float, top: float, q: float, tol: float) -> int:
-    """How many k >= 1 have flops <= top * q^k (+ tol); 0 FLOPs is below every one (a large count)."""
-    if flops - tol <= 0:
-        return 10 ** 12
-    return max(0, math.floor(math.log(min(1.0, (flops - tol) / top)) / math.log(q) + 1e-9))
-
-
-def crossed_levels(flops: float, start: float, unit: float, step: float, grid: str = "linear") -> int:
-    """How many of :func:`grid_levels` ``flops`` is at or below, counted arithmetically (a grid
-    of 1e9 points is never built)."""
-    tol = 1e-9 * step * start
-    if grid == "geometric":
-        q = 1 - step
-        reached = _powers_at_or_above(flops, start, q, tol)
-        if unit >= start or flops - tol > unit:
-            return reached  # only the points above the unit are at or above the FLOPs
-        n_above = _powers_at_or_above(unit * (1 + 1e-12) + tol, start, q, tol)
-        return n_above + 1 + _powers_at_or_above(flops, unit, q, tol)
-    n_above = max(0, math.ceil((1 - unit * (1 + 1e-12) / start) / step) - 1)
-    reached = max(0, math.floor((1 - (flops - tol) / start) / step + 1e-9))
-    if reached < n_above:
-        return reached
-    first = 0 if unit < start else 1
-    last = math.ceil((1 - 1e-9) / step) - 1  # the largest k with k * step < 1 - 1e-9
-    k = min(math.floor((1 - (flops - tol) / unit) / step + 1e-9), last)
-    return n_above + max(0, k - first + 1)
 
 
 def _due(run: _Run) -> bool:
