@@ -40,9 +40,10 @@ def estimate_text(est: Mapping) -> str:
 
 def _sources_help(fig: Mapping) -> str:
     ranks = ", ".join(fig.get("ranks") or [])
+    paces = ", ".join(fig.get("paces") or [])
     more = len(fig["sources"]) - 5
     return ("Read off B1 stage records of these networks (P2, published schedule"
-            + (f", neuron ranking {ranks}" if ranks else "") + "): "
+            + (f", neuron ranking {ranks}" if ranks else "") + (f", pace {paces}" if paces else "") + "): "
             + "; ".join(L.plain(s) for s in fig["sources"][:5]) + (f"; and {more} more" if more > 0 else ""))
 
 

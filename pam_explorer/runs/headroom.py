@@ -71,14 +71,14 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
                       roots: Sequence[Path] | None = None) -> dict | None:
     """B1's measured compression of ``preset``'s ``arch`` networks, or None when no record is
     found: {"measured": True, "delta", "compression": {task: mean over records}, "min": {task},
-    "records": how many seeds, "sources": [record files], "ranks": the neuron rankings they
-    used}. ``roots``: where to look (default: the committed results and the runs roots);
+    "records": how many seeds, "sources": [record files], "ranks" and "paces": the neuron
+    rankings and schedule paces they used}. ``roots``: where to look (default: the committed results and the runs roots);
     ``nets``: the loaded networks, whose unpruned FLOPs a record's curve must start at (None:
     not checked)."""
     tasks = list(get_preset(preset).task_names)
     want = _unpruned_flops(nets, tasks) if nets is not None else None
     per_task: dict[str, list[float]] = {t: [] for t in tasks}
-    sources, ranks = [], set()
+    sources, ranks, paces = [], set(), set()
     for folder in _experiment_folders(list(roots) if roots is not None else [results_root(), *runs_roots()]):
         try:
             config = json.loads((folder / "config.json").read_text())
@@ -101,10 +101,11 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
                     per_task[t].append(comp[t])
                 sources.append(str(path))
                 ranks.add(config.get("rank", "published"))
+                paces.add(config.get("pace", "flops"))
     if not sources:
         return None
     return {"measured": True, "delta": float(delta), "records": len(sources), "sources": sources,
-            "ranks": sorted(ranks),
+            "ranks": sorted(ranks), "paces": sorted(paces),
             "compression": {t: sum(v) / len(v) for t, v in per_task.items()},
             "min": {t: min(v) for t, v in per_task.items()}}
 
