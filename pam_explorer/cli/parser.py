@@ -129,10 +129,11 @@ def _schedule_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=["published", "floor-greedy"], default="published",
                    help="pruning schedule: prune while training and read the cost off each scheme's "
                         "accuracy-FLOPs curve (published, default), or the accept/reject loop (floor-greedy)")
-    p.add_argument("--pace", choices=["flops", "geometric", "neurons"], default="flops",
-                   help="published schedule: FLOPs linear over 40 events to a tenth, a checkpoint every "
-                        "5 %% (flops, default), the same FLOPs factor over 60 events to 3 %%, a checkpoint "
-                        "every 15 %% lower (geometric), or neurons linear (docs/pruning.md section 6)")
+    p.add_argument("--pace", choices=["geometric", "flops", "neurons"], default="geometric",
+                   help="published schedule: the same FLOPs factor every event, 60 events to 3 %% of the "
+                        "largest network, a checkpoint every 15 %% lower (geometric, default); FLOPs "
+                        "linear over 40 events to a tenth, a checkpoint every 5 %% (flops, the first "
+                        "version); or neurons linear (docs/pruning.md section 6)")
     p.add_argument("--delta", type=float, default=0.5,
                    help="the accuracy floor's tolerance in points below the original networks' validation "
                         "accuracy (default 0.5); reports also read the curves off at 0.25, 0.5, 1 and 2")

@@ -33,23 +33,29 @@ class ScheduleConfig:
     # 100 left PAM under its floor in 2 of 5 digits seeds, 500 recovered both (docs/pruning.md)
     warmup_batches: int = 500
     every: int = 10  # minibatches between removal events (the PAM authors' P2: 10)
-    events: int = 40  # removal events from the start to end_fraction (P2: paced by ``pace``)
+    # removal events from the start to end_fraction (P2: paced by ``pace``). The defaults are the
+    # "geometric" schedule (runs/experiment_config.PACE_PLANS also names the first, "flops", one:
+    # linear, 40 events to 0.1, a linear grid at 0.05); chosen by measurement, docs/pruning.md section 6
+    events: int = 60
     # P2: each event brings the all-task FLOPs ("flops": linearly; "geometric": by the same factor
     # every event) or the live neurons ("neurons", linearly) to its share of the way to the end.
     # Linear from a merged net's own start (3-4x one network) to the common end removes 33-45 % of
     # the remaining FLOPs per event near the end, one network 15-20 % (docs/pruning.md section 6)
-    pace: str = "flops"
-    end_fraction: float = 0.1  # the schedule's last FLOPs target, a fraction of the unit below
+    pace: str = "geometric"
+    # the schedule's last FLOPs target, a fraction of the unit below. 0.1 censored networks with
+    # headroom: B2 and B1 (task B) were still above their floors there (docs/pruning.md section 6)
+    end_fraction: float = 0.03
     # "original": the end (end_fraction x) and the grid below the unit are in units of the largest
     # original network's FLOPs, the same absolute end for every scheme; above it the grid steps by
     # grid_step of the net's own start. "own": both in units of the pruned net's own start (the
     # first version: a merged PAM net, 3-4x one network, ran out of schedule with accuracy to spare)
     end_unit: str = "original"
     momentum: float = 0.9  # running average of the per-event importance (Molchanov et al.)
-    grid_step: float = 0.05  # a checkpoint whenever the FLOPs cross a multiple of this fraction
+    grid_step: float = 0.15  # a checkpoint whenever the FLOPs cross a multiple of this fraction
     # of the start ("linear"), or fall this fraction below the previous checkpoint's level
-    # ("geometric": the same relative resolution at 10 % of the start as at 90 %)
-    grid: str = "linear"
+    # ("geometric": the same relative resolution at 10 % of the start as at 90 %; the linear grid
+    # at 0.05 put its last checkpoints 30-50 % apart, where networks with headroom read off)
+    grid: str = "geometric"
     checkpoint_epochs: int = 2  # the converging finetune of every checkpoint (lr -> lr_end, cosine)
     lr_end: float = 1e-4  # Adam lr at the end of a checkpoint's finetune
     stop_margin: float = 3.0  # stop after 2 checkpoints in a row this many points under the reference

@@ -32,16 +32,18 @@ TIMING_FIELDS = ("latency_ms", "latency_ms_cuda", "seconds", "latency_gains", "t
 Progress = Callable[[dict], None]
 # values of fields added since a run folder was written, as the code that wrote it behaved
 LEGACY = {"floor": "own", "rank": "flops-aware", "regroup": "legacy"}
-QUICK_PLAN = ScheduleConfig(warmup_batches=4, every=2, events=6, checkpoint_epochs=1, grid_step=0.2)
+# (a smoke test runs every event: 4 warm-up minibatches leave a merged net under the stop rule)
+QUICK_PLAN = ScheduleConfig(warmup_batches=4, every=2, events=6, checkpoint_epochs=1, grid_step=0.2,
+                            end_fraction=0.1, grid="linear", stop_margin=100.0)
 # the published schedule's named paces (ExperimentConfig.pace; docs/pruning.md section 6):
 # "flops": linear in FLOPs, 40 events to a tenth of the largest original network, a checkpoint at
 # every 5 % (the first version); "geometric": the same FLOPs factor every event, 60 events to 3 %,
 # a checkpoint every 15 % lower (networks with headroom read off near a tenth: the linear grid's
 # last steps were 30-50 % apart there and the end censored B2 and B1); "neurons": linear in neurons
-PACE_PLANS = {"flops": ScheduleConfig(),
-              "geometric": ScheduleConfig(pace="geometric", events=60, end_fraction=0.03, grid="geometric",
-                                          grid_step=0.15),
-              "neurons": ScheduleConfig(pace="neurons")}
+_LINEAR = dict(events=40, end_fraction=0.1, grid="linear", grid_step=0.05)
+PACE_PLANS = {"geometric": ScheduleConfig(),
+              "flops": ScheduleConfig(pace="flops", **_LINEAR),
+              "neurons": ScheduleConfig(pace="neurons", **_LINEAR)}
 # validation pictures per data set (at least): MNIST's 5,000 give a standard error of about 0.1
 # points at the floor; the digits presets compose theirs from a few hundred source digits, so more
 # pictures would not make them more independent (their standard errors understate the noise)
@@ -76,8 +78,8 @@ class ExperimentConfig:
     schedule: str = "published"  # "published" (a curve per scheme) | "floor-greedy" (the first loop)
     delta: float = 0.5  # the floor's tolerance (accuracy points): read-off (published) or accept rule
     # the published schedule's named pace (PACE_PLANS: its events, end and checkpoint grid with
-    # it); part of every stage's key
-    pace: str = "flops"
+    # it); part of every stage's key. "geometric" measured the finer one (docs/pruning.md section 6)
+    pace: str = "geometric"
     # a project (``preset`` = its file): the content key of its data, labels and networks
     # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
     # project's older content is another configuration. None for presets.
@@ -214,11 +216,16 @@ class ExperimentConfig:
         if self.quick:
             return PruneConfig(max_steps=self.max_steps or 4, finetune_batches=3, final_finetune_epochs=1,
                                score_batches=2, vib_epochs=1, step_fraction=0.2,
-                               plan=dataclasses.replace(QUICK_PLAN, pace=PACE_PLANS[self.pace].pace,
-                                                        grid=PACE_PLANS[self.pace].grid), **common)
+                               plan=self._quick_plan(), **common)
         if self.max_steps is not None:
             common["max_steps"] = self.max_steps
         return PruneConfig(plan=PACE_PLANS[self.pace], **common)
+
+    def _quick_plan(self) -> ScheduleConfig:
+        full = PACE_PLANS[self.pace]
+        # a geometric grid about as coarse as the quick linear one: 6 checkpoints to the end
+        step = 0.3 if full.grid == "geometric" else QUICK_PLAN.grid_step
+        return dataclasses.replace(QUICK_PLAN, pace=full.pace, grid=full.grid, grid_step=step)
 
     def mtz(self, seed: int) -> MTZConfig:
         return MTZConfig(n_samples=128, retrain_batches=3, seed=seed, device=self.device) if self.quick \

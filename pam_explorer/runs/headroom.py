@@ -35,11 +35,13 @@ from pam_explorer.merge.build import from_single
 from pam_explorer.prune import PruneConfig, TaskData
 from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.schedule import run_schedule
+from pam_explorer.runs.estimates import checkpoints as grid_checkpoints
 from pam_explorer.runs.regime_map import b1_compression
 from pam_explorer.runs.stage_run import read_record
 
 # the quick estimate: a fifth of the published budget on 2,000 training pictures, one-epoch finetunes
-QUICK_PLAN = ScheduleConfig(warmup_batches=20, every=4, events=25, checkpoint_epochs=1, grid_step=0.05)
+# (the published pace, end and grid: a tenth as the end would cap the figure at 10x)
+QUICK_PLAN = ScheduleConfig(warmup_batches=20, every=4, events=25, checkpoint_epochs=1)
 QUICK_DATA = DataConfig(n_train=2000, n_val=2000, n_test=500)
 MEANING = ("B1's compression: how many times fewer FLOPs each network needs, pruned alone, within "
            "{delta:g} points of its accuracy. Far above 1, merging has redundancy to remove and PAM "
@@ -113,9 +115,9 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
 def estimate_seconds(nets: Sequence[nn.Module], in_channels: int, image_size: int, threads: int = 1) -> float:
     """Predicted seconds of :func:`estimate_headroom` on the CPU (cost/estimate.py's rule): per
     network the schedule's minibatches plus a one-epoch finetune and an evaluation per checkpoint
-    (at most 1 / grid_step of them, at about half the FLOPs on average)."""
+    (the grid's points down to the end, at about half the FLOPs on average)."""
     plan, n = QUICK_PLAN, QUICK_DATA
-    checkpoints = int(round(1 / plan.grid_step))
+    checkpoints = grid_checkpoints(PruneConfig(plan=plan))
     works = []
     for net in nets:
         flops = forward_flops(net, in_channels, image_size)

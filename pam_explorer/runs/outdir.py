@@ -155,7 +155,7 @@ def _same(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | Callable |
 def _diff(have: Mapping, want: Mapping, defaults: Mapping[str, Any] | Callable | None) -> str:
     have = _complete(have, defaults)
     keys = [k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
-    return ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in keys[:4])
+    return ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in keys[:6])
 
 
 def _results(out: Path) -> set[str]:

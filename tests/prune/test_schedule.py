@@ -25,7 +25,7 @@ from pam_explorer.runs.checkpoints import FolderStore
 from tests.prune.prune_fixtures import TASKS, merged_net, synthetic, tiny_nets
 
 PLAN = ScheduleConfig(warmup_batches=3, every=2, events=4, checkpoint_epochs=1, grid_step=0.1,
-                      end_fraction=0.3)
+                      end_fraction=0.3, pace="flops", grid="linear")
 
 
 def cfg(**kw) -> PruneConfig:

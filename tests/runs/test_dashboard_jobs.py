@@ -49,7 +49,7 @@ def test_a_runs_merged_structure_is_the_explorers_prediction(tmp_path, capsys, m
     assert report["config"]["mi"] == {**MIConfig().__dict__, "profile": "default"}
     # progress: one line per step, fractions never go back, the last is 100 %
     fractions = [float(m) / 100 for m in re.findall(r"\[(\d+)%\]", capsys.readouterr().err)]
-    assert len(fractions) >= 8 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert len(fractions) >= 8 and fractions == sorted(fractions) and fractions[-1] == 1.0, fractions
     assert len({f for f in fractions if 0 < f < 1}) >= 4  # not stuck at one value through the stage
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert progress["fraction"] == 1.0 and progress["stages"] == 1

@@ -74,7 +74,7 @@ def test_the_quick_estimate_reads_its_own_curve(monkeypatch, nets):
     from pam_explorer.core.config import DataConfig
     from pam_explorer.prune.config import ScheduleConfig
 
-    plan = ScheduleConfig(warmup_batches=2, every=2, events=4, checkpoint_epochs=1, grid_step=0.25)
+    plan = ScheduleConfig(warmup_batches=2, every=2, events=4, checkpoint_epochs=1, grid_step=0.5)
     monkeypatch.setattr(hr, "QUICK_PLAN", plan)
     monkeypatch.setattr(hr, "QUICK_DATA", DataConfig(n_train=64, n_val=64, n_test=32))
     out = hr.estimate_headroom(PRESET, nets, delta=100.0)  # every checkpoint passes: the last is read
