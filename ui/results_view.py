@@ -195,8 +195,8 @@ def config_lines(report: Mapping) -> list[str]:
     rg = cfg.get("regroup_config") or {}
     mi = cfg.get("mi") or {}
     lines = [f"preset {code(report.get('preset'))} · pruning {code(report.get('prune'))}"
-             + (f" (rank {code(cfg['rank'])}, floor {code(cfg.get('floor'))}, pace {code(cfg.get('pace', 'flops'))})"
-                if "rank" in cfg else "")
+             + (f" (rank {code(cfg['rank'])}, floor {code(cfg.get('floor'))}, "
+                f"pace {code(cfg.get('pace', 'flops'))})" if "rank" in cfg else "")
              + (f" · target sparsity {report['target_sparsity']}" if "target_sparsity" in report else "")]
     alpha = number(report.get("alpha"))  # strict JSON writes an infinite alpha as "inf"
     lines.append("PAM regrouping: " + (f"profile {code(cfg['regroup'])}, " if "regroup" in cfg else "")

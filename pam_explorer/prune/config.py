@@ -228,5 +228,5 @@ class PruneConfig:
         v.device(self)
 
 
-__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "END_UNITS", "GRIDS",
-           "ScheduleConfig", "AdapMTLConfig", "PruneConfig"]
+__all__ = ["SCORE_SCOPES", "TAYLOR_MODES", "RANKS", "SCHEDULES", "TOLERANCES", "VIB_PACES", "END_UNITS",
+           "GRIDS", "ScheduleConfig", "AdapMTLConfig", "PruneConfig"]

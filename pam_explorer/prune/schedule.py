@@ -50,7 +50,7 @@ from pam_explorer.prune.base import (
 from pam_explorer.prune.config import TOLERANCES, PruneConfig
 from pam_explorer.prune.curve import readoff
 from pam_explorer.prune.masks import GroupId, NeuronMasks
-from pam_explorer.prune.schedule_grid import crossed_levels, event_target, grid_levels
+from pam_explorer.prune.schedule_grid import crossed_levels, event_target
 from pam_explorer.prune.schedule_select import all_task_flops, live_neurons, taylor_event, vib_event
 from pam_explorer.prune.vib_gates import VIBGates, fold_gates
 from pam_explorer.train.finetune import evaluate, evaluate_se, finetune, grad_scales, scale_gradients

@@ -22,7 +22,8 @@ def event_target(start: float, end: float, event: int, events: int, pace: str) -
     return start - (start - end) * (event + 1) / events
 
 
-def grid_levels(start: float, unit: float, step: float, grid: str = "linear", floor: float = 0.0) -> list[float]:
+def grid_levels(start: float, unit: float, step: float, grid: str = "linear",
+                floor: float = 0.0) -> list[float]:
     """The FLOPs of the grid points above ``floor``, descending. "linear": every ``step`` of
     ``start`` down to ``unit``, then the unit itself (when below the start) and every ``step`` of
     it, down to zero; with the unit at the start, every multiple of ``step`` of the start (the first

@@ -14,7 +14,6 @@ a busy machine is slower.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 
 import torch

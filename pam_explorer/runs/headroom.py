@@ -74,9 +74,9 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
     """B1's measured compression of ``preset``'s ``arch`` networks, or None when no record is
     found: {"measured": True, "delta", "compression": {task: mean over records}, "min": {task},
     "records": how many seeds, "sources": [record files], "ranks" and "paces": the neuron
-    rankings and schedule paces they used}. ``roots``: where to look (default: the committed results and the runs roots);
-    ``nets``: the loaded networks, whose unpruned FLOPs a record's curve must start at (None:
-    not checked)."""
+    rankings and schedule paces they used}. ``roots``: where to look (default: the committed
+    results and the runs roots); ``nets``: the loaded networks, whose unpruned FLOPs a record's
+    curve must start at (None: not checked)."""
     tasks = list(get_preset(preset).task_names)
     want = _unpruned_flops(nets, tasks) if nets is not None else None
     per_task: dict[str, list[float]] = {t: [] for t in tasks}

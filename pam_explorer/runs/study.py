@@ -92,8 +92,8 @@ class StudyConfig:
 
     def experiment(self, cell: Cell) -> ExperimentConfig:
         return ExperimentConfig(preset=cell.preset, prune=cell.prune, seeds=tuple(cell.seeds), rank=self.rank,
-                                delta=self.delta, schedule=self.schedule, pace=self.pace, arch=self.arch, device=self.device,
-                                quick=self.quick)
+                                delta=self.delta, schedule=self.schedule, pace=self.pace, arch=self.arch,
+                                device=self.device, quick=self.quick)
 
     def select(self, patterns: Sequence[str]) -> StudyConfig:
         """Only the cells whose folder name matches one of the shell ``patterns`` (all if none)."""

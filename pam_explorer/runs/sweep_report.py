@@ -147,7 +147,8 @@ def markdown(sweep: Mapping) -> str:
         + ["gain vs B1", "gain vs B2", "floor", "frontier"]
     cfg = sweep.get("config", {})
     lines = [f"Sweep of preset `{sweep['preset']}`, pruning `{sweep['prune']}` (rank `{cfg.get('rank')}`, "
-             f"floor `{cfg.get('floor')}`, regrouping `{cfg.get('regroup')}`, pace `{cfg.get('pace', 'flops')}`); "
+             f"floor `{cfg.get('floor')}`, regrouping `{cfg.get('regroup')}`, "
+             f"pace `{cfg.get('pace', 'flops')}`); "
              f"seeds {sweep['seeds']} "
              "(mean ± half-width of the 95 % CI: bootstrap from 5 seeds, t below); "
              f"torch threads {sweep.get('torch_threads')}.", ""]

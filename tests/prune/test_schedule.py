@@ -18,7 +18,8 @@ from pam_explorer.prune import PruneConfig, TaskData, get_pruner
 from pam_explorer.prune.base import apply_removal
 from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.masks import NeuronMasks
-from pam_explorer.prune.schedule import MemoryStore, _flops_target, crossed_levels, grid_levels, run_schedule
+from pam_explorer.prune.schedule import MemoryStore, _flops_target, run_schedule
+from pam_explorer.prune.schedule_grid import crossed_levels, grid_levels
 from pam_explorer.prune.schedule_select import all_task_flops, vib_event
 from pam_explorer.prune.vib_gates import VIBGates, kl_divergence
 from pam_explorer.runs.checkpoints import FolderStore

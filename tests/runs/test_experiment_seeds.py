@@ -3,7 +3,6 @@ configs, and the statistics it reports (against plain recomputation)."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import statistics
