@@ -30,6 +30,8 @@ def grid_levels(start: float, unit: float, step: float, grid: str = "linear",
     version's grid). "geometric": each point ``step`` below the one before: start x (1 - step)^g
     down to the unit, then the unit and unit x (1 - step)^k (needs ``floor`` > 0)."""
     if grid == "geometric":
+        if floor <= 0:  # the levels never reach zero: the list would run until floats underflow
+            raise ValueError(f"a geometric grid needs floor > 0, got {floor}")
         q = 1 - step
         levels, g = [], 1
         while start * q ** g > unit * (1 + 1e-12) and start * q ** g > floor:

@@ -235,6 +235,8 @@ def test_geometric_grid_by_hand_and_counted():
     assert grid_levels(1000.0, 1000.0, 0.2, "geometric", floor=410) == pytest.approx([800, 640, 512])
     # a merged net 4x the unit: 50 % steps from its start down to the unit, the unit, then below it
     assert grid_levels(400.0, 100.0, 0.5, "geometric", floor=20) == pytest.approx([200, 100, 50, 25])
+    with pytest.raises(ValueError, match="floor > 0"):
+        grid_levels(400.0, 100.0, 0.5, "geometric")
     rng = torch.Generator().manual_seed(1)
     for _ in range(100):
         start = float(torch.randint(100, 10_000, (1,), generator=rng))
