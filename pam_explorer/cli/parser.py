@@ -134,6 +134,10 @@ def _schedule_arg(p: argparse.ArgumentParser) -> None:
                         "largest network, a checkpoint every 15 %% lower (geometric, default); FLOPs "
                         "linear over 40 events to a tenth, a checkpoint every 5 %% (flops, the first "
                         "version); or neurons linear (docs/pruning.md section 6)")
+    p.add_argument("--merged-budget", choices=["per-network", "total"], default="per-network",
+                   help="published schedule: train a merged net (B2, PAM) as long as one network of B1 "
+                        "(per-network, default) or as B1's networks together (total: warm-up and the "
+                        "minibatches between events times the number of tasks)")
     p.add_argument("--delta", type=float, default=0.5,
                    help="the accuracy floor's tolerance in points below the original networks' validation "
                         "accuracy (default 0.5); reports also read the curves off at 0.25, 0.5, 1 and 2")

@@ -26,6 +26,11 @@ from pam_explorer.zoo.registry import list_models
 SCHEMES = ("B1", "B2", "PAM")
 FLOORS = ("original", "own")
 REGROUP_PROFILES = ("default", "paper", "legacy")
+# the training budget of a merged net (B2, PAM) inside the published schedule: "per-network", as
+# one network of B1 (the issue's rule), or "total", K networks' worth (B1 trains each of its K
+# networks on its own budget): warm-up and minibatches between events times K, the same events,
+# grid and checkpoint finetunes (schemes.merged_settings)
+MERGED_BUDGETS = ("per-network", "total")
 OUTPUTS = ("config.json", "report.json", "table.md", "model.zip", "stages")  # what DIR receives
 TIMING_FIELDS = ("latency_ms", "latency_ms_cuda", "seconds", "latency_gains", "time",  # not deterministic
                  "latency_measurement", "latency")
@@ -80,6 +85,7 @@ class ExperimentConfig:
     # the published schedule's named pace (PACE_PLANS: its events, end and checkpoint grid with
     # it); part of every stage's key. "geometric" measured the finer one (docs/pruning.md section 6)
     pace: str = "geometric"
+    merged_budget: str = "per-network"  # MERGED_BUDGETS; part of the merged stages' keys when not the default
     # a project (``preset`` = its file): the content key of its data, labels and networks
     # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
     # project's older content is another configuration. None for presets.
@@ -123,6 +129,7 @@ class ExperimentConfig:
         validate.choice(self, "schedule", SCHEDULES)
         validate.finite_non_negative(self, "delta")
         validate.choice(self, "pace", tuple(PACE_PLANS))
+        validate.choice(self, "merged_budget", MERGED_BUDGETS)
         if self.prune == "adapmtl":
             self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
@@ -240,7 +247,7 @@ class ExperimentConfig:
         task (None: each scheme's own); ``layers``: (name, kind) of the networks' layers."""
         return SchemeSettings(self.preset, self.prune, self.prune_config(seed, reference), self.mtz(seed),
                               self.finetune(seed), self.mi(seed), self.regroup_config(layers), self.data(),
-                              0.02 if self.quick else 0.2, self.mi_data())
+                              0.02 if self.quick else 0.2, self.mi_data(), self.merged_budget)
 
 
 def check_project_key(cfg: Any, project: ProjectPreset) -> None:
@@ -265,5 +272,5 @@ def _has_meta(preset: str, tasks: Sequence[str], arch: str) -> bool:
     return True
 
 
-__all__ = ["ExperimentConfig", "check_project_key", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "OUTPUTS",
-           "TIMING_FIELDS", "LEGACY"]
+__all__ = ["ExperimentConfig", "check_project_key", "SCHEMES", "FLOORS", "REGROUP_PROFILES", "MERGED_BUDGETS",
+           "OUTPUTS", "TIMING_FIELDS", "LEGACY"]

@@ -137,7 +137,11 @@ def _pm(mean: float, ci: Sequence[float], scale: float = 1.0, fmt: str = "{:.3f}
 
 def _pace(cfg: Mapping) -> str:
     """The published schedule's pace (configs written before it was a setting ran linear)."""
-    return f", pace `{cfg.get('pace', 'flops')}`" if cfg.get("schedule", "published") == "published" else ""
+    if cfg.get("schedule", "published") != "published":
+        return ""
+    budget = cfg.get("merged_budget", "per-network")
+    merged = f", merged budget `{budget}`" if budget != "per-network" else ""
+    return f", pace `{cfg.get('pace', 'flops')}`{merged}"
 
 
 def _header(report: Mapping) -> list[str]:

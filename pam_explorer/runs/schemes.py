@@ -52,6 +52,20 @@ class SchemeSettings:
     data: DataConfig
     latency_run_time: float = 0.2  # seconds of torch.utils.benchmark per subset
     mi_data: DataConfig = DataConfig()  # PAM's MI sample is drawn from this data (the explorer's)
+    merged_budget: str = "per-network"  # ExperimentConfig.merged_budget (merged_settings)
+
+
+def merged_settings(s: SchemeSettings, n_networks: int) -> SchemeSettings:
+    """The settings a merged net of ``n_networks`` networks is pruned with: ``merged_budget``
+    "total" trains it as long as B1 trains its networks together (the schedule's warm-up and the
+    minibatches between events times ``n_networks``; the events, checkpoint grid and checkpoint
+    finetunes stay as they are), "per-network" leaves ``s`` as it is."""
+    if s.merged_budget == "per-network":
+        return s
+    plan = s.prune.plan
+    plan = dataclasses.replace(plan, warmup_batches=plan.warmup_batches * n_networks,
+                               every=plan.every * n_networks)
+    return dataclasses.replace(s, prune=dataclasses.replace(s.prune, plan=plan))
 
 
 def _span(say: Say, lo: float, hi: float) -> Say:
@@ -198,6 +212,7 @@ def _pruned_merged(s: SchemeSettings, net: MergedNet, data: TaskData, say: Say, 
                    tag: str, nets: Sequence, meta: dict, t0: float) -> tuple[dict, dict[str, Path]]:
     """B2 / PAM after building: the joint finetuning of the floor-greedy loop (the published
     schedule trains inside its budget instead), pruning, the record and the files."""
+    s = merged_settings(s, len(net.tasks))
     rec: dict = {}
     lo = 0.35
     if s.prune.schedule != "published" or not get_pruner(s.method).structured:

@@ -81,6 +81,8 @@ def stage_inputs(name: str, s: SchemeSettings) -> dict:
     if name == "PAM":
         inputs.update(mi=dataclasses.asdict(s.mi), regroup=dataclasses.asdict(s.regroup),
                       finetune=dataclasses.asdict(s.finetune), mi_data=dataclasses.asdict(s.mi_data))
+    if name != "B1" and s.merged_budget != "per-network":  # the default leaves older keys as they were
+        inputs["merged_budget"] = s.merged_budget
     if s.prune.flops_weight > 0:  # ties now go to the larger saving (prune.base.rank_neurons): stages
         inputs["rank_ties"] = "savings"  # ranked before that are stale; published-rank keys unchanged
     return inputs

@@ -70,6 +70,7 @@ class SweepConfig:
     schedule: str = ExperimentConfig.schedule  # "published" (curves) | "floor-greedy"
     delta: float = ExperimentConfig.delta  # the floor's tolerance (points)
     pace: str = ExperimentConfig.pace  # the published schedule's FLOPs pace
+    merged_budget: str = ExperimentConfig.merged_budget  # B2's and PAM's training budget
     project_key: str | None = None  # a project's content key, filled in as ExperimentConfig's
 
     def __post_init__(self) -> None:

@@ -146,9 +146,11 @@ def markdown(sweep: Mapping) -> str:
     head = ["scheme", "alpha"] + [f"FLOPs {s} (M)" for s in subsets] + [f"acc {t} (min)" for t in tasks] \
         + ["gain vs B1", "gain vs B2", "floor", "frontier"]
     cfg = sweep.get("config", {})
+    budget = cfg.get("merged_budget", "per-network")
     lines = [f"Sweep of preset `{sweep['preset']}`, pruning `{sweep['prune']}` (rank `{cfg.get('rank')}`, "
              f"floor `{cfg.get('floor')}`, regrouping `{cfg.get('regroup')}`, "
-             f"pace `{cfg.get('pace', 'flops')}`); "
+             f"pace `{cfg.get('pace', 'flops')}`"
+             + (f", merged budget `{budget}`" if budget != "per-network" else "") + "); "
              f"seeds {sweep['seeds']} "
              "(mean ± half-width of the 95 % CI: bootstrap from 5 seeds, t below); "
              f"torch threads {sweep.get('torch_threads')}.", ""]
