@@ -13,6 +13,7 @@ a busy machine is slower.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -58,8 +59,9 @@ def experiment_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads
     prune = cfg.prune_config(0, None)
     total = float(sum(flops))
     if prune.schedule == "published" and cfg.prune != "adapmtl":
+        merged = _merged_prune(cfg, prune, len(flops))
         per_scheme = {"B1": [w for f in flops for w in _schedule(f, prune, sizes)],
-                      "B2": _schedule(max(flops), prune, sizes), "PAM": _schedule(total, prune, sizes)}
+                      "B2": _schedule(max(flops), merged, sizes), "PAM": _schedule(total, merged, sizes)}
         schemes = [s for s in cfg.schemes if baselines or s == "PAM"]
         works = [w for s in schemes for w in per_scheme[s] * (pam_points if s == "PAM" else 1)]
         return seconds(works, threads) * len(cfg.seeds)
@@ -72,6 +74,15 @@ def experiment_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads
     schemes = [s for s in cfg.schemes if baselines or s == "PAM"]
     works = [w for s in schemes for w in per_scheme[s] * (pam_points if s == "PAM" else 1)]
     return seconds(works, threads) * len(cfg.seeds)
+
+
+def _merged_prune(cfg, prune, n_networks: int):
+    """The PruneConfig a merged net trains under (``cfg.merged_budget``, runs/schemes.merged_settings)."""
+    if getattr(cfg, "merged_budget", "per-network") == "per-network":
+        return prune
+    plan = dataclasses.replace(prune.plan, warmup_batches=prune.plan.warmup_batches * n_networks,
+                               every=prune.plan.every * n_networks)
+    return dataclasses.replace(prune, plan=plan)
 
 
 def checkpoints(prune) -> int:
@@ -95,9 +106,11 @@ def budget_text(cfg) -> str:
     """What an experiment's estimate assumes, in words."""
     prune = cfg.prune_config(0, None)
     if prune.schedule == "published" and cfg.prune != "adapmtl":
+        merged = " (a merged net: times the number of networks)" \
+            if getattr(cfg, "merged_budget", "per-network") == "total" else ""
         return (f"published schedule: {prune.plan.total_batches} training minibatches per pruned "
-                f"network, up to {checkpoints(prune)} checkpoints finetuned {prune.plan.checkpoint_epochs} "
-                "epoch(s) each")
+                f"network{merged}, up to {checkpoints(prune)} checkpoints finetuned "
+                f"{prune.plan.checkpoint_epochs} epoch(s) each")
     return (f"{cfg.finetune(0).epochs} joint finetuning epochs, about {min(prune.max_steps, TURNS)} pruning "
             "turns per scheme")
 

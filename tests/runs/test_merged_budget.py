@@ -60,3 +60,14 @@ def test_a_total_budget_run_trains_pam_twice_as_long_as_each_b1_network(tmp_path
     assert set(b1.values()) == {cfg.prune_config(0, None).plan.total_batches}
     assert pam == 2 * cfg.prune_config(0, None).plan.total_batches
     assert report["config"]["merged_budget"] == "total"
+
+
+def test_the_time_estimate_counts_the_merged_nets_longer_training():
+    from pam_explorer.runs.estimates import budget_text, experiment_seconds
+
+    sizes, flops = {"train": 8000, "val": 1000, "test": 1000}, [1_000_000, 1_000_000]
+    for scheme, longer in (("B1", False), ("B2", True), ("PAM", True)):
+        one, total = (ExperimentConfig(schemes=(scheme,), merged_budget=b) for b in ("per-network", "total"))
+        per_network, merged = (experiment_seconds(c, flops, sizes, 1) for c in (one, total))
+        assert (merged > per_network) == longer, scheme
+    assert "times the number of networks" in budget_text(ExperimentConfig(merged_budget="total"))
