@@ -203,6 +203,23 @@ def test_the_committed_maps_gains_equal_those_recomputed_from_their_records():
     assert checked >= 1
 
 
+def test_every_complete_committed_cell_has_its_report_of_the_same_records():
+    """A fresh clone opens a cell's runs (the Results page reads DIR/report.json): every cell whose
+    planned seeds all have their three stage records carries a report of those seeds and costs."""
+    cells = _committed_cells()
+    if not cells:
+        pytest.skip("no committed regime map")
+    for folder in cells:
+        config, records = rm.cell_records(folder)
+        if any(set(records.get(s, {})) != {"B1", "B2", "PAM"} for s in config["seeds"]):
+            continue
+        report = json.loads((folder / "report.json").read_text())
+        assert sorted(report["seeds"]) == sorted(config["seeds"]), folder
+        for seed in config["seeds"]:
+            pam = report["per_seed"][str(seed)]["schemes"]["PAM"]
+            assert pam["flops"] == records[seed]["PAM"]["flops"], folder
+
+
 def test_a_scheme_that_never_passes_the_floor_is_missing_not_an_error(tmp_path):
     """A published-schedule record whose figures are null (no checkpoint above the floor, as PAM
     on the width-1 control) is a result: that seed is left out of the gains and listed."""
