@@ -165,8 +165,8 @@ MUTATIONS: list[Mutation] = [
              "return n_above + 1 + _powers_at_or_above(flops, unit, q, tol)",
              "return n_above + _powers_at_or_above(flops, unit, q, tol)",
              (T + "prune/test_schedule.py::test_geometric_grid_by_hand_and_counted",)),
-    Mutation("merged-budget-forgets-the-events", PB + "runs/schemes.py",
-             "every=plan.every * n_networks)", "every=plan.every)",
+    Mutation("merged-budget-forgets-the-events", PB + "prune/config.py",
+             "every=self.every * factor)", "every=self.every)",
              (T + "runs/test_merged_budget.py::"
               "test_total_budget_multiplies_the_warmup_and_the_minibatches_between_events",)),
     Mutation("vib-kl-without-hw", PB + "prune/vib_gates.py",

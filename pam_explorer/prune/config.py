@@ -2,6 +2,7 @@
 AdapMTLConfig (the unstructured method's own), validated by :mod:`pam_explorer.core.validate`."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -94,6 +95,13 @@ class ScheduleConfig:
     def total_batches(self) -> int:
         """Training minibatches of the schedule (the budget of every pruned network)."""
         return self.warmup_batches + self.events * self.every
+
+    def trained_longer(self, factor: int) -> ScheduleConfig:
+        """The same events, grid and checkpoint finetunes with ``factor`` times the training: the
+        warm-up and the minibatches between events (a merged net of ``factor`` networks trained
+        as long as they are alone; ExperimentConfig.merged_budget "total")."""
+        return dataclasses.replace(self, warmup_batches=self.warmup_batches * factor,
+                                   every=self.every * factor)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,7 @@ def _merged_prune(cfg, prune, n_networks: int):
     """The PruneConfig a merged net trains under (``cfg.merged_budget``, runs/schemes.merged_settings)."""
     if getattr(cfg, "merged_budget", "per-network") == "per-network":
         return prune
-    plan = dataclasses.replace(prune.plan, warmup_batches=prune.plan.warmup_batches * n_networks,
-                               every=prune.plan.every * n_networks)
-    return dataclasses.replace(prune, plan=plan)
+    return dataclasses.replace(prune, plan=prune.plan.trained_longer(n_networks))
 
 
 def checkpoints(prune) -> int:

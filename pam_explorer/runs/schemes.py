@@ -62,9 +62,7 @@ def merged_settings(s: SchemeSettings, n_networks: int) -> SchemeSettings:
     finetunes stay as they are), "per-network" leaves ``s`` as it is."""
     if s.merged_budget == "per-network":
         return s
-    plan = s.prune.plan
-    plan = dataclasses.replace(plan, warmup_batches=plan.warmup_batches * n_networks,
-                               every=plan.every * n_networks)
+    plan = s.prune.plan.trained_longer(n_networks)
     return dataclasses.replace(s, prune=dataclasses.replace(s.prune, plan=plan))
 
 
