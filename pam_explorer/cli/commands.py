@@ -268,7 +268,8 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
                            rank=args.rank, regroup=args.regroup, arch=args.arch,
                            overrides=parse_overrides(args.override), max_steps=args.max_steps,
                            prune_lr=args.prune_lr, schedule=args.schedule, delta=args.delta,
-                           pace=args.pace, merged_budget=args.merged_budget)
+                           pace=args.pace, merged_budget=args.merged_budget,
+                           grid_step=args.grid_step)
     _check_overrides(cfg, get_preset(cfg.preset))
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
@@ -323,7 +324,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
                       quick=args.quick, device=args.device, target_sparsity=args.target_sparsity,
                       floor=args.floor, rank=args.rank, regroup=args.regroup, arch=args.arch,
                       max_steps=args.max_steps, prune_lr=args.prune_lr, schedule=args.schedule,
-                      delta=args.delta, pace=args.pace, merged_budget=args.merged_budget)
+                      delta=args.delta, pace=args.pace, merged_budget=args.merged_budget,
+                      grid_step=args.grid_step)
     if args.executor != "slurm" and not args.dry_run:  # on Slurm the jobs' nodes have the GPUs
         resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not in every job
     resources = Resources(partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,

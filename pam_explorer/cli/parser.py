@@ -138,6 +138,10 @@ def _schedule_arg(p: argparse.ArgumentParser) -> None:
                    help="published schedule: train a merged net (B2, PAM) as long as one network of B1 "
                         "(per-network, default) or as B1's networks together (total: warm-up and the "
                         "minibatches between events times the number of tasks)")
+    p.add_argument("--grid-step", type=float, default=None,
+                   help="published schedule: a checkpoint every this fraction lower in FLOPs (default: "
+                        "the pace's, 0.15 geometric, 0.05 linear); a read-off sits on this grid, so "
+                        "0.075 halves the step between seeds at twice the checkpoint finetunes")
     p.add_argument("--delta", type=float, default=0.5,
                    help="the accuracy floor's tolerance in points below the original networks' validation "
                         "accuracy (default 0.5); reports also read the curves off at 0.25, 0.5, 1 and 2")

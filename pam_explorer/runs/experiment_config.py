@@ -86,6 +86,10 @@ class ExperimentConfig:
     # it); part of every stage's key. "geometric" measured the finer one (docs/pruning.md section 6)
     pace: str = "geometric"
     merged_budget: str = "per-network"  # MERGED_BUDGETS; part of the merged stages' keys when not the default
+    # the checkpoint grid's step (a fraction of the start; None: the pace plan's, 0.15 geometric).
+    # A read-off sits on this grid, so a seed one checkpoint away from the others differs by one
+    # step: 0.075 halves that (BENCHMARKS "finer grid"); part of every stage's key through the plan
+    grid_step: float | None = None
     # a project (``preset`` = its file): the content key of its data, labels and networks
     # (ProjectPreset.content_key), filled in from the files; a run records it, so a folder of the
     # project's older content is another configuration. None for presets.
@@ -130,6 +134,8 @@ class ExperimentConfig:
         validate.finite_non_negative(self, "delta")
         validate.choice(self, "pace", tuple(PACE_PLANS))
         validate.choice(self, "merged_budget", MERGED_BUDGETS)
+        if self.grid_step is not None:
+            validate.in_interval(self, "grid_step", 0, 1)
         if self.prune == "adapmtl":
             self.adapmtl()  # validates target_sparsity, naming AdapMTLConfig's field
 
@@ -226,13 +232,18 @@ class ExperimentConfig:
                                plan=self._quick_plan(), **common)
         if self.max_steps is not None:
             common["max_steps"] = self.max_steps
-        return PruneConfig(plan=PACE_PLANS[self.pace], **common)
+        return PruneConfig(plan=self._full_plan(), **common)
+
+    def _full_plan(self) -> ScheduleConfig:
+        plan = PACE_PLANS[self.pace]
+        return plan if self.grid_step is None else dataclasses.replace(plan, grid_step=self.grid_step)
 
     def _quick_plan(self) -> ScheduleConfig:
         full = PACE_PLANS[self.pace]
         # a geometric grid about as coarse as the quick linear one: 6 checkpoints to the end
         step = 0.3 if full.grid == "geometric" else QUICK_PLAN.grid_step
-        return dataclasses.replace(QUICK_PLAN, pace=full.pace, grid=full.grid, grid_step=step)
+        return dataclasses.replace(QUICK_PLAN, pace=full.pace, grid=full.grid,
+                                   grid_step=step if self.grid_step is None else self.grid_step)
 
     def mtz(self, seed: int) -> MTZConfig:
         return MTZConfig(n_samples=128, retrain_batches=3, seed=seed, device=self.device) if self.quick \

@@ -141,7 +141,8 @@ def _pace(cfg: Mapping) -> str:
         return ""
     budget = cfg.get("merged_budget", "per-network")
     merged = f", merged budget `{budget}`" if budget != "per-network" else ""
-    return f", pace `{cfg.get('pace', 'flops')}`{merged}"
+    grid = f", checkpoint grid step {cfg['grid_step']:g}" if cfg.get("grid_step") is not None else ""
+    return f", pace `{cfg.get('pace', 'flops')}`{merged}{grid}"
 
 
 def _header(report: Mapping) -> list[str]:

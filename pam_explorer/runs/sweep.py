@@ -71,6 +71,7 @@ class SweepConfig:
     delta: float = ExperimentConfig.delta  # the floor's tolerance (points)
     pace: str = ExperimentConfig.pace  # the published schedule's FLOPs pace
     merged_budget: str = ExperimentConfig.merged_budget  # B2's and PAM's training budget
+    grid_step: float | None = ExperimentConfig.grid_step  # the checkpoint grid (None: the pace's)
     project_key: str | None = None  # a project's content key, filled in as ExperimentConfig's
 
     def __post_init__(self) -> None:

@@ -150,7 +150,9 @@ def markdown(sweep: Mapping) -> str:
     lines = [f"Sweep of preset `{sweep['preset']}`, pruning `{sweep['prune']}` (rank `{cfg.get('rank')}`, "
              f"floor `{cfg.get('floor')}`, regrouping `{cfg.get('regroup')}`, "
              f"pace `{cfg.get('pace', 'flops')}`"
-             + (f", merged budget `{budget}`" if budget != "per-network" else "") + "); "
+             + (f", merged budget `{budget}`" if budget != "per-network" else "")
+             + (f", checkpoint grid step {cfg['grid_step']:g}" if cfg.get("grid_step") is not None else "")
+             + "); "
              f"seeds {sweep['seeds']} "
              "(mean ± half-width of the 95 % CI: bootstrap from 5 seeds, t below); "
              f"torch threads {sweep.get('torch_threads')}.", ""]
