@@ -248,6 +248,22 @@ def _experiment_estimate(cfg: ExperimentConfig, points: int = 1, what: str = "")
         + estimates.budget_text(cfg)))
 
 
+def _run_estimate(cfg: ExperimentConfig, out: Path, workers: int, threads: int | None) -> _Estimate:
+    """An experiment's wall time: the stages not yet recorded in ``out``, over ``workers``."""
+    preset = get_preset(cfg.preset)
+    flops = estimates.net_flops(preset, task_networks(preset, cfg.arch))
+    sizes = estimates.split_sizes(preset, cfg.data())
+    done = [(s, seed) for s in cfg.schemes for seed in cfg.seeds if (out / "stages" / f"{s}_s{seed}.json").is_file()]
+    per_thread = torch_threads() if workers == 1 else (threads or 1)
+    stages = estimates.experiment_stage_seconds(cfg, flops, sizes, per_thread, skip=done)
+    total = len(cfg.schemes) * len(cfg.seeds)
+    what = (f"schemes {'/'.join(cfg.schemes)} x {len(cfg.seeds)} seed(s), {len(stages)} of {total} stages to run"
+            + (f" ({len(done)} already recorded in {out}/stages)" if done else "")
+            + ", " + estimates.budget_text(cfg))
+    how = f"{workers} workers of {per_thread} thread(s)" if workers > 1 else None
+    return _Estimate(estimates.estimate_line(estimates.pool_seconds(stages, workers), flops, sizes, what, how))
+
+
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
     """"0,1,2" -> (0, 1, 2); ConfigError naming the option otherwise."""
     try:
@@ -274,7 +290,7 @@ def cmd_experiment(args: argparse.Namespace) -> dict:
     resolve_device(cfg.device)  # "cuda" without a GPU: the clear error now, not after the first stage
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise ConfigError(f"--workers and --threads must be >= 1, got {args.workers} and {args.threads}")
-    estimate = _experiment_estimate(cfg)
+    estimate = _run_estimate(cfg, Path(args.out), args.workers, args.threads)
 
     def progress(row: dict) -> None:
         estimate.say()

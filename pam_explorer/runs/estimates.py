@@ -113,14 +113,34 @@ def budget_text(cfg) -> str:
             "turns per scheme")
 
 
-def estimate_line(secs: float, flops: Sequence[int], sizes: dict[str, int], what: str) -> str:
-    """One line for stderr: the estimate and what it rests on."""
-    threads = torch.get_num_threads()
+def pool_seconds(stage_seconds: Sequence[float], workers: int) -> float:
+    """Wall seconds of independent stages run by ``workers`` workers, each stage (longest first)
+    going to the least loaded worker: at least the longest stage and the total / workers."""
+    loads = [0.0] * max(1, workers)
+    for secs in sorted(stage_seconds, reverse=True):
+        loads[loads.index(min(loads))] += secs
+    return max(loads)
+
+
+def experiment_stage_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], threads: int,
+                             skip: Sequence[tuple[str, int]] = ()) -> list[float]:
+    """Seconds of each stage (scheme x seed) of ``cfg`` still to run: those not in ``skip``
+    ((scheme, seed) pairs already recorded)."""
+    per_scheme = {s: experiment_seconds(dataclasses.replace(cfg, schemes=(s,), seeds=cfg.seeds[:1]),
+                                        flops, sizes, threads) for s in cfg.schemes}
+    return [per_scheme[s] for seed in cfg.seeds for s in cfg.schemes if (s, seed) not in set(skip)]
+
+
+def estimate_line(secs: float, flops: Sequence[int], sizes: dict[str, int], what: str,
+                  threads: str | None = None) -> str:
+    """One line for stderr: the estimate and what it rests on (``threads``: how the work runs, in
+    words; default this process's torch threads)."""
+    threads = threads or f"{torch.get_num_threads()} thread(s)"
     mflops = ", ".join(f"{f / 1e6:.3g}" for f in flops)
-    return (f"estimate: {duration_text(secs)} on this machine's CPU ({threads} thread(s); a busy machine is "
+    return (f"estimate: {duration_text(secs)} on this machine's CPU ({threads}; a busy machine is "
             f"slower, a GPU faster): {len(flops)} networks of {mflops} MFLOPs per picture, "
             f"{sizes['train']:,} training pictures, {what}")
 
 
 __all__ = ["net_flops", "split_sizes", "train_seconds", "experiment_seconds", "estimate_line", "budget_text",
-           "checkpoints", "TURNS"]
+           "checkpoints", "pool_seconds", "experiment_stage_seconds", "TURNS"]

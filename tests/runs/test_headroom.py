@@ -80,3 +80,24 @@ def test_the_quick_estimate_reads_its_own_curve(monkeypatch, nets):
     out = hr.estimate_headroom(PRESET, nets, delta=100.0)  # every checkpoint passes: the last is read
     assert not out["measured"] and out["seconds"] > 0 and out["plan"]["events"] == 4
     assert set(out["compression"]) == {"A", "B"} and all(c > 1.2 for c in out["compression"].values())
+
+
+def _committed_lenet5_presets() -> list[str]:
+    from pam_explorer.core.paths import assets_root
+
+    return sorted(p.parent.name for p in assets_root().glob("*/A.safetensors"))
+
+
+@pytest.mark.parametrize("preset", _committed_lenet5_presets())
+def test_every_committed_lenet5_preset_shows_a_measured_headroom_on_a_fresh_clone(preset):
+    """The explorer's figure is B1's measured compression for every committed LeNet-5 preset:
+    the committed results hold B1 records of exactly these networks (results/regime_map,
+    results/headroom), each read off at a compression >= 1."""
+    from pam_explorer.core.paths import results_root
+    from pam_explorer.data import get_preset
+    from pam_explorer.zoo.pretrained import load_pretrained
+
+    nets = load_pretrained(preset, tuple(get_preset(preset).task_names))
+    found = hr.measured_headroom(preset, "lenet5", 0.5, nets, roots=[results_root()])
+    assert found is not None and found["measured"] and found["records"] >= 1
+    assert all(c >= 1.0 for c in found["min"].values())
