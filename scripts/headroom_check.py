@@ -1,7 +1,7 @@
 """The explorer's headroom figure against B1's measured compression (issue 24's target: within
 15 % on every committed LeNet-5 preset that has B1 records).
 
-    python scripts/headroom_check.py                                   # every preset with records
+    python scripts/headroom_check.py                                   # every committed LeNet-5 preset
     python scripts/headroom_check.py --presets mnist28-overlap-0 --seed 0
 
 For each preset: the measured figure (B1's compression read off the committed study records and
@@ -20,11 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pam_explorer.core.paths import assets_root  # noqa: E402
 from pam_explorer.data import get_preset  # noqa: E402
 from pam_explorer.runs import headroom as hr  # noqa: E402
 from pam_explorer.zoo.pretrained import load_pretrained  # noqa: E402
 
-PRESETS = ("mnist28-wide-overlap-0", "mnist28-overlap-0", "mnist28-overlap-2", "mnist28-overlap-4")
+# every committed LeNet-5 preset (networks at the top of assets/<preset>/)
+PRESETS = tuple(sorted({p.parent.name for p in assets_root().glob("*/*.safetensors")}))
 
 
 def check(preset: str, seed: int, delta: float) -> dict:
