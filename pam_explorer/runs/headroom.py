@@ -37,7 +37,7 @@ from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.schedule import run_schedule
 from pam_explorer.runs.estimates import checkpoints as grid_checkpoints
 from pam_explorer.runs.regime_map import b1_compression
-from pam_explorer.runs.stage_run import read_record
+from pam_explorer.runs.stage_run import RECORD_META, read_record
 
 # the quick estimate: a fifth of the published budget on 2,000 training pictures, one-epoch finetunes
 # (the published pace, end and grid: a tenth as the end would cap the figure at 10x)
@@ -63,6 +63,15 @@ def _experiment_folders(roots: Sequence[Path]) -> list[Path]:
     return sorted(set(found))
 
 
+def _record_key(path: Path) -> str | None:
+    """The stage key a record was written under (read_record drops it), or None."""
+    try:
+        meta = json.loads(path.read_text()).get(RECORD_META)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return meta.get("key") if isinstance(meta, dict) else None
+
+
 def _matches(config: dict, preset: str, arch: str) -> bool:
     return (config.get("preset") == preset and config.get("arch", "lenet5") == arch
             and config.get("prune") == "taylor" and config.get("schedule") == "published")
@@ -80,7 +89,7 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
     tasks = list(get_preset(preset).task_names)
     want = _unpruned_flops(nets, tasks) if nets is not None else None
     per_task: dict[str, list[float]] = {t: [] for t in tasks}
-    sources, ranks, paces = [], set(), set()
+    sources, ranks, paces, seen = [], set(), set(), set()
     for folder in _experiment_folders(list(roots) if roots is not None else [results_root(), *runs_roots()]):
         try:
             config = json.loads((folder / "config.json").read_text())
@@ -93,6 +102,9 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
                 record = read_record(path)
             except ValueError:  # unreadable: not evidence
                 continue
+            key = _record_key(path)
+            if key is not None and key in seen:
+                continue  # the same stage resumed into another folder: one measurement, counted once
             curves = record.get("curve")
             if want is not None and isinstance(curves, dict) and any(
                     curves.get(t, [{}])[0].get("flops", {}).get(t) != want[t] for t in tasks):
@@ -102,6 +114,7 @@ def measured_headroom(preset: str, arch: str = "lenet5", delta: float = 0.5,
                 for t in tasks:
                     per_task[t].append(comp[t])
                 sources.append(str(path))
+                seen.add(key)
                 ranks.add(config.get("rank", "published"))
                 paces.add(config.get("pace", "flops"))
     if not sources:

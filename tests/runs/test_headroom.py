@@ -62,6 +62,16 @@ def test_measured_headroom_reads_b1_records_of_these_networks_only(tmp_path, net
     assert fig["measured"] and fig["compression"] == got["compression"] and "B2" in fig["meaning"]
 
 
+def test_one_stage_resumed_into_several_folders_counts_once(tmp_path, nets):
+    flops = {t: forward_flops(n, 1, 28) for n, t in zip(nets, ("A", "B"))}
+    curves = {"A": [95.0, 94.8, 94.6, 93.0], "B": [92.0, 91.9, 91.7, 91.6]}
+    same = {**_b1(flops, curves), "_stage": {"key": "k0", "version": "stage-v4"}}
+    _folder(tmp_path, "run", same)
+    _folder(tmp_path, "copy", same)  # the same record resumed into another run folder
+    _folder(tmp_path, "other", {**_b1(flops, curves), "_stage": {"key": "k1", "version": "stage-v4"}})
+    assert hr.measured_headroom(PRESET, nets=nets, roots=[tmp_path])["records"] == 2
+
+
 def test_without_records_the_figure_states_the_estimates_cost(tmp_path, nets):
     fig = hr.headroom_figure(PRESET, nets, roots=[tmp_path])
     assert not fig["measured"] and fig["compression"] is None
