@@ -16,8 +16,9 @@ from pam_explorer.core.errors import PamError
 from pam_explorer.cost.estimate import duration_text
 from pam_explorer.prune import PruneConfig
 from pam_explorer.runs import headroom as hr
+from pam_explorer.runs import jobs
 from ui import labels as L
-from ui.state import Setup, preset_arch
+from ui.state import Setup, preset_arch, runs_root
 
 DELTA = PruneConfig().delta  # the experiments' default tolerance, points
 
@@ -51,10 +52,28 @@ def _key(setup: Setup) -> tuple:
     return (setup.key, DELTA)
 
 
+def _measured_since(key: tuple) -> bool:
+    """True once this session's measuring run of the setup has ended (its record is then read)."""
+    runs = st.session_state.setdefault("headroom_runs", {})
+    if key not in runs:
+        return False
+    try:
+        state = jobs.read_status(runs[key], runs_root()).get("state")
+    except PamError:
+        state = "failed"
+    if state in ("done", "failed", "cancelled"):
+        del runs[key]
+        return True
+    return False
+
+
 def _figure(exp, setup: Setup) -> dict | None:
-    """The headroom figure of this setup, computed once per session (None: it cannot be had)."""
+    """The headroom figure of this setup, computed once per session and again once a measuring
+    run of it has ended (None: it cannot be had)."""
     store = st.session_state.setdefault("headroom_figures", {})
     key = _key(setup)
+    if _measured_since(key):
+        store.pop(key, None)
     if key not in store:
         arch = setup.arch or preset_arch(setup.preset) or "lenet5"
         try:
@@ -80,12 +99,18 @@ def headroom_section(exp, setup: Setup) -> None:
 
 
 def _estimate(exp, setup: Setup, fig: Mapping) -> None:
-    """The estimate of this session if one was run, else its cost and the button that runs it."""
+    """The estimate of this session if one was run, else its cost and the button that runs it;
+    then the button that measures it instead."""
     done = st.session_state.setdefault("headroom_estimates", {})
     key = _key(setup)
     if key in done:
         st.markdown(f"**Headroom:** {estimate_text(done[key])}")
-        return
+    else:
+        _estimate_button(exp, setup, fig, done)
+    _measure_button(setup, fig)
+
+
+def _estimate_button(exp, setup: Setup, fig: Mapping, done: dict) -> None:
     slot = st.empty()  # the cost and the button, replaced by the estimate once it ran
     with slot.container():
         st.markdown(f"**Headroom:** {fig['estimate_text']}.")
@@ -96,11 +121,34 @@ def _estimate(exp, setup: Setup, fig: Mapping) -> None:
         return
     with st.spinner("Pruning each network alone on a short P2 schedule ..."):
         try:
-            done[key] = hr.estimate_headroom(setup.preset, exp.nets, DELTA)
+            done[_key(setup)] = hr.estimate_headroom(setup.preset, exp.nets, DELTA)
         except PamError as exc:
             st.error(f"The headroom estimate failed: {exc}")
             return
-    slot.markdown(f"**Headroom:** {estimate_text(done[key])}")
+    slot.markdown(f"**Headroom:** {estimate_text(done[_key(setup)])}")
+
+
+def _measure_button(setup: Setup, fig: Mapping) -> None:
+    """Measure instead of estimating: B1 alone on the published schedule as a background run."""
+    key = _key(setup)
+    if key in st.session_state.setdefault("headroom_runs", {}):
+        st.caption(f"Measuring run {st.session_state['headroom_runs'][key]} is on the Runs page; the "
+                   "measured figure replaces this once it ends.")
+        return
+    arch = setup.arch or preset_arch(setup.preset) or "lenet5"
+    if not st.button(f"Measure it (B1 alone, seed 0, up to {duration_text(fig['measure_seconds'])}; "
+                     "a background run)", key="headroom_measure",
+                     help="Prunes each network alone on the published schedule, as an experiment's B1 "
+                          "does: the measured figure, and a stage later experiments reuse."):
+        return
+    try:
+        rid = jobs.submit(hr.measure_job(setup.preset, arch), runs_root(), name=f"headroom-{setup.preset}")
+    except PamError as exc:  # the queue is full
+        st.error(str(exc))
+        return
+    jobs.start_next(runs_root())
+    st.session_state["headroom_runs"][key] = rid
+    st.success(f"Run {rid} measures the headroom; progress on the Runs page.")
 
 
 __all__ = ["headroom_section", "compression_text", "measured_text", "estimate_text"]

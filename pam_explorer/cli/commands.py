@@ -253,15 +253,18 @@ def _run_estimate(cfg: ExperimentConfig, out: Path, workers: int, threads: int |
     preset = get_preset(cfg.preset)
     flops = estimates.net_flops(preset, task_networks(preset, cfg.arch))
     sizes = estimates.split_sizes(preset, cfg.data())
-    done = [(s, seed) for s in cfg.schemes for seed in cfg.seeds if (out / "stages" / f"{s}_s{seed}.json").is_file()]
+    done = [(s, seed) for s in cfg.schemes for seed in cfg.seeds
+            if (out / "stages" / f"{s}_s{seed}.json").is_file()]
     per_thread = torch_threads() if workers == 1 else (threads or 1)
     stages = estimates.experiment_stage_seconds(cfg, flops, sizes, per_thread, skip=done)
     total = len(cfg.schemes) * len(cfg.seeds)
-    what = (f"schemes {'/'.join(cfg.schemes)} x {len(cfg.seeds)} seed(s), {len(stages)} of {total} stages to run"
+    what = (f"schemes {'/'.join(cfg.schemes)} x {len(cfg.seeds)} seed(s), "
+            f"{len(stages)} of {total} stages to run"
             + (f" ({len(done)} already recorded in {out}/stages)" if done else "")
             + ", " + estimates.budget_text(cfg))
     how = f"{workers} workers of {per_thread} thread(s)" if workers > 1 else None
-    return _Estimate(estimates.estimate_line(estimates.pool_seconds(stages, workers), flops, sizes, what, how))
+    secs = estimates.pool_seconds(stages, workers)
+    return _Estimate(estimates.estimate_line(secs, flops, sizes, what, how))
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:

@@ -162,6 +162,25 @@ def estimate_headroom(preset: str, nets: Sequence[nn.Module], delta: float = 0.5
             "data": dataclasses.asdict(QUICK_DATA)}
 
 
+def measure_job(preset: str, arch: str = "lenet5", seed: int = 0) -> dict:
+    """The background run that measures the headroom instead of estimating it: B1 alone under
+    the experiment's defaults (P2, published schedule), one seed. Its run folder holds the record
+    :func:`measured_headroom` reads, and a later experiment resumes that stage (same key)."""
+    return {"command": "experiment",
+            "args": {"preset": preset, "arch": arch, "prune": "taylor", "schemes": ["B1"], "seeds": [seed]}}
+
+
+def measure_seconds(preset: str, nets: Sequence[nn.Module], arch: str = "lenet5") -> float:
+    """Predicted seconds of :func:`measure_job` on one CPU thread (runs/estimates.py's rule)."""
+    from pam_explorer.runs.estimates import experiment_seconds, split_sizes
+    from pam_explorer.runs.experiment_config import ExperimentConfig
+
+    spec = get_preset(preset)
+    cfg = ExperimentConfig(preset=preset, arch=arch, schemes=("B1",), seeds=(0,))
+    flops = [forward_flops(n, spec.in_channels, spec.image_size) for n in nets]
+    return experiment_seconds(cfg, flops, split_sizes(spec, cfg.data()), 1)
+
+
 def headroom_figure(preset: str, nets: Sequence[nn.Module], arch: str = "lenet5", delta: float = 0.5,
                     roots: Sequence[Path] | None = None) -> dict:
     """What the explorer shows beside the alpha slider: {"measured": bool, "compression": {task:
@@ -175,9 +194,10 @@ def headroom_figure(preset: str, nets: Sequence[nn.Module], arch: str = "lenet5"
         return {**out, **found}
     secs = estimate_seconds(nets, spec.in_channels, spec.image_size)
     return {**out, "measured": False, "compression": None, "estimate_seconds": round(secs, 1),
+            "measure_seconds": round(measure_seconds(preset, nets, arch), 1),
             "estimate_text": f"no B1 curve of these networks yet; a quick estimate takes "
                              f"{duration_text(secs)} on this CPU (1 thread)"}
 
 
-__all__ = ["measured_headroom", "estimate_headroom", "estimate_seconds", "headroom_figure", "QUICK_PLAN",
-           "QUICK_DATA", "MEANING"]
+__all__ = ["measured_headroom", "estimate_headroom", "estimate_seconds", "headroom_figure", "measure_job",
+           "measure_seconds", "QUICK_PLAN", "QUICK_DATA", "MEANING"]

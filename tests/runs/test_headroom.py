@@ -111,3 +111,23 @@ def test_every_committed_lenet5_preset_shows_a_measured_headroom_on_a_fresh_clon
     found = hr.measured_headroom(preset, "lenet5", 0.5, nets, roots=[results_root()])
     assert found is not None and found["measured"] and found["records"] >= 1
     assert all(c >= 1.0 for c in found["min"].values())
+
+
+def test_the_measuring_run_is_an_allowed_b1_experiment_of_the_defaults(nets):
+    from pam_explorer.runs import job_spec
+
+    job = job_spec.check(hr.measure_job(PRESET, "lenet5"))
+    argv = job_spec.argv(job, "/tmp/run")
+    assert argv[argv.index("experiment") + 1:] == [
+        "--preset", PRESET, "--arch", "lenet5", "--prune", "taylor", "--schemes", "B1", "--seeds", "0",
+        "--out", "/tmp/run"]
+    # B1 of one seed: the experiment's own estimate of that stage (the published budget, both nets)
+    from pam_explorer.data import get_preset
+    from pam_explorer.runs.estimates import experiment_seconds, split_sizes
+
+    cfg = ExperimentConfig(preset=PRESET, schemes=("B1",), seeds=(0,))
+    spec = get_preset(PRESET)
+    want = experiment_seconds(cfg, [forward_flops(n, spec.in_channels, spec.image_size) for n in nets],
+                              split_sizes(spec, cfg.data()), 1)
+    assert hr.measure_seconds(PRESET, nets) == pytest.approx(want)
+    assert hr.measure_seconds(PRESET, nets) > hr.estimate_seconds(nets, spec.in_channels, spec.image_size)

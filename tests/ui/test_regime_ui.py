@@ -146,3 +146,35 @@ def test_the_explorer_estimates_headroom_on_click_only(results, explorer, monkey
     assert calls == {"figure": 1, "estimate": 1}
     assert "Quick estimate: B1 compresses task A 3.00×" in " ".join(m.value for m in at.markdown)
     assert not [b for b in at.button if b.key == "headroom_estimate"]
+
+
+def test_the_explorer_measures_headroom_as_a_background_run(results, explorer, monkeypatch):
+    """The measure button submits B1 alone (the experiment's defaults, seed 0) to the run queue;
+    once that run has ended, the figure is read again and shows the measurement."""
+    from pam_explorer.runs import jobs
+
+    submitted, state = [], {"state": "running"}
+    monkeypatch.setattr(jobs, "submit", lambda job, root, name="run", **kw: submitted.append(job) or "r1")
+    monkeypatch.setattr(jobs, "start_next", lambda root=None: "r1")
+    monkeypatch.setattr(jobs, "read_status", lambda rid, root=None: {"run_id": rid, **state})
+    alphas = F.alpha_grid(explorer.max_mi(), extra=[DEFAULT_ALPHA])
+    at = fresh()
+    button = at.button(key="headroom_measure")
+    assert button.label.startswith("Measure it (B1 alone, seed 0, up to ")
+    button.click().run()
+    assert not at.exception, at.exception
+    assert submitted == [hr.measure_job("digits-2task", "lenet5")]
+    assert submitted[0]["args"] == {"preset": "digits-2task", "arch": "lenet5", "prune": "taylor",
+                                    "schemes": ["B1"], "seeds": [0]}
+    assert any("Run r1 measures the headroom" in m.value for m in at.success)
+    at.select_slider[0].set_value(alphas[40]).run()  # still running: the figure is not read again
+    assert any("Measuring run r1" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "headroom_measure"]
+    b1_records(results, "digits-2task", explorer.nets,
+               {"A": [95.0, 94.8, 94.6, 93.0], "B": [92.0, 91.9, 91.7, 91.6]})  # what the run wrote
+    state["state"] = "done"
+    at.select_slider[0].set_value(alphas[45]).run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "B1 compresses task A 1.67×, B 2.50× at 0.5 points (measured from 1 record)" in text
+    assert not [b for b in at.button if b.key in ("headroom_measure", "headroom_estimate")]
