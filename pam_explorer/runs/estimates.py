@@ -2,8 +2,9 @@
 FLOPs and the number of pictures (:mod:`pam_explorer.cost.estimate` holds the rule).
 
 The published schedule has a fixed budget per pruned network: its training minibatches, then a
-finetune of the checkpoints on the FLOPs grid that it reaches before its stop rule (``REACHED``
-of the grid, measured), at the curve's ``CURVE_MEAN`` of the unpruned FLOPs on average. B2's
+finetune of the checkpoints on the FLOPs grid that it reaches before its stop rule (geometric
+grid: ``GEOMETRIC_CHECKPOINT_WORK`` unpruned-size finetunes; linear: ``REACHED`` of the grid at
+the curve's ``CURVE_MEAN`` of the unpruned FLOPs on average; both measured). B2's
 zipped net is counted as the widest task network, PAM's merged one as all of them. The
 floor-greedy loop stops at the accuracy floor, so its length is not known in advance: it is
 estimated with ``TURNS`` pruning turns per scheme (fewer under ``--max-steps``) at ``SHRINK``
@@ -32,6 +33,15 @@ CURVE_MEAN = 0.55  # published: mean FLOPs of a curve's checkpoints, relative to
 # 3 points under its reference); digits-2task P2, 5 seeds: 11.5 of 22 per pruned network
 # (B1 10.7, B2 8.6, PAM 16.0; BENCHMARKS.md "Issue 23")
 REACHED = 0.55
+# published, geometric grid: the sum of the reached checkpoints' FLOPs fractions per curve (the
+# checkpoint finetunes' work in units of the unpruned net). Stable where the count is not: narrow
+# nets stop after 5-10 checkpoints near the start, wide ones after 14-22 far down, and a geometric
+# series puts the work in the first few. Measured 2.1-5.0, mean 4.2, over B1/B2/PAM x digits-2task
+# P2 and P1, mnist28-overlap-0 and mnist28-wide-overlap-0 P2 and P1 at the 15 % step; at 7.5 %
+# (digits P2) 1.3-1.6x that, so it grows as the square root of the grid's density (BENCHMARKS
+# "Time estimates under the geometric default"); the linear grid keeps REACHED x CURVE_MEAN
+GEOMETRIC_CHECKPOINT_WORK = 4.2
+GEOMETRIC_STEP = 0.15  # the step GEOMETRIC_CHECKPOINT_WORK was measured at
 
 
 def net_flops(preset: Preset, nets: Sequence[nn.Module]) -> list[int]:
@@ -94,9 +104,11 @@ def checkpoints(prune) -> int:
 def _schedule(flops: float, prune, sizes: dict[str, int]) -> list[Work]:
     """One network pruned by the published schedule: its training minibatches at full size, then
     the finetune and evaluation of every checkpoint at the curve's mean size."""
-    plan, n = prune.plan, checkpoints(prune) * REACHED
+    plan = prune.plan
+    n, mean = (GEOMETRIC_CHECKPOINT_WORK * math.sqrt(GEOMETRIC_STEP / plan.grid_step), 1.0) \
+        if plan.grid == "geometric" else (checkpoints(prune) * REACHED, CURVE_MEAN)
     return [Work(flops, plan.total_batches * prune.batch_size, 0),
-            Work(flops * CURVE_MEAN, n * plan.checkpoint_epochs * sizes["train"],
+            Work(flops * mean, n * plan.checkpoint_epochs * sizes["train"],
                  n * (sizes["val"] + sizes["test"]))]
 
 
