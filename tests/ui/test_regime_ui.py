@@ -142,6 +142,7 @@ def test_the_explorer_estimates_headroom_on_click_only(results, explorer, monkey
     assert calls["estimate"] == 1
     text = " ".join(m.value for m in at.markdown)
     assert "Quick estimate: B1 compresses task A 3.00×, B 4.25× at 0.5 points" in text
+    assert "a lower bound" in text  # what the estimate measured against the records
     at.select_slider[0].set_value(alphas[45]).run()
     assert calls == {"figure": 1, "estimate": 1}
     assert "Quick estimate: B1 compresses task A 3.00×" in " ".join(m.value for m in at.markdown)
