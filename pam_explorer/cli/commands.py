@@ -238,10 +238,15 @@ def _merge_estimate(preset: Preset, args: argparse.Namespace) -> _Estimate:
                                              "of the merged network (MI trajectories not counted)"))
 
 
-def _experiment_estimate(cfg: ExperimentConfig, points: int = 1, what: str = "") -> _Estimate:
+def _estimate_inputs(cfg: ExperimentConfig) -> tuple[list[int], dict[str, int]]:
+    """The networks' FLOPs per picture and the split sizes an experiment's estimate rests on."""
     preset = get_preset(cfg.preset)
-    flops = estimates.net_flops(preset, task_networks(preset, cfg.arch))
-    sizes = estimates.split_sizes(preset, cfg.data())
+    return (estimates.net_flops(preset, task_networks(preset, cfg.arch)),
+            estimates.split_sizes(preset, cfg.data()))
+
+
+def _experiment_estimate(cfg: ExperimentConfig, points: int = 1, what: str = "") -> _Estimate:
+    flops, sizes = _estimate_inputs(cfg)
     secs = estimates.experiment_seconds(cfg, flops, sizes, torch_threads(), pam_points=points)
     return _Estimate(estimates.estimate_line(
         secs, flops, sizes, f"schemes {'/'.join(cfg.schemes)} x {len(cfg.seeds)} seed(s){what}, "
@@ -250,9 +255,7 @@ def _experiment_estimate(cfg: ExperimentConfig, points: int = 1, what: str = "")
 
 def _run_estimate(cfg: ExperimentConfig, out: Path, workers: int, threads: int | None) -> _Estimate:
     """An experiment's wall time: the stages not yet recorded in ``out``, over ``workers``."""
-    preset = get_preset(cfg.preset)
-    flops = estimates.net_flops(preset, task_networks(preset, cfg.arch))
-    sizes = estimates.split_sizes(preset, cfg.data())
+    flops, sizes = _estimate_inputs(cfg)
     done = [(s, seed) for s in cfg.schemes for seed in cfg.seeds
             if (out / "stages" / f"{s}_s{seed}.json").is_file()]
     per_thread = torch_threads() if workers == 1 else (threads or 1)

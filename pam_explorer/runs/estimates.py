@@ -140,7 +140,8 @@ def experiment_stage_seconds(cfg, flops: Sequence[int], sizes: dict[str, int], t
     ((scheme, seed) pairs already recorded)."""
     per_scheme = {s: experiment_seconds(dataclasses.replace(cfg, schemes=(s,), seeds=cfg.seeds[:1]),
                                         flops, sizes, threads) for s in cfg.schemes}
-    return [per_scheme[s] for seed in cfg.seeds for s in cfg.schemes if (s, seed) not in set(skip)]
+    done = set(skip)
+    return [per_scheme[s] for seed in cfg.seeds for s in cfg.schemes if (s, seed) not in done]
 
 
 def estimate_line(secs: float, flops: Sequence[int], sizes: dict[str, int], what: str,

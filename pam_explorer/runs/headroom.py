@@ -36,6 +36,8 @@ from pam_explorer.prune import PruneConfig, TaskData
 from pam_explorer.prune.config import ScheduleConfig
 from pam_explorer.prune.schedule import run_schedule
 from pam_explorer.runs.estimates import checkpoints as grid_checkpoints
+from pam_explorer.runs.estimates import experiment_seconds, split_sizes
+from pam_explorer.runs.experiment_config import ExperimentConfig
 from pam_explorer.runs.regime_map import b1_compression
 from pam_explorer.runs.stage_run import RECORD_META, read_record
 
@@ -176,9 +178,6 @@ def measure_job(preset: str, arch: str = "lenet5", seed: int = 0) -> dict:
 
 def measure_seconds(preset: str, nets: Sequence[nn.Module], arch: str = "lenet5") -> float:
     """Predicted seconds of :func:`measure_job` on one CPU thread (runs/estimates.py's rule)."""
-    from pam_explorer.runs.estimates import experiment_seconds, split_sizes
-    from pam_explorer.runs.experiment_config import ExperimentConfig
-
     spec = get_preset(preset)
     cfg = ExperimentConfig(preset=preset, arch=arch, schemes=("B1",), seeds=(0,))
     flops = [forward_flops(n, spec.in_channels, spec.image_size) for n in nets]
